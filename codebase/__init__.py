@@ -1,0 +1,1 @@
+"""Everything the scripts share: data, networks, engines, complexity and latency, search, I/O."""

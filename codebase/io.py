@@ -1,0 +1,101 @@
+"""Atomic, safe file I/O for everything a run writes.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a run
+killed mid-write leaves either the old file or the new one, never half of one. Nothing untrusted
+is unpickled: JSON and YAML (safe_load) for our own files, torch.load(weights_only=True) for weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+
+def _to_builtin(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> Path:
+    """Call write(file_object) on a temporary file next to `path`, fsync it, rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text))
+
+
+def write_json(path: str | Path, obj: Any, indent: int | None = None) -> Path:
+    return write_text(path, json.dumps(obj, indent=indent, default=_to_builtin) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read our own JSON file; a corrupt or missing file raises ValueError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: corrupt JSON file ({e})") from None
+
+
+def write_yaml(path: str | Path, obj: Any) -> Path:
+    obj = json.loads(json.dumps(obj, default=_to_builtin))  # numpy/Path -> builtins
+    return write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: file not found") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: corrupt YAML file ({e})") from None
+
+
+def save_torch(path: str | Path, obj: Any) -> Path:
+    import torch
+
+    return atomic_write(path, lambda f: torch.save(obj, f), mode="wb")
+
+
+def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary code."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: weight file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt/unsafe files
+        raise ValueError(f"{path}: cannot load weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
