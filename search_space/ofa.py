@@ -179,13 +179,15 @@ class OFASearchSpace:
             raise ValueError(f"subnet field 'r': expected an integer resolution, got {r!r}")
         _check_choices([int(r)], self.resolutions, "r", "resolutions")
         out = {"d": d, "r": int(r)}
-        for key, choices, what in (("ks", self.kernel_sizes, "kernel sizes"), ("e", self.expand_ratios, "expand ratios")):
+        per_layer = (("ks", self.kernel_sizes, "kernel sizes"), ("e", self.expand_ratios, "expand ratios"))
+        for key, choices, what in per_layer:
             values = _int_list(subnet[key], key)
             if len(values) == N_LAYERS and sum(d) != N_LAYERS:  # padded form: one entry per layer slot
                 values = [values[s * MAX_DEPTH + j] for s in range(N_STAGES) for j in range(d[s])]
             if len(values) != sum(d):
                 raise ValueError(
-                    f"subnet field '{key}': expected sum(d) = {sum(d)} entries (or {N_LAYERS} padded), got {len(values)}"
+                    f"subnet field '{key}': expected sum(d) = {sum(d)} entries "
+                    f"(or {N_LAYERS} padded), got {len(values)}"
                 )
             _check_choices(values, choices, key, what)
             out[key] = values
