@@ -1,0 +1,200 @@
+"""Readers for the on-disk formats: CIFAR python pickles, STL-10 binaries, ImageFolder trees.
+
+Every reader checks the files first and raises ONE ValueError line saying what it expected where,
+never a torchvision traceback. The datasets they return all behave alike: `ds[i] -> (PIL RGB image,
+int label)`, `ds.classes` (class names) and `ds.targets` (one int label per item).
+"""
+
+from __future__ import annotations
+
+import codecs
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torchvision.datasets import STL10, ImageFolder, VisionDataset
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct
+
+
+def data_error(name: str, layout: str, root: Path, problem: str) -> ValueError:
+    return ValueError(f"{name}: expected {layout} under {root}; {problem}")
+
+
+# ---------------------------------------------------------------------------------------- CIFAR
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a CIFAR batch file cannot run code.
+
+    The CIFAR python batches are pickles (Python 2, protocol 2); the globals they need are numpy's
+    array reconstructor, ndarray, dtype, and _codecs.encode (bytes pickled by Python 3 at protocol 2).
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
+
+
+def load_cifar_pickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
+    if not isinstance(obj, dict):
+        raise pickle.UnpicklingError(f"expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+class CifarPickleDataset(VisionDataset):
+    """CIFAR-10/100 from torchvision's python-pickle folder (the files the official archive holds).
+
+    Read with an unpickler that admits numpy arrays only (torchvision's reader unpickles anything,
+    guarded by MD5 sums of the official files, which would also reject any re-packed copy).
+    """
+
+    def __init__(self, name: str, layout: str, root: Path, folder: str, files: list[str], meta_file: str,
+                 label_key: str, names_key: str, n_classes: int, transform=None) -> None:
+        super().__init__(str(root), transform=transform)
+
+        def fail(problem: str) -> ValueError:
+            return data_error(name, layout, root, problem)
+
+        base = root / folder
+        if not base.is_dir() and root.name == folder:  # the user pointed at the folder itself
+            base = root
+        if not base.is_dir():
+            raise fail("not found")
+        missing = [f for f in [*files, meta_file] if not (base / f).is_file()]
+        if missing:
+            raise fail(f"missing {', '.join(missing)} in {base}")
+        images, labels = [], []
+        for file in files:
+            entry = self._read(fail, base / file)
+            data, targets = entry.get("data"), entry.get(label_key)
+            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+                    or data.shape[1] != 3 * 32 * 32:
+                raise fail(f"{base / file}: 'data' is not a uint8 array (N, 3072)")
+            if targets is None or len(targets) != len(data):
+                raise fail(f"{base / file}: '{label_key}' missing or not one per image")
+            targets = np.asarray(targets, dtype=np.int64)
+            if targets.size and (targets.min() < 0 or targets.max() >= n_classes):
+                raise fail(f"{base / file}: labels outside 0..{n_classes - 1}")
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # rows are channel-planar
+            labels.append(targets)
+        self.data = np.ascontiguousarray(np.concatenate(images))
+        self.targets = np.concatenate(labels).tolist()
+        self.classes = list(self._read(fail, base / meta_file).get(names_key) or [])
+        if len(self.classes) != n_classes:
+            raise fail(f"{base / meta_file}: '{names_key}' does not list {n_classes} class names")
+
+    @staticmethod
+    def _read(fail: Callable[[str], ValueError], path: Path) -> dict:
+        try:
+            return load_cifar_pickle(path)
+        except Exception as e:  # garbage bytes raise many types; the allow-list keeps it from running code
+            raise fail(f"{path}: not a CIFAR batch file ({type(e).__name__}: {e})") from None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.data[index])
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.targets[index]
+
+
+# --------------------------------------------------------------------------------------- STL-10
+
+STL10_IMAGE_BYTES = 3 * 96 * 96
+
+
+class STL10Binary(STL10):
+    """torchvision's STL10 reader, with our own file checks instead of its MD5 pass.
+
+    torchvision hashes all files on every construction, including the 2.6 GB unlabeled_X.bin that
+    the labelled splits never read; we check that the split's two files exist and agree in size.
+    """
+
+    def __init__(self, name: str, layout: str, root: Path, split: str, transform=None) -> None:
+        self._name, self._layout, self._split = name, layout, split
+        super().__init__(str(root), split=split, transform=transform)
+        self.targets = self.labels.astype(np.int64).tolist()
+        if not getattr(self, "classes", None):
+            self.classes = [str(i) for i in range(10)]
+
+    def _check_integrity(self) -> bool:
+        root = Path(self.root)
+
+        def fail(problem: str) -> ValueError:
+            return data_error(self._name, self._layout, root, problem)
+
+        base = root / self.base_folder
+        if not base.is_dir():
+            raise fail("not found")
+        x_path, y_path = base / f"{self._split}_X.bin", base / f"{self._split}_y.bin"
+        missing = [p.name for p in (x_path, y_path) if not p.is_file()]
+        if missing:
+            raise fail(f"missing {', '.join(missing)} in {base}")
+        n_images, rest = divmod(x_path.stat().st_size, STL10_IMAGE_BYTES)
+        if rest or n_images == 0:
+            raise fail(f"{x_path}: size is not a positive multiple of {STL10_IMAGE_BYTES} bytes (3x96x96)")
+        labels = np.fromfile(y_path, dtype=np.uint8)
+        if len(labels) != n_images:
+            raise fail(f"{y_path}: {len(labels)} labels for {n_images} images in {x_path.name}")
+        if labels.min() < 1 or labels.max() > 10:
+            raise fail(f"{y_path}: labels outside 1..10")
+        return True
+
+
+# ---------------------------------------------------------------------------------- ImageFolder
+
+
+def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_classes: int | None,
+                 transform=None) -> ImageFolder:
+    """One ImageFolder over root/subdirs[0], with the samples of any further subdirs appended.
+
+    Every subdir must hold the same class folders (the label is the class folder's sorted index),
+    and, when n_classes is given, exactly that many.
+    """
+    first: ImageFolder | None = None
+    for sub in subdirs:
+        path = root / sub
+        if not path.is_dir():
+            raise data_error(name, layout, root, f"{path} not found")
+        try:
+            ds = ImageFolder(str(path), transform=transform)
+        except FileNotFoundError as e:  # no class folders, or a class folder with no images
+            raise data_error(name, layout, root, f"{path}: {_shorten(str(e))}") from None
+        if n_classes is not None and len(ds.classes) != n_classes:
+            hint = "; for another class set use dataset 'folder'" if name != "folder" else ""
+            raise data_error(name, layout, root, f"{path} has {len(ds.classes)} class folders{hint}")
+        if first is None:
+            first = ds
+            continue
+        if ds.classes != first.classes:
+            raise data_error(name, layout, root, f"{path} and {first.root} hold different class folders")
+        first.samples += ds.samples
+        first.targets += ds.targets
+    assert first is not None
+    first.imgs = first.samples
+    return first
+
+
+def _shorten(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."

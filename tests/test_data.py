@@ -1,0 +1,383 @@
+"""Data sets: every on-disk format read from tiny generated copies, labels, classes, transforms, split."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from codebase.data import (
+    dataset_info,
+    dataset_names,
+    eval_geometry,
+    eval_transform,
+    get_dataset,
+    train_transform,
+    train_validation_split,
+)
+from tests.data_fixtures import (
+    FINE_GRAINED_CLASSES,
+    write_cifar10,
+    write_cifar100,
+    write_dataset,
+    write_image_folder,
+    write_stl10,
+)
+
+ALL = ["imagenet", "cifar10", "cifar100", "cinic10", "stl10", "flowers102", "dtd", "pets", "aircraft",
+       "folder", "digits"]
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def test_registry_lists_every_dataset_and_rejects_unknown_names():
+    assert dataset_names() == ALL
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; choose one of imagenet, cifar10"):
+        dataset_info("mnist")
+    assert [dataset_info(n).n_classes for n in ALL] == [1000, 10, 100, 10, 10, 102, 47, 37, 100, None, 10]
+
+
+# ------------------------------------------------------------------------------------ CIFAR
+
+
+@pytest.fixture
+def torchvision_cifar(monkeypatch):
+    """torchvision's own CIFAR readers as the reference, minus their MD5 check of the official files."""
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args, **kwargs: True)
+    return {"cifar10": CIFAR10, "cifar100": CIFAR100}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_cifar10_reads_the_python_pickle_folder(tmp_path, split, torchvision_cifar):
+    written = write_cifar10(tmp_path)
+    ds = get_dataset("cifar10", tmp_path, split)
+    images, labels = written[split]
+    assert len(ds) == len(images) == (10 if split == "train" else 4)
+    assert ds.classes == written["classes"]
+    assert ds.targets == labels.tolist()
+    for i in range(len(ds)):
+        image, label = ds[i]
+        assert image.size == (32, 32) and label == labels[i]
+        np.testing.assert_array_equal(pixels(image), images[i])
+    reference = torchvision_cifar["cifar10"](str(tmp_path), train=split == "train")
+    np.testing.assert_array_equal(ds.data, reference.data)
+    assert ds.targets == reference.targets and ds.classes == reference.classes
+
+
+def test_cifar10_accepts_the_batches_folder_itself_as_root(tmp_path):
+    write_cifar10(tmp_path)
+    assert len(get_dataset("cifar10", tmp_path / "cifar-10-batches-py", "test")) == 4
+
+
+def test_cifar100_reads_fine_labels(tmp_path, torchvision_cifar):
+    written = write_cifar100(tmp_path)
+    for split in ("train", "test"):
+        ds = get_dataset("cifar100", tmp_path, split)
+        images, labels = written[split]
+        assert ds.targets == labels.tolist() and len(ds.classes) == 100
+        np.testing.assert_array_equal(np.stack([pixels(ds[i][0]) for i in range(len(ds))]), images)
+        reference = torchvision_cifar["cifar100"](str(tmp_path), train=split == "train")
+        assert ds.targets == reference.targets and ds.classes == reference.classes
+        np.testing.assert_array_equal(ds.data, reference.data)
+
+
+def python2_cifar_batch(data: np.ndarray, labels: list[int]) -> bytes:
+    """A batch pickled the way Python 2's cPickle wrote the official files: protocol 2, byte strings
+    (opcode U/T) for keys and raw array data, numpy.core.multiarray._reconstruct for the array."""
+
+    def short(b: bytes) -> bytes:
+        return b"U" + bytes([len(b)]) + b
+
+    raw = data.tobytes()
+    out = b"\x80\x02}q\x00(" + short(b"data")
+    out += b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85" + short(b"b")
+    out += b"\x87Rq\x03(K\x01M" + struct.pack("<H", data.shape[0]) + b"M" + struct.pack("<H", data.shape[1])
+    out += b"\x86cnumpy\ndtype\nq\x04" + short(b"u1") + b"K\x00K\x01\x87Rq\x05(K\x03" + short(b"|")
+    out += b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T" + struct.pack("<I", len(raw)) + raw + b"tb"
+    out += short(b"labels") + b"]q\x06(" + b"".join(b"K" + bytes([v]) for v in labels) + b"eu."
+    return out
+
+
+def test_cifar_reads_batches_pickled_by_python2(tmp_path):
+    write_cifar10(tmp_path)
+    images = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    rows = images.transpose(0, 3, 1, 2).reshape(3, 3072)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(python2_cifar_batch(rows, [9, 0, 4]))
+    ds = get_dataset("cifar10", tmp_path, "test")
+    assert ds.targets == [9, 0, 4]
+    np.testing.assert_array_equal(np.stack([pixels(ds[i][0]) for i in range(3)]), images)
+
+
+# ------------------------------------------------------------------------------------ STL-10
+
+
+def test_stl10_reads_column_major_binaries_with_one_based_labels(tmp_path):
+    written = write_stl10(tmp_path)
+    (tmp_path / "stl10_binary" / "unlabeled_X.bin").unlink(missing_ok=True)  # not needed
+    for split in ("train", "test"):
+        ds = get_dataset("stl10", tmp_path, split)
+        images, labels = written[split]
+        assert len(ds) == len(images) and ds.targets == labels.tolist()
+        assert ds.classes == written["classes"]
+        for i in range(len(ds)):
+            image, label = ds[i]
+            assert label == labels[i] and image.size == (96, 96)
+            np.testing.assert_array_equal(pixels(image), images[i])
+
+
+# ------------------------------------------------------------------------------- ImageFolder
+
+
+@pytest.fixture(scope="module")
+def imagenet_root(tmp_path_factory) -> Path:
+    return write_dataset("imagenet", tmp_path_factory.mktemp("imagenet"))
+
+
+def test_imagenet_reads_train_and_val_folders(imagenet_root):
+    train, test = get_dataset("imagenet", imagenet_root, "train"), get_dataset("imagenet", imagenet_root, "test")
+    assert len(train.classes) == len(test.classes) == 1000
+    assert train.root.endswith("train") and test.root.endswith("val")
+    assert train.targets == list(range(1000))  # one image per class, labels = sorted class index
+
+
+@pytest.mark.parametrize("name", sorted(FINE_GRAINED_CLASSES))
+def test_fine_grained_sets_read_train_and_test_class_folders(tmp_path, name):
+    write_dataset(name, tmp_path)
+    for split in ("train", "test"):
+        ds = get_dataset(name, tmp_path, split)
+        assert len(ds.classes) == FINE_GRAINED_CLASSES[name] == dataset_info(name).n_classes
+        assert sorted(set(ds.targets)) == list(range(FINE_GRAINED_CLASSES[name]))
+        assert ds[0][0].mode == "RGB"
+
+
+def test_image_folder_labels_follow_sorted_class_names(tmp_path):
+    written = write_image_folder(tmp_path, ["train", "test"], ["zebra", "ant", "moth"], per_class=2)
+    ds = get_dataset("folder", tmp_path, "train")
+    assert ds.classes == ["ant", "moth", "zebra"]
+    got = {Path(p).name + Path(p).parent.name: label for p, label in ds.samples}
+    assert got == {Path(p).name + Path(p).parent.name: label for p, label in written["train"]}
+    assert all(ds[i][1] == ds.targets[i] for i in range(len(ds)))
+
+
+def test_folder_prefers_test_and_falls_back_to_val(tmp_path):
+    write_image_folder(tmp_path, ["train", "val"], ["a", "b"], per_class=1)
+    assert get_dataset("folder", tmp_path, "test").root.endswith("val")
+    write_image_folder(tmp_path, ["test"], ["a", "b"], per_class=3)
+    assert len(get_dataset("folder", tmp_path, "test")) == 6
+
+
+def test_cinic10_train_is_train_plus_valid(tmp_path):
+    written = write_image_folder(tmp_path, ["train", "valid", "test"], [f"c{i}" for i in range(10)],
+                                 per_class=1, size=(32, 32))
+    train = get_dataset("cinic10", tmp_path, "train")
+    assert len(train) == 20 and len(get_dataset("cinic10", tmp_path, "test")) == 10
+    assert sorted(p for p, _ in train.samples) == sorted(str(p) for s in ("train", "valid") for p, _ in written[s])
+    assert train.targets == [label for _, label in train.samples]
+    image, label = train[len(train) - 1]  # an item from valid/
+    assert image.size == (32, 32) and label == train.targets[-1]
+
+
+# ------------------------------------------------------------------------------------ digits
+
+
+def test_digits_is_sklearn_load_digits_with_a_fixed_stratified_split():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    train, test = get_dataset("digits", None, "train"), get_dataset("digits", None, "test")
+    assert (len(train), len(test)) == (1437, 360)
+    # class proportions kept: every class has 35..37 of the 360 test images
+    counts = np.bincount(test.targets, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+    # every image is one of sklearn's, with its label, scaled 0..16 -> 0..255 and served as grey RGB
+    lookup = {np.rint(img * 255 / 16).astype(np.uint8).tobytes(): int(t) for img, t in zip(digits.images,
+                                                                                          digits.target)}
+    for ds in (train, test):
+        for i in range(0, len(ds), 97):
+            image, label = ds[i]
+            rgb = pixels(image)
+            assert rgb.shape == (8, 8, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+            assert lookup[rgb[..., 0].tobytes()] == label
+    again = get_dataset("digits", None, "test")
+    assert again.targets == test.targets and (again.images == test.images).all()
+
+
+def test_digits_normalisation_is_the_training_split_pixel_statistics():
+    train = get_dataset("digits", None, "train")
+    values = train.images.astype(np.float64) / 255.0
+    info = dataset_info("digits")
+    assert info.mean == pytest.approx((values.mean(),) * 3, abs=1e-4)
+    assert info.std == pytest.approx((values.std(),) * 3, abs=1e-4)
+
+
+# --------------------------------------------------------------------------------- transforms
+
+
+def test_eval_geometry_uses_the_dataset_crop_ratio():
+    assert eval_geometry("imagenet", 224) == (256, 224)
+    assert eval_geometry("imagenet", 192) == (220, 192)  # ceil(192 / 0.875) = ceil(219.4)
+    assert eval_geometry("cifar10", 224) == (224, 224)
+    with pytest.raises(ValueError, match="image size"):
+        eval_geometry("cifar10", 0)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("size", [32, 64])
+def test_transforms_output_shape_and_normalisation(name, size):
+    info = dataset_info(name)
+    colour = (200, 100, 30)
+    image = Image.new("RGB", (info.native_size or 50, info.native_size or 40), colour)
+    expected = (torch.tensor(colour) / 255.0 - torch.tensor(info.mean)) / torch.tensor(info.std)
+    flat = expected.view(3, 1, 1).expand(3, size, size)
+    # a flat colour stays flat through crops and resizes: only the normalisation changes it
+    x = eval_transform(name, size)(image)
+    assert x.shape == (3, size, size) and x.dtype == torch.float32
+    torch.testing.assert_close(x, flat, atol=1e-5, rtol=0)
+    # training may zero-pad the borders (pad+crop); the centre is always image
+    x = train_transform(name, size)(image)
+    centre = slice(3 * size // 8, 5 * size // 8)
+    assert x.shape == (3, size, size) and x.dtype == torch.float32
+    torch.testing.assert_close(x[:, centre, centre], flat[:, centre, centre], atol=1e-5, rtol=0)
+
+
+def test_eval_transform_center_crops_photos():
+    # left half black, right half white, 400x300; eval at 112 crops the central 112/128 of the short side
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[:, 200:] = 255
+    x = eval_transform("folder", 112)(Image.fromarray(image))
+    grey = x[0] * dataset_info("folder").std[0] + dataset_info("folder").mean[0]
+    assert x.shape == (3, 112, 112)
+    assert grey[:, :50].max() < 0.01 and grey[:, 62:].min() > 0.99  # the edge stays at the centre
+
+
+def test_train_transform_never_flips_digits_but_does_flip_cifar():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, :3] = 255  # bright left columns
+    torch.manual_seed(0)
+    transform = train_transform("digits", 8)
+    for _ in range(30):  # pad-and-crop shifts by at most 1 px: left stays brighter than right
+        x = transform(Image.fromarray(image))
+        assert x[0, :, :4].mean() > x[0, :, 4:].mean()
+    cifar = np.zeros((32, 32, 3), np.uint8)
+    cifar[:, :12] = 255
+    transform = train_transform("cifar10", 32)
+    flipped = [bool(transform(Image.fromarray(cifar))[0, :, 16:].mean() > 0) for _ in range(30)]
+    assert any(flipped) and not all(flipped)
+
+
+# ------------------------------------------------------------------------------------- split
+
+
+def test_validation_split_is_seeded_disjoint_and_complete():
+    train, vld = train_validation_split(1000, 100, seed=0)
+    assert len(vld) == 100 and len(train) == 900
+    assert np.array_equal(np.sort(np.concatenate([train, vld])), np.arange(1000))
+    again = train_validation_split(1000, 100, seed=0)
+    assert np.array_equal(again[0], train) and np.array_equal(again[1], vld)
+    other = train_validation_split(1000, 100, seed=1)
+    assert not np.array_equal(other[1], vld)
+    # independent reference: the first vld_size entries of numpy's seeded permutation
+    assert np.array_equal(vld, np.sort(np.random.default_rng(0).permutation(1000)[:100]))
+
+
+@pytest.mark.parametrize("n, vld", [(10, 0), (10, 10), (10, -1), (1, 1)])
+def test_validation_split_rejects_impossible_sizes(n, vld):
+    with pytest.raises(ValueError, match="validation split|vld_size"):
+        train_validation_split(n, vld)
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def one_line_error(name: str, root, split: str = "train") -> str:
+    with pytest.raises(ValueError) as error:
+        get_dataset(name, root, split)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{name}: ")
+    return message
+
+
+def test_missing_folders_give_one_line_saying_what_was_expected(tmp_path):
+    message = one_line_error("cifar10", tmp_path)
+    assert message == (f"cifar10: expected torchvision's CIFAR-10 python folder 'cifar-10-batches-py' (with "
+                       f"data_batch_1..5, test_batch and batches.meta) under {tmp_path}; not found")
+    assert "'cifar-100-python'" in one_line_error("cifar100", tmp_path)
+    assert "'stl10_binary'" in one_line_error("stl10", tmp_path)
+    for name in ["imagenet", "cinic10", "flowers102", "dtd", "pets", "aircraft", "folder"]:
+        message = one_line_error(name, tmp_path)
+        assert "ImageFolder tree" in message and f"{tmp_path / 'train'} not found" in message
+    assert "does not exist" in one_line_error("imagenet", tmp_path / "nowhere")
+    assert "no data folder given" in one_line_error("imagenet", None)
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        get_dataset("digits", None, "val")
+
+
+def test_malformed_cifar_folders(tmp_path):
+    write_cifar10(tmp_path)
+    base = tmp_path / "cifar-10-batches-py"
+    (base / "data_batch_3").unlink()
+    assert f"missing data_batch_3 in {base}" in one_line_error("cifar10", tmp_path)
+    assert len(get_dataset("cifar10", tmp_path, "test")) == 4  # the test split does not need it
+    (base / "test_batch").write_bytes(b"not a pickle")
+    assert "test_batch: not a CIFAR batch file" in one_line_error("cifar10", tmp_path, "test")
+    bad = {"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}
+    (base / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    assert "'data' is not a uint8 array (N, 3072)" in one_line_error("cifar10", tmp_path, "test")
+    bad = {"data": np.zeros((2, 3072), np.uint8), "labels": [0]}
+    (base / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    assert "'labels' missing or not one per image" in one_line_error("cifar10", tmp_path, "test")
+    bad = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 10]}
+    (base / "test_batch").write_bytes(pickle.dumps(bad, protocol=2))
+    assert "labels outside 0..9" in one_line_error("cifar10", tmp_path, "test")
+
+
+class _RunsCode:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_cifar_reader_never_runs_code_from_a_pickle(tmp_path):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "pwned"
+    payload = {"data": _RunsCode(str(marker)), "labels": []}
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps(payload, protocol=2))
+    message = one_line_error("cifar10", tmp_path, "test")
+    assert "not a CIFAR batch file (UnpicklingError: refusing to load global" in message
+    assert not marker.exists()
+
+
+def test_malformed_stl10_folders(tmp_path):
+    write_stl10(tmp_path)
+    base = tmp_path / "stl10_binary"
+    (base / "test_y.bin").unlink()
+    assert f"missing test_y.bin in {base}" in one_line_error("stl10", tmp_path, "test")
+    (base / "train_X.bin").write_bytes(b"\0" * 1000)
+    assert "is not a positive multiple of 27648 bytes" in one_line_error("stl10", tmp_path)
+    (base / "train_X.bin").write_bytes(b"\0" * 27648 * 2)
+    assert "5 labels for 2 images" in one_line_error("stl10", tmp_path)
+    (base / "train_y.bin").write_bytes(bytes([0, 3]))
+    assert "labels outside 1..10" in one_line_error("stl10", tmp_path)
+
+
+def test_malformed_image_folders(tmp_path):
+    write_image_folder(tmp_path, ["train"], ["a", "b", "c"])
+    assert f"{tmp_path / 'val'} not found" in one_line_error("imagenet", tmp_path, "test")
+    message = one_line_error("imagenet", tmp_path)
+    assert "has 3 class folders; for another class set use dataset 'folder'" in message
+    (tmp_path / "train" / "d").mkdir()  # a class folder without images
+    assert "Found no valid file for the classes d" in one_line_error("folder", tmp_path)
+    cinic = tmp_path / "cinic"
+    write_image_folder(cinic, ["train", "test"], [f"c{i}" for i in range(10)], size=(32, 32))
+    write_image_folder(cinic, ["valid"], [f"x{i}" for i in range(10)], size=(32, 32))
+    assert "hold different class folders" in one_line_error("cinic10", cinic)
