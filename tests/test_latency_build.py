@@ -1,0 +1,103 @@
+"""scripts/build_latency_lut.py end to end on one tiny resolution: the table it writes has OFA's
+format (the `ofa` package's MBv3LatencyTable reads it), LatencyTable loads it, and a re-run
+measures only what is missing."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from codebase.latency import LatencyTable, measure_latency
+from codebase.latency.layers import layer_configurations
+from codebase.latency.table import ofa_key
+from codebase.supernet import build_supernet, extract_subnet, padded_layers
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "build_latency_lut.py"
+R = 32  # sizes 16, 16, 8, 4, 2, 1 through the network: every layer is cheap
+FAST = ["--resolutions", str(R), "--repeats", "1", "--warmup", "0"]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("build_latency_lut", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    save = tmp_path_factory.mktemp("lut")
+    assert _script().main(["--save", str(save), *FAST]) == 0
+    return save
+
+
+def _entries(save: Path) -> dict:
+    return yaml.safe_load((save / f"{R}_lookup_table.yaml").read_text())
+
+
+def test_table_holds_every_layer_in_ofa_format(built):
+    entries = _entries(built)
+    assert set(entries) == {ofa_key(layer) for layer in layer_configurations(R, 1.0)}
+    assert len(entries) == 96  # 91 blocks + first conv, final expand, pool, feature mix, classifier
+    for entry in entries.values():
+        assert set(entry) == {"count", "mean", "std"} and entry["count"] == 1
+        assert entry["mean"] > 0 and entry["std"] >= 0
+    args = yaml.safe_load((built / "args.yaml").read_text())
+    assert args["device"] == "cpu" and args["threads"] == 1 and args["resolutions"] == [R]
+
+
+def test_loaded_table_predicts_like_ofa(built):
+    from ofa.nas.efficiency_predictor.latency_lookup_table import MBv3LatencyTable
+
+    reference = MBv3LatencyTable.__new__(MBv3LatencyTable)
+    reference.lut = _entries(built)
+    table = LatencyTable.load(built)
+    assert table.resolutions == [R] and table.width_mults == [1.0]
+    supernet = build_supernet(width_mult=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        d = rng.integers(2, 5, size=5).tolist()
+        subnet = {"ks": rng.choice([3, 5, 7], sum(d)).tolist(), "e": rng.choice([3, 4, 6], sum(d)).tolist(),
+                  "d": d, "r": R}
+        ks, e = padded_layers(subnet)
+        supernet.set_active_subnet(ks=ks, e=e, d=d)
+        expected = reference.predict_network_latency_given_config(supernet.get_active_net_config(), R)
+        assert table.predict(subnet) == pytest.approx(expected, rel=1e-12)
+
+
+def test_rerun_measures_only_missing_entries(built):
+    path = built / f"{R}_lookup_table.yaml"
+    stamp = path.stat().st_mtime_ns
+    assert _script().main(["--save", str(built), *FAST]) == 0
+    assert path.stat().st_mtime_ns == stamp  # complete: nothing measured, nothing rewritten
+
+    entries = _entries(built)
+    removed = [k for k in entries if "kernel:7" in k and "expand:96" in k]
+    assert removed
+    kept = {k: v for k, v in entries.items() if k not in removed}
+    path.write_text(yaml.safe_dump(kept))
+    assert _script().main(["--save", str(built), *FAST]) == 0
+    again = _entries(built)
+    assert set(again) == set(entries)
+    assert {k: again[k] for k in kept} == kept  # untouched entries are not re-measured
+
+
+def test_settings_mismatch_and_bad_input_exit_2(built, tmp_path, capsys):
+    assert _script().main(["--save", str(built), *FAST, "--threads", "2"]) == 2
+    assert "threads=1, not 2" in capsys.readouterr().err
+    assert _script().main(["--save", str(tmp_path / "x"), "--resolutions", "0"]) == 2
+    assert "resolutions" in capsys.readouterr().err
+    assert _script().main(["--save", str(tmp_path / "y"), *FAST, "--repeats", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_table_prediction_tracks_measured_latency(tmp_path):
+    """A table built on this CPU predicts a whole subnet's measured time within a factor of 3."""
+    assert _script().main(["--save", str(tmp_path), "--resolutions", "128", "--repeats", "20"]) == 0
+    table = LatencyTable.load(tmp_path)
+    subnet = {"ks": [5] * 15, "e": [4] * 15, "d": [3] * 5, "r": 128}
+    net = extract_subnet(build_supernet(width_mult=1.0), subnet)
+    measured = measure_latency(net, 128, "cpu", warmup=5, repeats=30, threads=1)
+    assert 1 / 3 < table.predict(subnet) / measured < 3  # loose: CPUs shared with other jobs are noisy
