@@ -6,9 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 from search_space.base import SearchSpace
+from search_space.nsganet_macro import MacroSearchSpace
+from search_space.nsganet_micro import MicroSearchSpace
 from search_space.ofa import NSGANETV2_RESOLUTIONS, OFA_ORACLE_RESOLUTIONS, OFASearchSpace
 
-_REGISTRY: dict[str, Callable[..., SearchSpace]] = {"ofa": OFASearchSpace}
+_REGISTRY: dict[str, Callable[..., SearchSpace]] = {
+    "ofa": OFASearchSpace,
+    "nsganet_macro": MacroSearchSpace,
+    "nsganet_micro": MicroSearchSpace,
+}
 
 
 def register_search_space(name: str, factory: Callable[..., SearchSpace]) -> None:
@@ -26,6 +32,8 @@ def search_space_names() -> list[str]:
 
 
 __all__ = [
+    "MacroSearchSpace",
+    "MicroSearchSpace",
     "NSGANETV2_RESOLUTIONS",
     "OFA_ORACLE_RESOLUTIONS",
     "OFASearchSpace",

@@ -1,0 +1,142 @@
+"""Networks of the NSGA-Net macro search space: a sequence of phases, each a DAG of nodes.
+
+Phases are separated by 2x2 max-pooling and followed by global average pooling and a linear
+classifier. A phase first adapts its input to its width with a convolution (3x3 without padding
+for the first phase, 1x1 otherwise) when the widths differ. Two decoders:
+- "residual" (used during search): each node is conv3x3-BN-ReLU; a node (or the phase output) with
+  several inputs concatenates them and reduces them with a 1x1 conv; the output ends with BN-ReLU.
+- "dense" (the published NSGANet model): DenseNet-style nodes BN-ReLU-conv1x1(4g)-BN-ReLU-conv3x3(g)
+  with growth g = 64 on the concatenation of their inputs; the phase output concatenates its inputs
+  and maps them back to the phase width with conv1x1-BN-ReLU.
+Like the original, every phase owns its width-adapting convolution even when it is not needed
+(equal widths): it is part of the published parameter count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from search_space.nsganet_macro import PhaseGraph, phase_graph
+
+DECODERS = ("residual", "dense")
+DENSE_GROWTH = 64
+DENSE_BOTTLENECK = 4
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+def dense_node(c_in: int) -> nn.Sequential:
+    hidden = DENSE_GROWTH * DENSE_BOTTLENECK
+    return nn.Sequential(
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, hidden, 1, bias=False),
+        nn.BatchNorm2d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, DENSE_GROWTH, 3, padding=1, bias=False),
+    )
+
+
+class Phase(nn.Module):
+    def __init__(self, graph: PhaseGraph, c_in: int, c_out: int, first: bool, decoder: str):
+        super().__init__()
+        self.graph = graph
+        self.adapt_input = c_in != c_out
+        self.first_conv = nn.Conv2d(c_in, c_out, 3 if first else 1, bias=False)
+        self.nodes = nn.ModuleDict()
+        self.reducers = nn.ModuleDict()  # residual decoder: 1x1 convs over concatenated inputs
+        width = {0: c_out}
+        for k in graph.nodes:
+            n_in = len(graph.inputs[k])
+            if decoder == "residual":
+                if n_in > 1:
+                    self.reducers[str(k)] = nn.Conv2d(n_in * c_out, c_out, 1, bias=False)
+                self.nodes[str(k)] = conv_bn_relu(c_out, c_out, 3)
+                width[k] = c_out
+            else:
+                self.nodes[str(k)] = dense_node(sum(width[i] for i in graph.inputs[k]))
+                width[k] = DENSE_GROWTH
+        if decoder == "residual":
+            if len(graph.output) > 1:
+                self.reducers["out"] = nn.Conv2d(len(graph.output) * c_out, c_out, 1, bias=False)
+            self.out = nn.Sequential(nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+        else:
+            self.out = conv_bn_relu(sum(width[i] for i in graph.output), c_out, 1)
+
+    def _gather(self, key: str, sources: Sequence[int], outputs: dict[int, torch.Tensor]) -> torch.Tensor:
+        x = torch.cat([outputs[i] for i in sources], dim=1) if len(sources) > 1 else outputs[sources[0]]
+        return self.reducers[key](x) if key in self.reducers else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adapt_input:
+            x = self.first_conv(x)
+        outputs = {0: x}
+        for k in self.graph.nodes:  # increasing order is a topological order
+            outputs[k] = self.nodes[str(k)](self._gather(str(k), self.graph.inputs[k], outputs))
+        return self.out(self._gather("out", self.graph.output, outputs))
+
+
+class MacroNetwork(nn.Module):
+    def __init__(
+        self,
+        genome: Sequence[Sequence[Sequence[int]]],
+        channels: Sequence[Sequence[int]],
+        n_classes: int = 10,
+        decoder: str = "residual",
+    ):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ValueError(f"macro decoder must be one of {DECODERS}, got '{decoder}'")
+        graphs = [g for g in (phase_graph(flatten_phase(p), len(p)) for p in genome) if g is not None]
+        if len(channels) < len(graphs):
+            raise ValueError(
+                f"macro network: {len(graphs)} active phases need as many channel pairs, got {len(channels)}"
+            )
+        layers: list[nn.Module] = []
+        c_last = 3
+        for idx, (graph, (c_in, c_out)) in enumerate(zip(graphs, channels)):
+            if c_in != c_last:
+                raise ValueError(f"macro channels: phase {idx} expects {c_in} input channels but gets {c_last}")
+            if idx:
+                layers.append(nn.MaxPool2d(2, 2))
+            layers.append(Phase(graph, c_in, c_out, first=idx == 0, decoder=decoder))
+            c_last = c_out
+        self.features = nn.Sequential(*layers)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_last, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.global_pooling(self.features(x)).flatten(1))
+
+
+def flatten_phase(phase: Sequence[Sequence[int]]) -> list[int]:
+    """Nested phase ([node-2 bits], ..., [node-n bits], [skip]) to the flat gene order."""
+    return [int(b) for node_bits in phase for b in node_bits]
+
+
+def default_channels(init_channels: int, n_phases: int) -> list[tuple[int, int]]:
+    """The search-time widths: C, 2C, 4C, ... (the first phase reads the RGB image)."""
+    widths = [init_channels * 2**p for p in range(n_phases)]
+    return list(zip([3, *widths[:-1]], widths))
+
+
+def build_macro_network(
+    genome: Sequence[Sequence[Sequence[int]]],
+    init_channels: int = 32,
+    n_classes: int = 10,
+    decoder: str = "residual",
+    channels: Sequence[Sequence[int]] | None = None,
+) -> MacroNetwork:
+    """Network for a nested macro genome; channels default to default_channels(init_channels)."""
+    if channels is None:
+        channels = default_channels(init_channels, len(genome))
+    return MacroNetwork(genome, channels, n_classes, decoder)

@@ -1,0 +1,160 @@
+"""NSGA-Net macro space: bit-string decoding, canonical genomes, phase networks, published numbers."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from codebase.networks.genotypes import MACRO_NSGANET, macro_architecture
+from codebase.networks.nsganet_macro import build_macro_network
+from codebase.nsganet_profile import count_flops, count_params, profile
+from search_space.nsganet_macro import MacroSearchSpace, edge_position, phase_graph
+
+torch.set_num_threads(1)
+SPACE = MacroSearchSpace()
+
+# Decoded by hand from the published genome (node: its inputs; 0 is the phase input).
+PUBLISHED_PHASES = [
+    ({1: [0], 2: [1], 3: [0], 4: [2], 5: [2, 3, 4], 6: [1, 4, 5]}, [6]),
+    ({1: [0], 2: [0], 3: [0], 4: [2], 5: [2, 4], 6: [1, 2, 3, 4, 5]}, [6]),
+    ({1: [0], 2: [0], 3: [2], 4: [1, 3], 5: [1, 3, 4], 6: [1, 4, 5]}, [6]),
+]
+
+
+def test_geometry():
+    assert SPACE.name == "nsganet_macro"
+    assert SPACE.n_var == 48 and SPACE.genes_per_phase == 16
+    assert (SPACE.xl == 0).all() and (SPACE.xu == 1).all()
+    assert [edge_position(1, 2), edge_position(1, 3), edge_position(2, 3), edge_position(5, 6)] == [0, 1, 2, 14]
+
+
+def test_published_phases_decode_as_by_hand():
+    x = SPACE.encode({"genome": MACRO_NSGANET})
+    for graph, (inputs, output) in zip(SPACE.phases(x), PUBLISHED_PHASES):
+        assert graph.inputs == inputs and graph.output == output
+
+
+def test_repair_rules():
+    # 4 nodes; edges 1->3 and 2->3; node 4 isolated; skip bit set
+    bits = np.zeros(7, dtype=int)
+    bits[edge_position(1, 3)] = bits[edge_position(2, 3)] = bits[6] = 1
+    graph = phase_graph(bits, 4)
+    assert graph.inputs == {1: [0], 2: [0], 3: [1, 2], 4: []}
+    assert graph.nodes == [1, 2, 3]  # node 4 dropped
+    assert graph.output == [0, 3]  # skip, then the node nobody consumes
+    only_skip = np.zeros(7, dtype=int)
+    only_skip[6] = 1
+    assert phase_graph(only_skip, 4) is None  # no connection bit: phase removed
+
+
+def test_encode_decode_round_trip():
+    assert SPACE.decode(SPACE.encode({"genome": MACRO_NSGANET}))["genome"] == MACRO_NSGANET
+    for x in np.random.default_rng(0).integers(0, 2, size=(100, 48)):
+        assert np.array_equal(SPACE.encode(SPACE.decode(x)), x)
+
+
+def _brute_force_canonical_phase(bits: list[int], n: int) -> list[int]:
+    """Smallest bit string over all forward-preserving node relabellings (reference)."""
+    edges = [(i, j) for j in range(2, n + 1) for i in range(1, j) if bits[edge_position(i, j)]]
+    best = None
+    for perm in itertools.permutations(range(1, n + 1)):
+        if all(perm[i - 1] < perm[j - 1] for i, j in edges):
+            new = [0] * len(bits)
+            for i, j in edges:
+                new[edge_position(perm[i - 1], perm[j - 1])] = 1
+            best = new if best is None or new < best else best
+    return best
+
+
+def test_canonical_matches_brute_force_and_is_idempotent():
+    X = np.random.default_rng(1).integers(0, 2, size=(15, 48))
+    C = SPACE.canonical(X)
+    assert np.array_equal(SPACE.canonical(C), C)
+    for x, c in zip(X, C):
+        phases = x.reshape(3, 16)
+        want = [(_brute_force_canonical_phase(p[:15].tolist(), 6), p[15]) for p in phases if p[:15].any()]
+        got = [(p[:15].tolist(), p[15]) for p in c.reshape(3, 16) if p[:15].any()]
+        assert got == want
+
+
+def test_canonical_moves_removed_phases_last_and_keeps_the_network():
+    x = SPACE.encode({"genome": MACRO_NSGANET})
+    x[:16] = 0
+    x[15] = 1  # removed phase with its skip bit set
+    c = SPACE.canonical(x)
+    assert not c[32:].any()  # removed phase now last and all zero
+    options = {"init_channels": 8}
+    assert np.array_equal(SPACE.complexity(x, **options), SPACE.complexity(c, **options))
+    for x in np.random.default_rng(2).integers(0, 2, size=(5, 48)):
+        assert np.array_equal(SPACE.complexity(x, **options), SPACE.complexity(SPACE.canonical(x), **options))
+
+
+def test_isomorphic_phases_share_a_canonical_genome():
+    # chain 1->2, and 3 feeding 4, versus chain 3->4 and 1 feeding 2 written the other way round
+    a, b = np.zeros(48, dtype=int), np.zeros(48, dtype=int)
+    a[edge_position(1, 2)] = a[edge_position(3, 4)] = 1
+    b[edge_position(1, 3)] = b[edge_position(2, 4)] = 1
+    assert not np.array_equal(a, b)
+    assert np.array_equal(SPACE.canonical(a), SPACE.canonical(b))
+
+
+def test_sample_and_initialize():
+    rng = np.random.default_rng(3)
+    X = SPACE.initialize(40, rng)
+    assert len({r.tobytes() for r in X}) == 40
+    assert np.array_equal(SPACE.canonical(X), X) and X.any(axis=1).all()
+
+
+# ---------------------------------------------------------------- networks and published numbers
+def _dense_macs_by_hand() -> int:
+    """conv/linear multiply-adds of the published dense network on 32x32, from the hand-decoded DAGs."""
+    growth, hidden, width = 64, 256, 128
+    total = 30 * 30 * 3 * 128 * 9  # first phase: unpadded 3x3 conv, 32 -> 30
+    for (inputs, output), side in zip(PUBLISHED_PHASES, (30, 15, 7)):  # 2x2 max-pools between phases
+        px = side * side
+        w = {0: width} | {k: growth for k in inputs}
+        for sources in inputs.values():
+            total += px * (sum(w[i] for i in sources) * hidden + hidden * growth * 9)
+        total += px * sum(w[i] for i in output) * width
+    return total + (128 + 1) * 10
+
+
+def test_published_macro_network_numbers():
+    arch = macro_architecture("NSGANet")
+    net = build_macro_network(arch["genome"], n_classes=10, decoder="dense", channels=arch["channels"])
+    assert round(count_params(net) / 1e6, 2) == 3.37  # README: 3.37M
+    assert count_flops(net, 32, "macs") == _dense_macs_by_hand()
+    # The README's 1240M is not reproduced: conv/linear MACs are 1290.4M, the original hook counter 1299.2M.
+    assert profile("macro", "NSGANet")["params"] == pytest.approx(3.3702, abs=1e-4)
+
+
+def test_published_macro_network_forward_backward():
+    arch = macro_architecture("NSGANet")
+    net = build_macro_network(arch["genome"], decoder="dense", channels=[[3, 16], [16, 16], [16, 16]])
+    out = net(torch.randn(2, 3, 32, 32))
+    out.sum().backward()
+    assert out.shape == (2, 10)
+
+
+def test_residual_networks_run_for_random_genomes():
+    for x in SPACE.sample(4, np.random.default_rng(4)):
+        net = SPACE.build_network(x, init_channels=8, n_classes=5)
+        out = net(torch.randn(2, 3, 32, 32))
+        out.sum().backward()
+        assert out.shape == (2, 5)
+    empty = SPACE.build_network(np.zeros(48, dtype=int), init_channels=8)  # every phase removed: GAP + linear
+    assert empty(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="phase 0"):
+        SPACE.encode({"genome": [MACRO_NSGANET[0][:-1], *MACRO_NSGANET[1:]]})
+    with pytest.raises(ValueError, match="not a bit"):
+        SPACE.canonical(np.full(48, 2))
+    with pytest.raises(ValueError, match="auxiliary"):
+        profile("macro", "NSGANet", auxiliary=True)
+    with pytest.raises(ValueError, match="unknown macro architecture"):
+        profile("macro", "NoSuchNet")

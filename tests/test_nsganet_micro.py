@@ -1,0 +1,197 @@
+"""NSGA-Net micro space: genome encoding, cell networks, published parameter counts and multiply-adds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from codebase.networks.genotypes import DARTS_V2, MICRO_GENOTYPES, OPERATIONS, NSGANet, genotype_from_dict
+from codebase.networks.nsganet_micro import build_micro_network
+from codebase.nsganet_profile import count_flops, count_params, profile
+from search_space.nsganet_micro import MicroSearchSpace
+
+torch.set_num_threads(1)
+SPACE = MicroSearchSpace()
+FIVE_BLOCK = [name for name, g in MICRO_GENOTYPES.items() if len(g.normal) == 10]
+
+# README of the original tool: (init_channels, filter_increment, SE, n_classes) -> (params M, Multiply-Adds M)
+PUBLISHED = {
+    (26, 4, True, 10): (1.97, 417),
+    (34, 4, False, 10): (2.20, 550),
+    (36, 6, True, 10): (4.05, 817),
+    (36, 6, True, 100): (4.1, 817),
+}
+
+
+@pytest.fixture(scope="module")
+def published_profiles():
+    return {
+        key: profile("micro", "NSGANet", layers=20, init_channels=key[0], filter_increment=key[1],
+                     auxiliary=True, SE=key[2], n_classes=key[3])
+        for key in PUBLISHED
+    }
+
+
+# ---------------------------------------------------------------- published numbers
+def test_published_parameter_counts_match_readme(published_profiles):
+    for key, (params, _) in PUBLISHED.items():
+        digits = 1 if key[3] == 100 else 2  # the table prints 4.1M for CIFAR-100
+        assert round(published_profiles[key]["params"], digits) == params, key
+
+
+def test_published_multiply_adds_match_readme(published_profiles):
+    # The original hook counter (conv, linear, BN x2, ReLU, pooling) lands within 1.5M (0.3%)
+    # of every published figure; conv+linear alone would be 4-5% low.
+    for key, (_, flops) in PUBLISHED.items():
+        assert abs(published_profiles[key]["flops"] - flops) / flops < 0.003, (key, published_profiles[key])
+    macs_only = profile("micro", "NSGANet", init_channels=34, filter_increment=4, auxiliary=True, convention="macs")
+    assert abs(macs_only["flops"] - 550) / 550 > 0.03
+
+
+def test_darts_v2_matches_darts_paper_parameter_count():
+    # DARTS paper, CIFAR-10: 20 cells, 36 channels, auxiliary head -> 3.3M parameters
+    net = build_micro_network(DARTS_V2, init_channels=36, layers=20, auxiliary=True)
+    assert round(count_params(net) / 1e6, 1) == 3.3
+
+
+def test_count_params_excludes_auxiliary_head():
+    with_aux = build_micro_network(NSGANet, 8, 5, auxiliary=True)
+    without = build_micro_network(NSGANet, 8, 5, auxiliary=False)
+    assert count_params(with_aux) == count_params(without)
+    assert sum(p.numel() for p in with_aux.parameters()) > count_params(with_aux)
+
+
+def test_count_flops_by_hand():
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # 32*32*8 outputs x (27 + 1 bias)
+        nn.BatchNorm2d(8),  # 2 x 8192
+        nn.ReLU(),  # 8192
+        nn.MaxPool2d(2),  # 8192 inputs
+        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),  # 16*16*8 x 9
+        nn.AdaptiveAvgPool2d(1),  # 2048 inputs
+        nn.Flatten(),
+        nn.Linear(8, 5),  # 5 x (8 + 1)
+    )
+    macs = 8192 * 28 + 2048 * 9 + 45
+    assert count_flops(net, 32, "macs") == macs
+    assert count_flops(net, 32, "nsganet") == macs + 2 * 8192 + 8192 + 8192 + 2048
+    with pytest.raises(ValueError, match="convention"):
+        count_flops(net, 32, "thop")
+
+
+# ---------------------------------------------------------------- networks
+@pytest.mark.parametrize("name", sorted(set(MICRO_GENOTYPES)))
+def test_published_genotypes_forward_backward(name):
+    net = build_micro_network(MICRO_GENOTYPES[name], init_channels=8, layers=5, auxiliary=True, SE=True,
+                              filter_increment=2, drop_path_prob=0.2)
+    net.train()
+    logits, aux = net(torch.randn(2, 3, 32, 32))
+    assert logits.shape == aux.shape == (2, 10)
+    (logits.sum() + aux.sum()).backward()
+    assert all(p.grad is not None for n, p in net.named_parameters() if "auxiliary" not in n)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_published_20_layer_network_forward_backward():
+    net = build_micro_network(NSGANet, init_channels=26, layers=20, auxiliary=True, SE=True, filter_increment=4)
+    logits, aux = net(torch.randn(2, 3, 32, 32))
+    (logits.sum() + 0.4 * aux.sum()).backward()
+    assert net.classifier.weight.grad.abs().sum() > 0
+
+
+def test_channel_schedules():
+    cifar = build_micro_network(NSGANet, init_channels=8, layers=6)
+    pyramid = build_micro_network(NSGANet, init_channels=8, layers=6, filter_increment=4)
+    # NSGANet cells concatenate 4 states; cifar doubles at cells 2 and 4, pyramid adds 4 per cell
+    assert [c.out_channels for c in cifar.cells] == [32, 32, 64, 64, 128, 128]
+    assert [c.out_channels for c in pyramid.cells] == [4 * (8 + 4 * i) for i in range(6)]
+    assert [c.reduction for c in cifar.cells] == [False, False, True, False, True, False]
+
+
+def test_imagenet_network_runs():
+    net = build_micro_network(NSGANet, init_channels=8, layers=5, n_classes=7, auxiliary=True, imagenet=True)
+    net.train()
+    logits, aux = net(torch.randn(2, 3, 224, 224))
+    assert logits.shape == aux.shape == (2, 7)
+
+
+def test_drop_path_only_in_training():
+    net = build_micro_network(NSGANet, init_channels=8, layers=3, drop_path_prob=0.9).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net(x), net(x))
+
+
+# ---------------------------------------------------------------- search space
+def test_geometry():
+    assert SPACE.name == "nsganet_micro" and SPACE.n_var == 40
+    # per block: op (0..8), input (0..b+1), op, input
+    assert SPACE.xu[:8].tolist() == [8, 1, 8, 1, 8, 2, 8, 2]
+    assert SPACE.xu[20:28].tolist() == SPACE.xu[:8].tolist()
+    assert len(OPERATIONS) == 9
+
+
+@pytest.mark.parametrize("name", FIVE_BLOCK)
+def test_published_genotypes_round_trip(name):
+    g = MICRO_GENOTYPES[name]
+    x = SPACE.encode(g)
+    assert SPACE.decode(x) == g.to_dict()
+    assert genotype_from_dict(SPACE.decode(x)) == g
+
+
+def test_nsganet_genome_by_hand():
+    x = SPACE.encode(NSGANet)
+    # normal block 0: (skip_connect, 0), (max_pool_3x3, 0); reduce block 4: (dil_conv_5x5, 1), (dil_conv_3x3, 1)
+    assert x[:4].tolist() == [2, 0, 0, 0]
+    assert x[36:].tolist() == [6, 1, 5, 1]
+
+
+def test_random_genomes_round_trip():
+    X = SPACE.sample(200, np.random.default_rng(0))
+    assert ((X >= SPACE.xl) & (X <= SPACE.xu)).all()
+    for x in X:
+        assert np.array_equal(SPACE.encode(SPACE.decode(x)), x)
+
+
+def test_concat_is_unused_states():
+    arch = SPACE.decode(SPACE.encode(NSGANet))
+    assert arch["normal_concat"] == [2, 4, 5, 6] and arch["reduce_concat"] == [3, 4, 5, 6]
+
+
+def test_canonical_sorts_pairs_and_keeps_the_network():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, SPACE.xu + 1)
+    c = SPACE.canonical(x)
+    assert np.array_equal(SPACE.canonical(c), c)
+    pairs = c.reshape(-1, 2, 2)
+    assert all(tuple(a) <= tuple(b) for a, b in pairs)
+    assert sorted(map(tuple, x.reshape(-1, 2, 2).reshape(-1, 2).tolist())) == sorted(
+        map(tuple, c.reshape(-1, 2).tolist()))
+    small = {"init_channels": 8, "layers": 3}
+    assert np.array_equal(SPACE.complexity(x, **small), SPACE.complexity(c, **small))
+    swapped = x.copy().reshape(-1, 2, 2)[:, ::-1].reshape(-1)
+    assert np.array_equal(SPACE.canonical(swapped), c)
+
+
+def test_initialize_distinct():
+    X = SPACE.initialize(30, np.random.default_rng(2))
+    assert len({row.tobytes() for row in X}) == 30
+    assert np.array_equal(SPACE.canonical(X), X)
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="4 pairs|8 pairs|pairs"):
+        SPACE.encode(DARTS_V2)  # 4 blocks: not in the 5-block space
+    bad = NSGANet.to_dict() | {"normal_concat": [2, 3]}
+    with pytest.raises(ValueError, match="normal_concat"):
+        SPACE.encode(bad)
+    with pytest.raises(ValueError, match="unknown operation"):
+        SPACE.encode(NSGANet.to_dict() | {"normal": [["conv_9x9", 0]] * 10})
+    with pytest.raises(ValueError, match="gene 1"):
+        SPACE.canonical(np.r_[0, 5, np.zeros(38, dtype=int)])
+    with pytest.raises(ValueError, match="unknown micro architecture"):
+        profile("micro", "NoSuchNet")

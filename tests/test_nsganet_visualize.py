@@ -1,0 +1,76 @@
+"""Drawings of NSGA-Net architectures and genome files as --arch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import pytest
+
+import visualize
+from codebase.networks.genotypes import MACRO_NSGANET, NSGANet
+from codebase.nsganet_profile import profile
+
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz 'dot' not installed (apt-get install graphviz)"
+)
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])  # IHDR width, height
+
+
+@needs_dot
+def test_micro_cells_render_png(tmp_path, capsys):
+    assert visualize.main(["NSGANet", "--format", "png", "--out", str(tmp_path)]) == 0
+    for cell in ("normal", "reduction"):
+        width, height = _png_size(tmp_path / f"NSGANet_{cell}.png")
+        assert width > 200 and height > 100
+    assert "NSGANet_normal.png" in capsys.readouterr().out
+
+
+@needs_dot
+def test_macro_phases_render_png_and_svg(tmp_path):
+    assert visualize.main(["NSGANet", "--net_type", "macro", "--format", "png", "--out", str(tmp_path)]) == 0
+    width, height = _png_size(tmp_path / "NSGANet_macro.png")
+    assert width > height > 50  # phases laid out left to right
+    assert visualize.main(["NSGANet", "--net_type", "macro", "--format", "svg", "--out", str(tmp_path)]) == 0
+    svg = (tmp_path / "NSGANet_macro.svg").read_text()
+    assert "phase 3" in svg and "dense 6" in svg
+
+
+@needs_dot
+def test_genome_file_renders(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(NSGANet.to_dict()))
+    assert visualize.main([str(path), "--format", "png", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "mine_reduction.png").stat().st_size > 1000
+
+
+def test_missing_dot_gives_one_actionable_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert visualize.main(["NSGANet", "--format", "png", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "install Graphviz" in err
+
+
+def test_unknown_name_exits_2(tmp_path, capsys):
+    assert visualize.main(["NoSuchNet", "--out", str(tmp_path)]) == 2
+    assert "unknown micro architecture" in capsys.readouterr().err
+
+
+def test_profile_accepts_genome_files(tmp_path):
+    micro = tmp_path / "micro.json"
+    micro.write_text(json.dumps(NSGANet.to_dict()))
+    by_name = profile("micro", "NSGANet", layers=5, init_channels=8, filter_increment=2)
+    assert profile("micro", str(micro), layers=5, init_channels=8, filter_increment=2) == by_name
+    macro = tmp_path / "macro.json"
+    macro.write_text(json.dumps({"genome": MACRO_NSGANET, "channels": [[3, 128], [128, 128], [128, 128]],
+                                 "decoder": "dense"}))
+    assert profile("macro", str(macro)) == profile("macro", "NSGANet")
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps([1] * 48))
+    assert profile("macro", str(flat), init_channels=8)["params"] > 0

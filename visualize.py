@@ -1,0 +1,57 @@
+"""Draw NSGA-Net architectures: micro cells (normal, reduction) or macro phase DAGs.
+
+    python visualize.py NSGANet                      # micro cells of the published NSGANet
+    python visualize.py NSGANet --net_type macro     # the published macro network
+    python visualize.py arch.json --format svg --out drawings
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from codebase.networks.drawing import FORMATS, render_macro, render_micro
+from codebase.nsganet_profile import load_arch
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("arch", help="published name (NSGANet, DARTS_V2, AmoebaNet, ENAS, NASNet) or a JSON file")
+    parser.add_argument("--net_type", choices=("micro", "macro"), default="micro")
+    parser.add_argument("--format", choices=FORMATS, default="pdf")
+    parser.add_argument("--out", default=".", help="folder for the drawings")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    name = Path(args.arch).stem if args.arch.endswith(".json") else args.arch
+    try:
+        arch = load_arch(args.arch, args.net_type)
+        if args.net_type == "micro":
+            if isinstance(arch, list):  # a 40-gene genome
+                from search_space.nsganet_micro import MicroSearchSpace
+
+                arch = MicroSearchSpace().decode(arch)
+            files = render_micro(arch, args.out, name, args.format)
+        else:
+            spec = arch if isinstance(arch, dict) else {"genome": arch}
+            if "genome" not in spec:
+                raise ValueError(f"{args.arch}: macro architecture needs a 'genome' field")
+            genome = spec["genome"]
+            if genome and all(isinstance(b, int) for b in genome):  # a flat bit string
+                from search_space.nsganet_macro import MacroSearchSpace
+
+                genome = MacroSearchSpace().decode(genome)["genome"]
+            files = render_macro(genome, args.out, name, args.format, spec.get("decoder", "residual"))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for f in files:
+        print(f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
