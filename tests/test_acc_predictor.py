@@ -1,0 +1,213 @@
+"""Surrogates on known functions: interpolation, ranking recovery, determinism, input errors."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from acc_predictor import acc_predictor_names, correlation, get_acc_predictor
+from acc_predictor.encoding import Projection, encode, fit_encoding
+from search_space.ofa import EXPAND_GENES, KERNEL_GENES, RESOLUTION_GENE, OFASearchSpace
+
+SPACE = OFASearchSpace()
+# quick settings so the whole file runs in seconds; the defaults are benchmarked by scripts/
+FAST = {"carts": {"n_trees": 60}, "mlp": {"max_epochs": 300, "patience": 30}}
+FIVE = ("rbf", "gp", "carts", "mlp", "as")
+
+
+def additive_error(X: np.ndarray) -> np.ndarray:
+    """A monotone "top-1 error": larger kernels, expansions, depths and resolutions lower it."""
+    X = SPACE.canonical(X)
+    active = SPACE.active_layers(X)
+    size = ((X[:, KERNEL_GENES] + 1) * active).sum(1) + 1.5 * ((X[:, EXPAND_GENES] + 1) * active).sum(1)
+    return 40.0 - 0.3 * size - 0.2 * X[:, RESOLUTION_GENE]
+
+
+def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    X = SPACE.sample(n, np.random.default_rng(seed))
+    return X, additive_error(X)
+
+
+def build(name: str, **options):
+    return get_acc_predictor(name, **{**FAST.get(name, {}), **options})
+
+
+def test_factory_builds_every_model():
+    for name in FIVE + ("gp_additive",):
+        assert name in acc_predictor_names()
+        model = get_acc_predictor(name)
+        assert model.search_space == OFASearchSpace()
+    assert get_acc_predictor("as").pool == ("rbf", "gp", "carts", "mlp")
+    with pytest.raises(ValueError, match="unknown accuracy predictor 'svm'"):
+        get_acc_predictor("svm")
+    with pytest.raises(ValueError, match="bad options"):
+        get_acc_predictor("rbf", bogus=1)
+    with pytest.raises(ValueError, match="unknown encoding"):
+        get_acc_predictor("rbf", encoding="binary")
+
+
+def test_rbf_interpolates_training_points():
+    X, _ = data(120, 0)
+    y = np.random.default_rng(1).normal(20, 3, len(X))  # arbitrary values: interpolation must still hit them
+    for encoding in ("int", "onehot", "ordinal"):
+        model = get_acc_predictor("rbf", encoding=encoding).fit(X, y)
+        np.testing.assert_allclose(model.predict(X), y, atol=1e-4)
+
+
+def test_rbf_matches_scipy_cubic_with_linear_tail():
+    """With full-rank integer features the rotation is exact: same model as scipy on raw genomes."""
+    from scipy.interpolate import RBFInterpolator
+
+    X, y = data(150, 2)
+    Xt, _ = data(50, 3)
+    ours = get_acc_predictor("rbf").fit(X, y).predict(Xt)
+    ref = RBFInterpolator(X.astype(float), y, kernel="cubic", degree=1, smoothing=1e-8)(Xt.astype(float))
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "min_tau"),
+    [("rbf", 0.85), ("gp", 0.85), ("gp_additive", 0.95), ("carts", 0.5), ("mlp", 0.6), ("rbf_onehot", 0.75)],
+)
+def test_recovers_monotone_ranking(name, min_tau):
+    X, y = data(150, 4)
+    Xt, yt = data(300, 5)
+    pred = build(name).fit(X, y).predict(Xt)
+    assert pred.shape == (300,)
+    assert stats.kendalltau(pred, yt).statistic > min_tau
+
+
+def test_adaptive_switching_picks_and_refits_the_winner():
+    X, y = data(80, 6)
+    Xt, yt = data(100, 7)
+    model = build("as", pool=("rbf", "carts"), n_folds=4, pool_options={"carts": {"n_trees": 30}}).fit(X, y)
+    assert model.winner in ("rbf", "carts")
+    assert set(model.scores) == {"rbf", "carts"}
+    s = {k: v["tau_mean"] - v["tau_std"] for k, v in model.scores.items()}
+    assert s[model.winner] == max(s.values())
+    opts = {"n_trees": 30} if model.winner == "carts" else {}
+    refit = get_acc_predictor(model.winner, seed=0, **opts).fit(X, y)
+    np.testing.assert_allclose(model.predict(Xt), refit.predict(Xt))
+    assert stats.kendalltau(model.predict(Xt), yt).statistic > 0.5
+    with pytest.raises(ValueError, match="pool"):
+        get_acc_predictor("as", pool=("rbf", "nope"))
+
+
+@pytest.mark.slow
+def test_adaptive_switching_default_pool():
+    X, y = data(100, 8)
+    model = get_acc_predictor("as").fit(X, y)
+    assert model.winner in ("rbf", "gp", "carts", "mlp")
+    Xt, yt = data(200, 9)
+    assert stats.kendalltau(model.predict(Xt), yt).statistic > 0.8
+
+
+@pytest.mark.parametrize("name", ["carts", "mlp", "gp_additive"])
+def test_deterministic_for_a_seed(name):
+    X, y = data(60, 10)
+    Xt, _ = data(40, 11)
+    a = build(name, seed=3).fit(X, y).predict(Xt)
+    b = build(name, seed=3).fit(X, y).predict(Xt)
+    np.testing.assert_array_equal(a, b)
+    if name != "gp_additive":  # the GP's seed only matters with restarts
+        c = build(name, seed=4).fit(X, y).predict(Xt)
+        assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", FIVE + ("gp_additive",))
+def test_bad_inputs_are_value_errors(name):
+    X, y = data(20, 12)
+    model = build(name)
+    with pytest.raises(ValueError, match="before fit"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="y must have shape"):
+        model.fit(X, y[:-1])
+    with pytest.raises(ValueError, match=r"X must have shape \(n, 46\)"):
+        model.fit(X[:, :-1], y)
+    X_out = X.copy()
+    X_out[0, RESOLUTION_GENE] = 99
+    with pytest.raises(ValueError, match="outside the search space"):
+        model.fit(X_out, y)
+    y_nan = y.copy()
+    y_nan[3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(X, y_nan)
+
+
+def test_unused_layer_genes_do_not_change_predictions():
+    X, y = data(100, 13)
+    Xt, _ = data(30, 14)
+    noisy = Xt.copy()
+    inactive = ~SPACE.active_layers(Xt)
+    rng = np.random.default_rng(0)
+    noisy[:, KERNEL_GENES] = np.where(inactive, rng.integers(0, 3, inactive.shape), Xt[:, KERNEL_GENES])
+    noisy[:, EXPAND_GENES] = np.where(inactive, rng.integers(0, 3, inactive.shape), Xt[:, EXPAND_GENES])
+    assert not np.array_equal(noisy, Xt)
+    for name in ("rbf", "gp", "gp_additive", "rbf_onehot"):
+        model = build(name).fit(X, y)
+        np.testing.assert_allclose(model.predict(noisy), model.predict(Xt))
+
+
+def test_onehot_zeroes_skipped_layers():
+    x = SPACE.smallest()  # depth 2 everywhere: layers 2, 3 of each stage skipped
+    F = encode(fit_encoding("onehot", SPACE), SPACE, x)
+    assert F.shape == (1, 20 * 3 + 20 * 3 + len(SPACE.resolutions))
+    kernel = F[0, :60].reshape(20, 3)
+    assert kernel.sum() == 10 and kernel.reshape(5, 4, 3)[:, 2:].sum() == 0
+    assert np.array_equal(kernel.reshape(5, 4, 3)[:, :2, 0], np.ones((5, 2)))  # kernel 3 = first choice
+
+
+def test_gp_survives_constant_columns():
+    X, y = data(60, 15)
+    X[:, RESOLUTION_GENE] = 2  # a constant column: DACE's standardisation divided by zero here
+    pred = get_acc_predictor("gp").fit(X, y).predict(X)
+    assert np.isfinite(pred).all()
+    assert stats.kendalltau(pred, y).statistic > 0.9
+
+
+def test_generic_integer_space():
+    """An NSGA-Net-like bit string: no canonical(), only xl/xu; int and onehot encodings work."""
+    space = SimpleNamespace(name="bits", n_var=12, xl=np.zeros(12, dtype=int), xu=np.ones(12, dtype=int))
+    rng = np.random.default_rng(16)
+    X = rng.integers(0, 2, size=(80, 12))
+    w = np.arange(1, 13)
+    y = X @ w
+    Xt = rng.integers(0, 2, size=(50, 12))
+    for name, options in (
+        ("rbf", {}),
+        ("gp", {}),
+        ("rbf", {"encoding": "onehot"}),
+        ("gp_additive", {}),
+        ("carts", {"n_trees": 30}),
+    ):
+        pred = get_acc_predictor(name, search_space=space, **options).fit(X, y).predict(Xt)
+        assert stats.kendalltau(pred, Xt @ w).statistic > 0.7, name
+    with pytest.raises(ValueError, match="needs the OFA search space"):
+        get_acc_predictor("rbf", search_space=space, encoding="ordinal")
+
+
+def test_correlation_against_hand_values():
+    true = np.array([1.0, 2.0, 3.0, 4.0])
+    pred = np.array([1.0, 3.0, 2.0, 5.0])
+    # Kendall: 5 concordant, 1 discordant pair of 6 -> (5 - 1) / 6; Spearman: 1 - 6*2/(4*15) = 0.8
+    expected = {"rmse": np.sqrt(3 / 4), "rho": 0.8, "tau": 4 / 6}
+    for p, t in ((pred, true), (pred[:, None], true), (pred[:, None], true[:, None])):
+        got = correlation(p, t)
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value)
+    with pytest.raises(ValueError, match="equal length"):
+        correlation(pred, true[:3])
+    with pytest.raises(ValueError, match="equal length"):
+        correlation(np.ones((4, 2)), np.ones(8))
+
+
+def test_projection_is_a_rotation_for_full_rank_data():
+    F = np.random.default_rng(17).normal(size=(30, 5))
+    Z = Projection(F)(F)
+    assert Z.shape == (30, 5)
+    d_before = np.linalg.norm(F[:, None] - F[None], axis=-1)
+    d_after = np.linalg.norm(Z[:, None] - Z[None], axis=-1)
+    np.testing.assert_allclose(d_after, d_before, atol=1e-10)
+    dependent = np.hstack([F, F[:, :2] + F[:, 2:4]])  # rank 5 in 7 columns
+    assert Projection(dependent).rank == 5
