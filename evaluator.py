@@ -2,9 +2,13 @@
 
     python evaluator.py --profile --subnet net.subnet [--width 1.2] [--n_classes N]
     python evaluator.py --profile --config net.config --img-size R
+    python evaluator.py --profile --net_type micro --arch NSGANet --layers 20 --init_channels 34 \
+        --filter_increment 4 --auxiliary [--SE]
+    python evaluator.py --profile --net_type macro --arch NSGANet
 
-print one JSON line {"params": M, "flops": M, "flops_ofa": M} (millions; flops in torchprofile's
-convention, flops_ofa in the ofa package's). No data, weights or network build is needed.
+print one JSON line of millions: {"params": M, "flops": M, "flops_ofa": M} for OFA subnets (flops in
+torchprofile's convention, flops_ofa in the ofa package's; closed form, no network is built) and
+{"params": M, "flops": M} for NSGA-Net networks (32x32 CIFAR input, the original tool's counter).
 """
 
 from __future__ import annotations
@@ -22,7 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a net.config file (ofa MobileNetV3 config, either spelling)")
     p.add_argument("--img-size", "--img_size", dest="img_size", type=int, help="input resolution (default: subnet's r)")
     p.add_argument("--width", "--width_mult", dest="width_mult", type=float, default=1.0, choices=(1.0, 1.2))
-    p.add_argument("--n_classes", type=int, default=1000)
+    p.add_argument("--n_classes", type=int, default=None, help="classes of the head (default 1000; NSGA-Net: 10)")
+    nsga = p.add_argument_group("NSGA-Net networks")
+    nsga.add_argument("--net_type", choices=("micro", "macro"), help="profile an NSGA-Net network")
+    nsga.add_argument("--arch", default="NSGANet", help="published name (NSGANet, DARTS_V2, ...) or a genome JSON file")
+    nsga.add_argument("--layers", type=int, default=20)
+    nsga.add_argument("--init_channels", type=int, default=34)
+    nsga.add_argument("--filter_increment", type=int, default=4, help="pyramid widening per cell (0: plain)")
+    nsga.add_argument("--auxiliary", action="store_true")
+    nsga.add_argument("--SE", action="store_true", help="squeeze-and-excitation in every cell")
     return p
 
 
@@ -31,6 +43,13 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     from codebase.ofa_config import config_complexity, load_config
     from search_space.ofa import OFASearchSpace, load_subnet
 
+    if args.net_type:
+        from codebase.nsganet_profile import profile as nsganet_profile
+
+        return nsganet_profile(net_type=args.net_type, arch=args.arch, layers=args.layers,
+                               init_channels=args.init_channels, filter_increment=args.filter_increment,
+                               auxiliary=args.auxiliary, SE=args.SE, n_classes=args.n_classes or 10)
+    n_classes = args.n_classes or 1000
     if args.config:
         if not args.img_size:
             raise ValueError("--profile --config needs --img-size (the input resolution)")
@@ -45,9 +64,9 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     space = OFASearchSpace(resolutions=tuple(sorted({int(r)} if isinstance(r, int) else {224})),
                            width_mult=args.width_mult)
     subnet = space.validate({**subnet, "r": r})
-    if args.n_classes < 1:
-        raise ValueError(f"--n_classes must be positive, got {args.n_classes}")
-    return subnet_complexity(subnet, args.width_mult, args.n_classes)
+    if n_classes < 1:
+        raise ValueError(f"--n_classes must be positive, got {n_classes}")
+    return subnet_complexity(subnet, args.width_mult, n_classes)
 
 
 def main() -> int:

@@ -1,0 +1,1 @@
+"""The MSuNAS search: objectives, the pymoo adapter, subset selection, and the resumable engine."""

@@ -1,0 +1,270 @@
+"""The MSuNAS loop (NSGANetV2), resumable because the files it writes are its only state.
+
+Iteration 0 evaluates the initial design. Iteration K >= 1:
+  1. fit the accuracy surrogate (and one per measured objective) on the archive,
+  2. run NSGA-II/III on predicted error + exact complexity, started from the archive's front,
+  3. drop candidates already in the archive (canonical genomes), pick `n_iter` by subset selection,
+  4. write the plan (`iter_K/plan.json`), evaluate each candidate (`iter_K/net_I.subnet`, `.stats`),
+  5. write `iter_K.stats` (archive, candidates, hypervolume, out-of-sample surrogate quality).
+With `predictor == "none"` step 1-3 become plain NSGA-II mating on true objectives (population kept
+in the stats file), the baseline with the same evaluation budget.
+
+Every random choice of iteration K is seeded from (seed, K), and iteration K reads only
+`iter_{K-1}.stats` and its own plan, so a run killed anywhere and resumed ends with the same archive
+as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codebase.evaluators import Evaluator
+from codebase.io import read_json, write_json
+from codebase.search import pymoo_adapter
+from codebase.search.indicators import hypervolume, nondominated, reference_point
+from codebase.search.objectives import ERROR, Objective, objective_values
+from codebase.search.subset import select_subset
+from search_space.base import SearchSpace, rows_in, unique_rows
+
+log = logging.getLogger("msunas")
+
+
+@dataclass
+class SearchSettings:
+    seed: int = 0
+    n_doe: int = 100
+    iterations: int = 30
+    n_iter: int = 8
+    predictor: str = "rbf"
+    subset: str = "hv"
+    inner_pop: int = 100
+    inner_gens: int = 50
+    ref_point: list[float] | None = None
+
+
+@dataclass
+class Archive:
+    X: np.ndarray  # (n, n_var) canonical genomes
+    F: np.ndarray  # (n, n_obj) true objective values
+    subnets: list[dict[str, Any]]
+
+
+def iteration_seed(seed: int, k: int) -> int:
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def stats_path(save: Path, k: int) -> Path:
+    return save / f"iter_{k}.stats"
+
+
+def last_complete_iteration(save: Path) -> int:
+    """The highest K with an iter_K.stats file, -1 when there is none."""
+    done = [int(p.stem.split("_")[1]) for p in save.glob("iter_*.stats") if p.stem.split("_")[1].isdigit()]
+    return max(done, default=-1)
+
+
+class MSuNAS:
+    def __init__(self, save: str | Path, space: SearchSpace, evaluator: Evaluator, objectives: list[Objective],
+                 settings: SearchSettings) -> None:
+        self.save, self.space, self.evaluator = Path(save), space, evaluator
+        self.objectives, self.s = objectives, settings
+        self.names = [o.name for o in objectives]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress: bool = True) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        start = last_complete_iteration(self.save) + 1
+        last = None if start == 0 else read_json(stats_path(self.save, start - 1))
+        bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
+                   dynamic_ncols=True)
+        if last is not None:
+            bar.set_postfix(hv=f"{last['hv']:.4g}")
+        for k in range(start, self.s.iterations + 1):
+            last = self.iteration(k, last)
+            bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
+            bar.update()
+        bar.close()
+        return last if last is not None else read_json(stats_path(self.save, self.s.iterations))
+
+    def iteration(self, k: int, previous: dict[str, Any] | None) -> dict[str, Any]:
+        archive = self._archive(previous)
+        plan = self._load_or_make_plan(k, archive, previous)
+        X_new, F_new, failed = self._evaluate_plan(k, plan)
+        X = np.concatenate([archive.X, X_new]) if len(X_new) else archive.X
+        F = np.concatenate([archive.F, F_new]) if len(F_new) else archive.F
+        if previous is None:
+            ref = np.asarray(self.s.ref_point if self.s.ref_point is not None else reference_point(F), dtype=float)
+            if len(ref) != len(self.names):
+                raise ValueError(f"--ref_point needs {len(self.names)} values ({', '.join(self.names)})")
+        else:
+            ref = np.asarray(previous["ref_point"], dtype=float)
+        stats = {
+            "iteration": k,
+            "objectives": self.names,
+            "archive": [[self.space.decode(x), *map(float, f)] for x, f in zip(X, F)],
+            "candidates": [[self.space.decode(x), *map(float, f)] for x, f in zip(X_new, F_new)],
+            "hv": hypervolume(F, ref),
+            "ref_point": ref.tolist(),
+            "n_evaluations": len(X),
+            "failed": failed,
+            "surrogate": self._surrogate_quality(plan, X_new, F_new),
+            "notes": plan.get("notes", []),
+        }
+        if self.s.predictor == "none":
+            stats["population"] = self._next_population(previous, F, len(archive.X))
+        write_json(stats_path(self.save, k), stats)
+        log.info("iter %d: %d evaluated (%d failed), archive %d, hv %.6g%s", k, len(X_new), len(failed), len(X),
+                 stats["hv"], _quality_text(stats["surrogate"]))
+        return stats
+
+    # ------------------------------------------------------------------ state from files
+    def _archive(self, previous: dict[str, Any] | None) -> Archive:
+        if previous is None:
+            return Archive(np.zeros((0, self.space.n_var), dtype=int), np.zeros((0, len(self.names))), [])
+        if previous.get("objectives") != self.names:
+            raise ValueError(f"the run's objectives {previous.get('objectives')} differ from {self.names}")
+        subnets = [entry[0] for entry in previous["archive"]]
+        X = np.array([self.space.encode(s) for s in subnets], dtype=int).reshape(-1, self.space.n_var)
+        F = np.array([entry[1:] for entry in previous["archive"]], dtype=float).reshape(-1, len(self.names))
+        return Archive(X, F, subnets)
+
+    def _load_or_make_plan(self, k: int, archive: Archive, previous: dict[str, Any] | None) -> dict[str, Any]:
+        path = self.save / f"iter_{k}" / "plan.json"
+        if path.exists():
+            plan = read_json(path)
+            log.info("iter %d: resuming its plan of %d candidates", k, len(plan["genomes"]))
+            return plan
+        rng = np.random.default_rng(iteration_seed(self.s.seed, k))
+        if k == 0:
+            plan = {"genomes": self.space.initialize(self.s.n_doe, rng).tolist()}
+        elif self.s.predictor == "none":
+            plan = self._plan_nsga2(k, archive, previous, rng)
+        else:
+            plan = self._plan_surrogate(k, archive, rng)
+        write_json(path, plan)
+        return plan
+
+    # ------------------------------------------------------------------ planning
+    def _plan_surrogate(self, k: int, archive: Archive, rng: np.random.Generator) -> dict[str, Any]:
+        from acc_predictor import get_acc_predictor
+
+        seed = iteration_seed(self.s.seed, k)
+        models = {}
+        for j, o in enumerate(self.objectives):
+            if o.kind == "measured":
+                name = self.s.predictor if o.name == ERROR else "rbf"
+                models[j] = get_acc_predictor(name, search_space=self.space, seed=seed).fit(archive.X, archive.F[:, j])
+
+        def predict(X: np.ndarray) -> np.ndarray:
+            cols = [models[j].predict(X) if j in models else o.compute(X) for j, o in enumerate(self.objectives)]
+            return np.column_stack(cols).astype(float)
+
+        front = archive.X[nondominated(archive.F)]
+        X_inner, _ = pymoo_adapter.minimize(self.space, predict, len(self.objectives), front, self.s.inner_pop,
+                                            self.s.inner_gens, seed)
+        X_inner = X_inner[unique_rows(X_inner)]
+        cands = X_inner[~rows_in(X_inner, archive.X)]
+        notes = []
+        chosen = select_subset(self.s.subset, predict(cands), archive.F, self.s.n_iter, self._ref_point(archive))
+        X_plan = cands[chosen]
+        if len(X_plan) < self.s.n_iter:
+            extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
+            notes.append(f"iter {k}: only {len(X_plan)} new candidates from the surrogate search; "
+                         f"topped up with {len(extra)} random architectures")
+            log.warning(notes[-1])
+            X_plan = np.concatenate([X_plan, extra])
+        model = models[0]
+        return {"genomes": X_plan.tolist(), "predicted": predict(X_plan).tolist(), "notes": notes,
+                "model": self.s.predictor, "winner": getattr(model, "winner", None)}
+
+    def _plan_nsga2(self, k: int, archive: Archive, previous: dict[str, Any], rng: np.random.Generator) -> dict:
+        pop = np.asarray(previous["population"], dtype=int)
+        seed = iteration_seed(self.s.seed, k)
+        X_plan = np.zeros((0, self.space.n_var), dtype=int)
+        for attempt in range(20):  # mate until n_iter children are new, as far as mating finds them
+            children = pymoo_adapter.offspring(self.space, archive.X[pop], archive.F[pop], self.s.n_iter,
+                                               seed + attempt)
+            children = children[unique_rows(children)]
+            seen = np.concatenate([archive.X, X_plan])
+            X_plan = np.concatenate([X_plan, children[~rows_in(children, seen)]])[: self.s.n_iter]
+            if len(X_plan) == self.s.n_iter:
+                break
+        notes = []
+        if len(X_plan) < self.s.n_iter:
+            extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
+            notes.append(f"iter {k}: mating produced {len(X_plan)} new architectures; added {len(extra)} random")
+            X_plan = np.concatenate([X_plan, extra])
+        return {"genomes": X_plan.tolist(), "notes": notes}
+
+    def _next_population(self, previous: dict[str, Any] | None, F: np.ndarray, n_old: int) -> list[int]:
+        """NSGA-II survival of the previous population plus this iteration's children (archive indices)."""
+        pool = np.arange(len(F)) if previous is None else np.r_[previous["population"], np.arange(n_old, len(F))]
+        pool = pool.astype(int)
+        kept = pymoo_adapter.survivors(F[pool], self.s.n_doe, seed=self.s.seed)
+        return pool[kept].tolist()
+
+    def _random_unique(self, n: int, exclude: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        out = np.zeros((0, self.space.n_var), dtype=int)
+        for _ in range(100):
+            if len(out) >= n:
+                break
+            X = self.space.sample(2 * n, rng)
+            X = X[unique_rows(X)]
+            X = X[~rows_in(X, np.concatenate([exclude, out]))]
+            out = np.concatenate([out, X])
+        return out[:n]
+
+    def _ref_point(self, archive: Archive) -> np.ndarray:
+        first = read_json(stats_path(self.save, 0))
+        return np.asarray(first["ref_point"], dtype=float)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_plan(self, k: int, plan: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        folder = self.save / f"iter_{k}"
+        X_ok, F_ok, failed = [], [], []
+        for i, genome in enumerate(plan["genomes"]):
+            x = np.asarray(genome, dtype=int)
+            subnet = self.space.decode(x)
+            stats_file, fail_file = folder / f"net_{i}.stats", self.save / "failed" / f"iter_{k}_net_{i}.json"
+            if stats_file.exists():
+                values = objective_values(self.objectives, read_json(stats_file))
+            elif fail_file.exists():
+                failed.append(read_json(fail_file))
+                continue
+            else:
+                write_json(folder / f"net_{i}.subnet", subnet)
+                try:
+                    stats = self.evaluator.evaluate(subnet)
+                    values = objective_values(self.objectives, stats)
+                except Exception as e:  # the search goes on; the failure is kept with its error text
+                    record = {"iteration": k, "index": i, "subnet": subnet, "error": f"{type(e).__name__}: {e}"}
+                    write_json(fail_file, record)
+                    log.warning("iter %d net %d failed: %s", k, i, record["error"])
+                    failed.append(record)
+                    continue
+                write_json(stats_file, stats)
+            X_ok.append(x)
+            F_ok.append(values)
+        X = np.array(X_ok, dtype=int).reshape(-1, self.space.n_var)
+        return X, np.array(F_ok, dtype=float).reshape(-1, len(self.names)), failed
+
+    def _surrogate_quality(self, plan: dict[str, Any], X_new: np.ndarray, F_new: np.ndarray) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": plan.get("model"), "winner": plan.get("winner")}
+        if "predicted" not in plan or len(X_new) < 2:
+            return out
+        from acc_predictor import correlation
+
+        predicted = {tuple(g): p for g, p in zip(plan["genomes"], plan["predicted"])}
+        pred = np.array([predicted[tuple(x.tolist())][0] for x in X_new])
+        out.update({k: float(v) for k, v in correlation(pred, F_new[:, 0]).items()})
+        return out
+
+
+def _quality_text(q: dict[str, Any]) -> str:
+    return f", surrogate tau {q['tau']:.3f} rmse {q['rmse']:.3f}" if "tau" in q else ""

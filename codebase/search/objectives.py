@@ -1,0 +1,101 @@
+"""The objectives of a search: top-1 error first, then the `--sec_obj` list.
+
+Two kinds:
+- exact: computed from the genome in closed form for any number of architectures (flops, params,
+  latency from a look-up table); the inner search uses the true values.
+- measured: only an evaluation knows them (latency measured on this machine's cpu or gpu); the
+  inner search uses a surrogate fitted on the archive, like the accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from search_space.base import SearchSpace
+
+ERROR = "top1_err"
+MEASURED = {"cpu": "latency_cpu", "gpu": "latency_gpu"}
+OBJECTIVE_HELP = "flops, params, cpu, gpu, lut:PATH, or a comma-separated list of them (2 to 3 of them)"
+
+
+@dataclass
+class Objective:
+    name: str  # the key in net.stats and in iter_K.stats "objectives"
+    kind: str  # "exact" or "measured"
+    compute: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+
+
+def complexity_function(space: SearchSpace, n_classes: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """Genomes -> {"params": M, "flops": M, ...} in closed form for the space."""
+    if space.name == "ofa":
+        from codebase.complexity import genome_complexity, to_millions
+
+        def ofa(X: np.ndarray) -> dict[str, np.ndarray]:
+            c = to_millions(genome_complexity(space, np.atleast_2d(X), n_classes))
+            return {k: np.atleast_1d(v) for k, v in c.items()}
+
+        return ofa
+    compute = getattr(space, "complexity", None)
+    if compute is None:
+        raise ValueError(f"search space '{space.name}' has no complexity function")
+
+    def other(X: np.ndarray) -> dict[str, np.ndarray]:
+        c = compute(np.atleast_2d(X), n_classes=n_classes)  # (n, 2): params, flops
+        return {"params": c[:, 0], "flops": c[:, 1]}
+
+    return other
+
+
+def parse_objectives(spec: str, space: SearchSpace, n_classes: int) -> list[Objective]:
+    """[top1_err] + the objectives named in `spec` (e.g. "flops", "flops,lut:note10_lut")."""
+    names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not 1 <= len(names) <= 3:
+        raise ValueError(f"--sec_obj: expected {OBJECTIVE_HELP}; got '{spec}'")
+    out = [Objective(ERROR, "measured")]
+    complexity = None
+    for name in names:
+        if name in ("flops", "params", "flops_ofa"):
+            complexity = complexity or complexity_function(space, n_classes)
+            out.append(Objective(name, "exact", lambda X, key=name, c=complexity: c(X)[key]))
+        elif name in MEASURED:
+            out.append(Objective(MEASURED[name], "measured"))
+        elif name.startswith("lut:"):
+            out.append(Objective("latency", "exact", _lut_objective(name[4:], space, n_classes)))
+        else:
+            raise ValueError(f"--sec_obj: unknown objective '{name}'; expected {OBJECTIVE_HELP}")
+    if len({o.name for o in out}) != len(out):
+        raise ValueError(f"--sec_obj: an objective is named twice in '{spec}'")
+    return out
+
+
+def _lut_objective(path: str, space: SearchSpace, n_classes: int) -> Callable[[np.ndarray], np.ndarray]:
+    from codebase.latency import LatencyTable
+
+    if space.name != "ofa":
+        raise ValueError(f"--sec_obj lut: latency tables describe OFA MobileNetV3 layers, not '{space.name}'")
+    table = LatencyTable.load(path)
+
+    def latency(X: np.ndarray) -> np.ndarray:
+        return table.predict_genomes(np.atleast_2d(X), space, n_classes=n_classes)
+
+    latency(np.stack([space.smallest(), space.largest()]))  # fail now, naming a missing key, not mid-search
+    return latency
+
+
+def objective_values(objectives: list[Objective], stats: dict[str, Any]) -> list[float]:
+    """One evaluation's objective vector from its net.stats."""
+    values = []
+    for o in objectives:
+        if o.name == ERROR:
+            if "top1" not in stats:
+                raise ValueError("evaluation returned no 'top1'")
+            values.append(100.0 - float(stats["top1"]))
+        elif o.name not in stats:
+            raise ValueError(f"evaluation returned no '{o.name}'")
+        else:
+            values.append(float(stats[o.name]))
+    return values

@@ -1,0 +1,78 @@
+"""Choosing which surrogate-predicted candidates get a true evaluation.
+
+- ``hv`` (default): greedy by predicted hypervolume contribution. Each pick is the candidate whose
+  predicted objective vector adds the most hypervolume to the archive's true front plus the candidates
+  already picked (objectives scaled by the fixed reference point). When no candidate adds any, the
+  rest are chosen by non-dominated rank, then crowding.
+- ``spread``: the original's criterion, greedy: each pick minimises the standard deviation of the gaps
+  between sorted complexity values (2nd objective) of the archive front and the picks, so picks fill
+  the largest holes along the complexity axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from codebase.search.indicators import hypervolume, nondominated
+
+SUBSET_METHODS = ("hv", "spread")
+
+
+def select_subset(method: str, candidates_F: np.ndarray, archive_F: np.ndarray, k: int,
+                  ref_point: np.ndarray) -> np.ndarray:
+    """Indices of k candidates (fewer if there are fewer) in the order picked."""
+    candidates_F = np.asarray(candidates_F, dtype=float)
+    k = min(k, len(candidates_F))
+    if k <= 0:
+        return np.zeros(0, dtype=int)
+    front = np.asarray(archive_F, dtype=float)
+    front = front[nondominated(front)] if len(front) else front.reshape(0, candidates_F.shape[1])
+    if method == "hv":
+        return _greedy_hv(candidates_F, front, k, np.asarray(ref_point, dtype=float))
+    if method == "spread":
+        return _greedy_spread(candidates_F[:, 1], front[:, 1], k)
+    raise ValueError(f"unknown subset selection '{method}'; choose from {SUBSET_METHODS}")
+
+
+def _greedy_hv(C: np.ndarray, front: np.ndarray, k: int, ref: np.ndarray) -> np.ndarray:
+    lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
+    scale = np.where(ref > lo, ref - lo, 1.0)
+    C, front, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
+    chosen: list[int] = []
+    current = front
+    base = hypervolume(current, ref_n) if len(current) else 0.0
+    remaining = list(range(len(C)))
+    while len(chosen) < k:
+        gains = np.array([hypervolume(np.vstack([current, C[i]]), ref_n) - base for i in remaining])
+        if gains.max() <= 1e-12:
+            break
+        best = remaining.pop(int(np.argmax(gains)))
+        chosen.append(best)
+        current = np.vstack([current, C[best]])
+        base = hypervolume(current, ref_n)
+    if len(chosen) < k:
+        chosen += _by_rank_and_crowding(C, remaining, k - len(chosen))
+    return np.asarray(chosen, dtype=int)
+
+
+def _by_rank_and_crowding(C: np.ndarray, remaining: list[int], n: int) -> list[int]:
+    from codebase.search.pymoo_adapter import survivors
+
+    idx = np.asarray(remaining, dtype=int)
+    kept = survivors(C[idx], n, seed=0)
+    return idx[kept].tolist()
+
+
+def _greedy_spread(c: np.ndarray, front: np.ndarray, k: int) -> np.ndarray:
+    chosen: list[int] = []
+    remaining = list(range(len(c)))
+    values = list(front)
+    while len(chosen) < k:
+        scores = []
+        for i in remaining:
+            s = np.sort(np.r_[values, c[i]])
+            scores.append(np.std(np.diff(s)) if len(s) > 1 else 0.0)
+        best = remaining.pop(int(np.argmin(scores)))
+        chosen.append(best)
+        values.append(c[best])
+    return np.asarray(chosen, dtype=int)

@@ -1,0 +1,116 @@
+"""MSuNAS (NSGANetV2): surrogate-assisted multi-objective architecture search.
+
+    python msunas.py --evaluator ofa_oracle --oracle_path acc_predictor.pth --sec_obj flops --save DIR
+    python msunas.py --resume DIR
+
+Writes DIR/args.yaml, DIR/iter_K/net_I.{subnet,stats}, DIR/iter_K.stats, DIR/failed/, DIR/log.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from codebase.cli import run_main
+
+SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inner_pop", "inner_gens", "ref_point")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--save", default="search-exp", help="folder of the run (must not hold another run)")
+    p.add_argument("--resume", metavar="SAVE_DIR", help="continue the run in SAVE_DIR from its last complete iteration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sec_obj", default="flops", help="flops, params, cpu, gpu, lut:PATH, or a comma-separated list")
+    p.add_argument("--n_doe", type=int, default=100, help="initial design size (iteration 0)")
+    p.add_argument("--iterations", type=int, default=30, help="surrogate iterations after the initial design")
+    p.add_argument("--n_iter", type=int, default=8, help="true evaluations per iteration")
+    p.add_argument("--predictor", default="rbf", help="accuracy surrogate, or 'none' for plain NSGA-II")
+    p.add_argument("--subset", default="hv", choices=("hv", "spread"), help="subset selection of candidates")
+    p.add_argument("--inner_pop", type=int, default=100, help="population of the surrogate NSGA-II")
+    p.add_argument("--inner_gens", type=int, default=50, help="generations of the surrogate NSGA-II")
+    p.add_argument("--ref_point", type=float, nargs="+", help="hypervolume reference point (default: from iter 0)")
+    p.add_argument("--evaluator", default="ofa_oracle", help="ofa_oracle")
+    p.add_argument("--oracle_path", help="OFA's acc_predictor.pth for --evaluator ofa_oracle")
+    p.add_argument("--n_classes", type=int, default=1000)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The run's arguments: the command line for a new run, args.yaml (plus --iterations) for a resume."""
+    from codebase.io import read_yaml
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.resume:
+        return args
+    run = Path(args.resume)
+    if not (run / "args.yaml").is_file():
+        raise ValueError(f"--resume {run}: not a run folder (no args.yaml)")
+    stored = read_yaml(run / "args.yaml")
+    if not isinstance(stored, dict):
+        raise ValueError(f"{run / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+    given = {a.dest for a in parser._actions if f"--{a.dest}" in " ".join(argv or sys.argv[1:])}
+    merged = {**vars(parser.parse_args([])), **stored, "save": str(run), "resume": str(run)}
+    for key in given & {"iterations", "quiet"}:  # a resume may extend a run, nothing else
+        merged[key] = getattr(args, key)
+    return argparse.Namespace(**merged)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    from acc_predictor import acc_predictor_names
+
+    if args.predictor != "none" and args.predictor not in acc_predictor_names():
+        raise ValueError(f"unknown predictor '{args.predictor}'; choose from {acc_predictor_names() + ['none']}")
+    if args.n_doe < 2 or args.n_iter < 1 or args.iterations < 0:
+        raise ValueError("--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0")
+    if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
+        raise ValueError(f"--n_doe {args.n_doe} is too small to fit a surrogate; use at least 10")
+
+
+def setup_logging(save: Path, quiet: bool) -> None:
+    logger = logging.getLogger("msunas")
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    file = logging.FileHandler(save / "log.txt")
+    file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(file)
+    if quiet:
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase.evaluators import get_evaluator
+    from codebase.io import write_yaml
+    from codebase.search.engine import MSuNAS, SearchSettings
+    from codebase.search.objectives import parse_objectives
+
+    args = resolve_args(argv)
+    check_args(args)
+    save = Path(args.save)
+    if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
+        raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
+                         "or choose another folder")
+    measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
+    evaluator = get_evaluator(args.evaluator, oracle_path=args.oracle_path, measure=measure,
+                              n_classes=args.n_classes)
+    n_classes = 1000 if args.evaluator == "ofa_oracle" else args.n_classes
+    objectives = parse_objectives(args.sec_obj, evaluator.space, n_classes)
+    save.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        write_yaml(save / "args.yaml", {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")})
+    setup_logging(save, args.quiet)
+    settings = SearchSettings(**{k: getattr(args, k) for k in SETTINGS})
+    stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings).run(progress=not args.quiet)
+    print(f"done: {stats['n_evaluations']} evaluations, hypervolume {stats['hv']:.6g}, "
+          f"results in {save}/iter_{stats['iteration']}.stats")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

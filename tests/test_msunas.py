@@ -1,0 +1,227 @@
+"""msunas.py end to end against the OFA oracle: outputs, baselines, bad input, and resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codebase.search.engine import MSuNAS, SearchSettings
+from codebase.search.objectives import parse_objectives
+from search_space import OFASearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT.parent / "shared" / "data" / "ofa" / "acc_predictor.pth"
+SMALL = ["--n_doe", "12", "--iterations", "3", "--n_iter", "4", "--inner_pop", "20", "--inner_gens", "5",
+         "--seed", "3", "--quiet"]
+
+pytestmark = pytest.mark.skipif(not ORACLE.is_file(), reason=f"needs {ORACLE}")
+
+
+def msunas(*args, env=None, check=True):
+    out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), *map(str, args)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+    if check:
+        assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def oracle_run(save, *extra, **kw):
+    return msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", save, *SMALL, *extra, **kw)
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    save = tmp_path_factory.mktemp("ref") / "run"
+    oracle_run(save)
+    return save
+
+
+def test_run_writes_every_output(reference_run):
+    save = reference_run
+    assert (save / "args.yaml").is_file() and (save / "log.txt").read_text().count("iter ") >= 4
+    space = OFASearchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224))
+    previous = []
+    for k in range(4):
+        stats = load(save / f"iter_{k}.stats")
+        assert stats["objectives"] == ["top1_err", "flops"]
+        assert len(stats["archive"]) == 12 + 4 * k
+        assert len(stats["ref_point"]) == 2 and stats["hv"] > 0
+        n_new = 12 if k == 0 else 4
+        assert len(stats["candidates"]) == n_new
+        for i in range(n_new):
+            subnet = load(save / f"iter_{k}" / f"net_{i}.subnet")
+            net_stats = load(save / f"iter_{k}" / f"net_{i}.stats")
+            assert set(net_stats) >= {"top1", "params", "flops"}
+            assert stats["candidates"][i] == [subnet, 100 - net_stats["top1"], net_stats["flops"]]
+        genomes = [space.encode(entry[0]).tobytes() for entry in stats["archive"]]
+        assert len(set(genomes)) == len(genomes)  # no architecture evaluated twice
+        assert stats["archive"][: len(previous)] == previous
+        previous = stats["archive"]
+        if k > 0:
+            assert set(stats["surrogate"]) >= {"model", "rmse", "rho", "tau"}
+    hvs = [load(save / f"iter_{k}.stats")["hv"] for k in range(4)]
+    assert hvs == sorted(hvs)  # the reference point is fixed, the archive only grows
+    first = load(save / "iter_0.stats")
+    assert first["archive"][0][0] == space.decode(space.smallest())
+    assert first["archive"][1][0] == space.decode(space.largest())
+
+
+def test_objective_values_match_the_oracle_and_closed_form(reference_run):
+    from codebase.complexity import subnet_complexity
+    from codebase.oracle import OFAOracle, oracle_space
+
+    space = oracle_space()
+    oracle = OFAOracle(ORACLE)
+    archive = load(reference_run / "iter_3.stats")["archive"]
+    X = np.array([space.encode(e[0]) for e in archive])
+    np.testing.assert_allclose([e[1] for e in archive], 100 - oracle.top1(X), rtol=1e-6)  # float32 MLP
+    assert [e[2] for e in archive] == [subnet_complexity(e[0], 1.2, 1000)["flops"] for e in archive]
+
+
+@pytest.mark.parametrize(
+    "kill",
+    [
+        {"NSGANETV2_TEST_KILL_DURING_WRITE": "net_2.stats:2"},  # mid-write of an evaluation in iteration 1
+        {"NSGANETV2_TEST_KILL_DURING_WRITE": "iter_2.stats:1"},  # mid-write of an iteration's summary
+        {"NSGANETV2_TEST_KILL_DURING_WRITE": "plan.json:3"},  # mid-write of iteration 2's plan
+        {"NSGANETV2_TEST_KILL_DURING_WRITE": "net_7.stats:1"},  # inside the initial design
+    ],
+)
+def test_resume_after_sigkill_gives_the_same_archive(reference_run, tmp_path, kill):
+    save = tmp_path / "run"
+    out = oracle_run(save, env=kill, check=False)
+    assert out.returncode == -signal.SIGKILL
+    assert not (save / "iter_3.stats").exists()
+    assert list(save.rglob(".*.tmp"))  # the write really was cut off (its temporary file is left over)
+    msunas("--resume", save, "--quiet")
+    for k in range(4):
+        assert load(save / f"iter_{k}.stats")["archive"] == load(reference_run / f"iter_{k}.stats")["archive"]
+
+
+def test_resume_after_sigkill_at_an_arbitrary_moment(reference_run, tmp_path):
+    save = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "msunas.py"), "--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE),
+           "--save", str(save), *SMALL]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (save / "iter_1" / "net_1.stats").exists() and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    msunas("--resume", save, "--quiet")
+    assert load(save / "iter_3.stats")["archive"] == load(reference_run / "iter_3.stats")["archive"]
+
+
+def test_resume_can_extend_a_finished_run(reference_run, tmp_path):
+    import shutil
+
+    save = tmp_path / "run"
+    shutil.copytree(reference_run, save)
+    msunas("--resume", save, "--iterations", "4", "--quiet")
+    assert len(load(save / "iter_4.stats")["archive"]) == 12 + 4 * 4
+
+
+def test_random_search_and_nsga2_baselines(tmp_path):
+    oracle_run(tmp_path / "random", "--iterations", "0", "--n_doe", "30")
+    assert len(load(tmp_path / "random" / "iter_0.stats")["archive"]) == 30
+    assert not (tmp_path / "random" / "iter_1.stats").exists()
+    oracle_run(tmp_path / "nsga2", "--predictor", "none")
+    stats = load(tmp_path / "nsga2" / "iter_3.stats")
+    assert len(stats["archive"]) == 24 and len(stats["population"]) == 12
+    assert "tau" not in stats["surrogate"]
+
+
+def test_three_objectives(tmp_path):
+    oracle_run(tmp_path / "three", "--sec_obj", "flops,params", "--iterations", "1")
+    stats = load(tmp_path / "three" / "iter_1.stats")
+    assert stats["objectives"] == ["top1_err", "flops", "params"] and len(stats["ref_point"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sec_obj", "joules"], "unknown objective 'joules'"),
+        (["--predictor", "svm"], "unknown predictor 'svm'"),
+        (["--evaluator", "magic"], "unknown evaluator 'magic'"),
+        (["--n_doe", "5"], "too small to fit a surrogate"),
+        (["--sec_obj", "lut:/nonexistent/table.yaml"], "/nonexistent/table.yaml"),
+    ],
+)
+def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
+    out = oracle_run(tmp_path / "bad", *args, check=False)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_existing_run_is_never_overwritten(reference_run):
+    before = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")}
+    out = oracle_run(reference_run, check=False)
+    assert out.returncode == 2 and "already holds a run" in out.stderr
+    assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
+
+
+def test_resume_errors(tmp_path):
+    out = msunas("--resume", tmp_path, check=False)
+    assert out.returncode == 2 and "not a run folder" in out.stderr
+    save = tmp_path / "run"
+    oracle_run(save, "--iterations", "1")
+    (save / "iter_1.stats").write_text('{"archive": [')
+    out = msunas("--resume", save, "--iterations", "2", check=False)
+    assert out.returncode == 2 and "iter_1.stats: corrupt JSON" in out.stderr
+
+
+class ToyEvaluator:
+    """Deterministic accuracy on a tiny space, so the search runs out of new architectures."""
+
+    def __init__(self, space, fail_every=0):
+        self.space, self.calls, self.fail_every = space, 0, fail_every
+
+    def evaluate(self, subnet):
+        from codebase.complexity import subnet_complexity
+
+        self.calls += 1
+        if self.fail_every and self.calls % self.fail_every == 0:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        stats = subnet_complexity(subnet, self.space.width_mult, 10)
+        return {"top1": 50 + 10 * np.log(stats["flops"]), **stats}
+
+
+def _toy_search(save, space, evaluator, **settings):
+    objectives = parse_objectives("flops", space, 10)
+    return MSuNAS(save, space, evaluator, objectives, SearchSettings(**settings)).run(progress=False)
+
+
+def test_running_out_of_unique_candidates_does_not_crash(tmp_path):
+    # 2 depths per stage (32 combinations) x 2 resolutions = 64 architectures in all
+    space = OFASearchSpace(kernel_sizes=(3,), expand_ratios=(3,), depths=(2, 3), resolutions=(160, 176))
+    stats = _toy_search(tmp_path, space, ToyEvaluator(space), n_doe=20, iterations=8, n_iter=8, inner_pop=16,
+                        inner_gens=3)
+    assert stats["n_evaluations"] == 64  # everything, each once
+    notes = [n for k in range(1, 9) for n in json.loads((tmp_path / f"iter_{k}.stats").read_text())["notes"]]
+    assert any("topped up" in n for n in notes)
+
+
+def test_failed_evaluations_are_recorded_and_skipped(tmp_path):
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+    stats = _toy_search(tmp_path, space, ToyEvaluator(space, fail_every=5), n_doe=15, iterations=2, n_iter=5,
+                        inner_pop=16, inner_gens=3)
+    failed = sorted((tmp_path / "failed").glob("*.json"))
+    assert len(failed) == 5 and stats["n_evaluations"] == 25 - 5
+    record = json.loads(failed[0].read_text())
+    assert "CUDA out of memory" in record["error"] and set(record["subnet"]) == {"ks", "e", "d", "r"}
+    first = json.loads((tmp_path / "iter_0.stats").read_text())
+    ok = np.array([e[1:] for e in first["archive"]])
+    from codebase.search.indicators import reference_point
+
+    assert first["ref_point"] == reference_point(ok).tolist()  # failures never move the reference point
