@@ -32,11 +32,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inner_pop", type=int, default=100, help="population of the surrogate NSGA-II")
     p.add_argument("--inner_gens", type=int, default=50, help="generations of the surrogate NSGA-II")
     p.add_argument("--ref_point", type=float, nargs="+", help="hypervolume reference point (default: from iter 0)")
-    p.add_argument("--evaluator", default="ofa_oracle", help="ofa_oracle")
+    p.add_argument("--search_space", default="ofa", help="ofa, nsganet_macro or nsganet_micro")
+    p.add_argument("--evaluator", default=None,
+                   help="ofa_oracle, supernet or nsganet_train (default: ofa_oracle with --oracle_path, "
+                        "else supernet for ofa and nsganet_train for the NSGA-Net spaces)")
     p.add_argument("--oracle_path", help="OFA's acc_predictor.pth for --evaluator ofa_oracle")
-    p.add_argument("--n_classes", type=int, default=1000)
+    data = p.add_argument_group("real evaluation")
+    data.add_argument("--dataset", default="digits", help="data set name (see codebase/data)")
+    data.add_argument("--data", help="folder that holds the data set")
+    data.add_argument("--n_classes", type=int, default=None, help="classes of the task (default: the data set's)")
+    data.add_argument("--supernet_path", help="OFA supernet checkpoint ({'state_dict': ...})")
+    data.add_argument("--width_mult", type=float, default=1.0, choices=(1.0, 1.2))
+    data.add_argument("--resolutions", type=int, nargs="+", help="input resolutions of the OFA space")
+    data.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
+    data.add_argument("--n_epochs", type=int, default=0, help="fine-tuning epochs per subnet before scoring")
+    data.add_argument("--test", action="store_true", help="score on the test set (never use it to search)")
+    data.add_argument("--n_gpus", type=int, default=None, help="start this many evaluation processes here")
+    data.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    nsga = p.add_argument_group("NSGA-Net spaces")
+    nsga.add_argument("--init_channels", type=int, default=None)
+    nsga.add_argument("--layers", type=int, default=None)
+    nsga.add_argument("--epochs", type=int, default=None, help="training epochs of each candidate")
+    nsga.add_argument("--n_offspring", type=int, default=None, help="NSGA-Net's name for --n_iter")
+    nsga.add_argument("--n_gens", type=int, default=None, help="NSGA-Net's name for --iterations")
+    nsga.add_argument("--pop_size", type=int, default=None, help="NSGA-Net's name for --n_doe")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def default_evaluator(args: argparse.Namespace) -> str:
+    if args.evaluator:
+        return args.evaluator
+    if args.oracle_path:
+        return "ofa_oracle"
+    return "supernet" if args.search_space == "ofa" else "nsganet_train"
 
 
 def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +75,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.resume:
+        # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
+        for alias, name in (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations")):
+            if getattr(args, alias) is not None:
+                setattr(args, name, getattr(args, alias))
+        args.evaluator = default_evaluator(args)
         return args
     run = Path(args.resume)
     if not (run / "args.yaml").is_file():
@@ -97,10 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
                          "or choose another folder")
     measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
-    evaluator = get_evaluator(args.evaluator, oracle_path=args.oracle_path, measure=measure,
-                              n_classes=args.n_classes)
-    n_classes = 1000 if args.evaluator == "ofa_oracle" else args.n_classes
-    objectives = parse_objectives(args.sec_obj, evaluator.space, n_classes)
+    evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
+    objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
     save.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         write_yaml(save / "args.yaml", {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")})

@@ -1,7 +1,9 @@
 """Evaluators: what gives an architecture its true accuracy (and measured objectives).
 
-An evaluator has a `space` (the search space it can score) and `evaluate(subnet) -> net.stats dict`
-with at least "top1" (percent) and the complexity keys. One registry, one factory.
+An evaluator has a `space` (the search space it scores), `n_classes` (of its task's head, which the
+complexity objectives count) and `evaluate(subnet) -> net.stats dict` with at least "top1" (percent)
+and the complexity keys. Factories receive every resolved msunas argument and take what they need.
+One registry, one factory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from search_space.base import SearchSpace
 
 class Evaluator(Protocol):
     space: SearchSpace
+    n_classes: int
 
     def evaluate(self, subnet: dict[str, Any]) -> dict[str, Any]: ...
 

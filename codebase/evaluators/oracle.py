@@ -19,6 +19,7 @@ class OracleEvaluator:
         if not oracle_path:
             raise ValueError("--evaluator ofa_oracle needs --oracle_path (OFA's acc_predictor.pth)")
         self.space = oracle_space()
+        self.n_classes = 1000  # ImageNet
         self.oracle = OFAOracle(oracle_path, self.space)
         self.measure = tuple(measure)
         self._supernet = None
