@@ -1,0 +1,291 @@
+"""Choosing architectures from a finished search: preferences (ASF), trade-off (knee) points, export.
+
+All objectives are minimised, as in `iter_K.stats`; "top1_err" is 100 - top-1 accuracy.
+
+Preference (`top1#80+flops#150`): the user's aspiration point z (accuracy turned into error) is
+reached for by the augmented achievement scalarising function (Wierzbicki)
+
+    asf(f) = max_{i named} (f_i - z_i) / s_i  +  1e-6 * sum_i (f_i - z_i) / s_i,
+
+where s_i = max - min of objective i over the run's whole archive, so that one MFLOP and one
+percent of error weigh by how much the run could move them. The smallest asf over the
+non-dominated front wins. An objective the preference leaves out (params in a three-objective run
+asked for `top1#80+flops#150`) does not matter, except through the tiny sum term, where it is
+measured from its best value in the archive: among otherwise equal choices the better one wins.
+A preference names at least two objectives; with one, the choice would be its plain minimum.
+
+Trade-off (no preference): the marginal trade-off of front member i (Rachmawati and Zhang's
+knee measure, the idea behind pymoo's HighTradeoffPoints) is
+
+    mu(i) = min over other front members j of  sum_m max(0, f_m(j) - f_m(i)) / sum_m max(0, f_m(i) - f_m(j))
+
+in objectives normalised to [0, 1] over the front: what you lose when you move from i to j, per
+unit you gain. A knee has a large mu: every move away from it costs much more than it brings.
+Members whose mu is a local maximum among their nearest front neighbours come first (so that the
+picks are different knees, not one knee and its neighbours), then the rest, each by decreasing mu.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codebase.io import read_json, write_json
+from codebase.search.indicators import nondominated
+
+ERROR = "top1_err"
+UNITS = {"top1_err": "%", "flops": "M", "flops_ofa": "M", "params": "M", "latency": "ms", "latency_cpu": "ms",
+         "latency_gpu": "ms"}
+# names a preference may use for each objective of a run (msunas.py's --sec_obj spellings too)
+ALIASES = {"top1": ERROR, "top1_err": ERROR, "flops": "flops", "flops_ofa": "flops_ofa", "params": "params",
+           "latency": "latency", "latency_cpu": "latency_cpu", "latency_gpu": "latency_gpu", "cpu": "latency_cpu",
+           "gpu": "latency_gpu"}
+ASF_AUGMENTATION = 1e-6
+
+
+# ---------------------------------------------------------------------------------------- the run
+@dataclass
+class SearchResult:
+    """The archive of one `iter_K.stats`: subnets (opaque JSON) and their objective vectors."""
+
+    objectives: list[str]
+    subnets: list[Any]
+    F: np.ndarray  # (n, n_obj), minimised
+    run_dir: Path
+
+    @property
+    def front(self) -> np.ndarray:
+        """Indices of the non-dominated archive members."""
+        return nondominated(self.F)
+
+    @property
+    def most_accurate(self) -> int:
+        """Index of the lowest error; among equal errors the non-dominated one."""
+        front = self.front
+        return int(front[np.argmin(self.F[front, self.objectives.index(ERROR)])])
+
+
+def load_search_result(path: str | Path) -> SearchResult:
+    """Read an `iter_K.stats` file; ValueError naming what is wrong with it."""
+    path = Path(path)
+    stats = read_json(path)
+    if not isinstance(stats, dict) or "archive" not in stats or "objectives" not in stats:
+        raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives' and 'archive')")
+    names = list(stats["objectives"])
+    if ERROR not in names or not 2 <= len(names) <= 4:
+        raise ValueError(f"{path}: expected 2 to 4 objectives including '{ERROR}', found {names}")
+    archive = stats["archive"]
+    if not archive:
+        raise ValueError(f"{path}: the archive is empty")
+    if any(len(entry) != len(names) + 1 for entry in archive):
+        raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(names)}]")
+    F = np.array([entry[1:] for entry in archive], dtype=float)
+    if not np.all(np.isfinite(F)):
+        raise ValueError(f"{path}: the archive holds non-finite objective values")
+    return SearchResult(names, [entry[0] for entry in archive], F, path.parent)
+
+
+# ---------------------------------------------------------------------------------------- preferences
+def parse_preference(spec: str, objectives: list[str]) -> dict[str, float]:
+    """`top1#80+flops#150` -> {"top1_err": 20.0, "flops": 150.0} in the run's (minimised) objectives."""
+    known = ", ".join(sorted(a for a, name in ALIASES.items() if name in objectives))
+    out: dict[str, float] = {}
+    for part in str(spec).split("+"):
+        name, sep, value = (t.strip() for t in part.partition("#"))
+        if not sep or not value:
+            raise ValueError(f"--prefer: '{part}' needs a value, as in 'flops#150' (format name#value+name#value)")
+        if name not in ALIASES:
+            raise ValueError(f"--prefer: unknown objective '{name}'; this run has: {known}")
+        target = ALIASES[name]
+        if target not in objectives:
+            raise ValueError(f"--prefer: the run did not optimise '{name}'; its objectives are {objectives} "
+                             f"(names you may use: {known})")
+        if target in out:
+            raise ValueError(f"--prefer: '{target}' is given twice")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"--prefer: '{value}' in '{part}' is not a number") from None
+        if not np.isfinite(number):
+            raise ValueError(f"--prefer: '{part}' is not a finite number")
+        out[target] = 100.0 - number if name == "top1" else number
+    if len(out) < 2:
+        raise ValueError(f"--prefer: name at least two objectives (e.g. top1#80+flops#150); with only "
+                         f"'{next(iter(out))}' the choice would simply be its smallest value")
+    return out
+
+
+def aspiration_point(preference: dict[str, float], objectives: list[str]) -> np.ndarray:
+    """The preference as a point in objective space; NaN where the preference says nothing."""
+    return np.array([preference.get(name, np.nan) for name in objectives], dtype=float)
+
+
+def objective_scale(F: np.ndarray) -> np.ndarray:
+    """max - min of each objective over the archive (1 where every value is the same)."""
+    span = F.max(axis=0) - F.min(axis=0)
+    return np.where(span > 0, span, 1.0)
+
+
+def asf(F: np.ndarray, z: np.ndarray, scale: np.ndarray, ideal: np.ndarray | None = None) -> np.ndarray:
+    """Augmented achievement scalarising function of each row of F toward the aspiration point z;
+    NaN entries of z are left out of the max and measured from `ideal` (default: F's minimum) in
+    the augmentation term."""
+    F = np.atleast_2d(np.asarray(F, dtype=float))
+    named = ~np.isnan(z)
+    if not named.any():
+        raise ValueError("the preference names no objective")
+    ideal = F.min(axis=0) if ideal is None else ideal
+    D = (F - np.where(named, z, ideal)) / scale
+    return D[:, named].max(axis=1) + ASF_AUGMENTATION * D.sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------------- trade-off
+def normalise(F: np.ndarray) -> np.ndarray:
+    lo = F.min(axis=0)
+    span = F.max(axis=0) - lo
+    return (F - lo) / np.where(span > 0, span, 1.0)
+
+
+def trade_off(F: np.ndarray) -> np.ndarray:
+    """mu(i) of each member of a non-dominated set (module docstring); inf for a lone member."""
+    N = normalise(np.asarray(F, dtype=float))
+    D = N[None, :, :] - N[:, None, :]  # D[i, j] = f(j) - f(i)
+    loss = np.clip(D, 0, None).sum(axis=2)
+    gain = np.clip(-D, 0, None).sum(axis=2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(gain > 0, loss / np.where(gain > 0, gain, 1.0), np.inf)  # no gain: not a move
+    return ratio.min(axis=1) if len(N) > 1 else np.full(len(N), np.inf)
+
+
+def knee_order(F: np.ndarray) -> np.ndarray:
+    """Indices of a non-dominated set, highest trade-off first; local maxima of mu before the rest."""
+    F = np.asarray(F, dtype=float)
+    mu = trade_off(F)
+    n, m = F.shape
+    if n <= 2:
+        return np.argsort(-mu, kind="stable")
+    N = normalise(F)
+    dist = np.linalg.norm(N[:, None, :] - N[None, :, :], axis=2)
+    np.fill_diagonal(dist, np.inf)
+    k = min(n - 1, 2 * (m - 1))  # on a 2-objective front: the two neighbours along the front
+    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    local_max = np.array([mu[i] >= mu[neighbours[i]].max() for i in range(n)])
+    # sort key: local maxima first, then decreasing mu; ties by index for determinism
+    return np.lexsort((np.arange(n), -mu, ~local_max))
+
+
+# ---------------------------------------------------------------------------------------- choosing
+@dataclass
+class Choice:
+    index: int  # in the archive
+    reason: str  # "preference", "trade-off" or "most accurate"
+    score: float  # asf (smaller is closer) or mu (larger is a sharper knee)
+
+
+def choose(result: SearchResult, n: int, preference: dict[str, float] | None = None) -> tuple[list[Choice], list[str]]:
+    """`n` front members by preference (ASF) or trade-off, plus the most accurate one when not already
+    among them (the original tool's rule). Returns the choices and notes for the user."""
+    if n < 1:
+        raise ValueError(f"-n must be at least 1, got {n}")
+    front = result.front
+    notes = []
+    if len(front) < n:
+        notes.append(f"the non-dominated front has only {len(front)} architecture(s); choosing all of them")
+    F = result.F[front]
+    if preference is not None:
+        z = aspiration_point(preference, result.objectives)
+        scores = asf(F, z, objective_scale(result.F), ideal=result.F.min(axis=0))
+        order = np.lexsort((np.arange(len(F)), scores))
+        reason = "preference"
+    else:
+        scores = trade_off(F)
+        order = knee_order(F)
+        reason = "trade-off"
+    choices = [Choice(int(front[i]), reason, float(scores[i])) for i in order[:n]]
+    best = result.most_accurate
+    if best not in {c.index for c in choices}:
+        i = int(np.flatnonzero(front == best)[0])
+        choices.append(Choice(best, "most accurate", float(scores[i])))
+        notes.append(f"added the most accurate architecture, which the {reason} did not choose")
+    return choices, notes
+
+
+# ---------------------------------------------------------------------------------------- export
+def format_value(value: float) -> str:
+    """Short and readable: 225, 23, 5.1, 0.48."""
+    if abs(value) >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2g}"
+
+
+def folder_names(result: SearchResult, indices: list[int]) -> list[str]:
+    """`net-<second objective>@<value>` per chosen architecture, made unique with -2, -3, ..."""
+    name = result.objectives[1]
+    col = result.F[:, 1]
+    out: list[str] = []
+    for i in indices:
+        base = f"net-{name}@{format_value(col[i])}"
+        candidate, k = base, 2
+        while candidate in out:
+            candidate, k = f"{base}-{k}", k + 1
+        out.append(candidate)
+    return out
+
+
+def subnet_key(subnet: Any) -> str:
+    return json.dumps(subnet, sort_keys=True)
+
+
+def evaluation_stats_index(run_dir: Path) -> dict[str, Path]:
+    """subnet (canonical JSON) -> its `iter_K/net_I.stats`, for every evaluation in the run folder."""
+    index: dict[str, Path] = {}
+    for subnet_file in sorted(run_dir.glob("iter_*/net_*.subnet")):
+        stats_file = subnet_file.with_suffix(".stats")
+        if not stats_file.is_file():
+            continue  # failed or interrupted evaluation
+        try:
+            index.setdefault(subnet_key(read_json(subnet_file)), stats_file)
+        except ValueError:
+            continue  # a corrupt leftover does not stop the export
+    return index
+
+
+def stats_from_objectives(objectives: list[str], values: np.ndarray) -> dict[str, float]:
+    """net.stats built from archive values when the evaluation's own file is missing."""
+    out = {}
+    for name, v in zip(objectives, values):
+        if name == ERROR:
+            out["top1"] = 100.0 - float(v)
+        else:
+            out[name] = float(v)
+    return out
+
+
+def architecture_stats(result: SearchResult, index: int, found: dict[str, Path]) -> dict[str, Any]:
+    path = found.get(subnet_key(result.subnets[index]))
+    if path is not None:
+        stats = read_json(path)
+        if isinstance(stats, dict):
+            return stats
+    return stats_from_objectives(result.objectives, result.F[index])
+
+
+Exporter = Callable[[Any, Path], None]
+
+
+def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
+                        exporter: Exporter | None = None) -> Path:
+    """Write `net.subnet` and `net.stats` into folder; `exporter(subnet, folder)` adds net.config and
+    net.inherited (supernet weights) when given."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "net.subnet", subnet)
+    write_json(folder / "net.stats", stats, indent=2)
+    if exporter is not None:
+        exporter(subnet, folder)
+    return folder

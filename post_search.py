@@ -1,0 +1,93 @@
+"""Choose architectures from a finished search and export them.
+
+    python post_search.py --expr SAVE/iter_30.stats --save OUT -n 3 --prefer top1#80+flops#150
+    python post_search.py --expr SAVE/iter_30.stats --save OUT -n 3            # trade-off (knee) points
+    python post_search.py --expr SAVE/iter_30.stats --save OUT --supernet_path ofa_supernet.pth
+
+With --prefer, the n front members closest to the preference by the achievement scalarising
+function (objectives normalised by their range over the archive); without, the n sharpest knees of
+the front. The most accurate architecture is always added. Each choice gets a folder
+OUT/net-<objective>@<value>/ with net.subnet and net.stats (and net.config, net.inherited with
+--supernet_path); OUT/choices.json lists them and OUT/choices.png shows them on the front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from codebase.cli import run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--expr", required=True, help="an iter_K.stats file of a search run")
+    p.add_argument("--save", default="chosen", help="folder for the chosen architectures")
+    p.add_argument("-n", type=int, default=1, help="architectures to choose (the most accurate is added)")
+    p.add_argument("--prefer", default=None,
+                   help="preferred objective values, e.g. top1#80+flops#150 (top1 as accuracy %%); "
+                        "None or absent: choose by trade-off")
+    p.add_argument("--supernet_path", help="supernet weights: also write net.config and net.inherited")
+    p.add_argument("--data", help="data set folder for batch-norm recalibration (default: the run's)")
+    p.add_argument("--dataset", help="data set name (default: the run's)")
+    return p
+
+
+def supernet_exporter(args: argparse.Namespace, run_dir: Path) -> Any:
+    """exporter(subnet, folder) built on the supernet evaluator, with the run's arguments."""
+    from types import SimpleNamespace
+
+    from codebase.io import read_yaml
+
+    try:
+        from codebase.evaluators.supernet import export_subnet
+    except ImportError:
+        raise ValueError("--supernet_path: exporting weights needs codebase.evaluators.supernet.export_subnet, "
+                         "which this installation lacks") from None
+    run_args = read_yaml(run_dir / "args.yaml") if (run_dir / "args.yaml").is_file() else {}
+    if not isinstance(run_args, dict):
+        raise ValueError(f"{run_dir / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+    given = {k: getattr(args, k) for k in ("supernet_path", "data", "dataset") if getattr(args, k) is not None}
+    merged = SimpleNamespace(**{**run_args, **given})
+    return lambda subnet, folder: export_subnet(merged, subnet, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase import plots, selection
+    from codebase.io import write_json
+
+    args = build_parser().parse_args(argv)
+    result = selection.load_search_result(args.expr)
+    prefer = None if args.prefer in (None, "", "None", "none") else args.prefer
+    preference = selection.parse_preference(prefer, result.objectives) if prefer else None
+    exporter = supernet_exporter(args, result.run_dir) if args.supernet_path else None
+
+    choices, notes = selection.choose(result, args.n, preference)
+    out = Path(args.save)
+    names = selection.folder_names(result, [c.index for c in choices])
+    found = selection.evaluation_stats_index(result.run_dir)
+    summary = []
+    for choice, name in zip(choices, names):
+        stats = selection.architecture_stats(result, choice.index, found)
+        selection.export_architecture(result.subnets[choice.index], stats, out / name, exporter)
+        values = dict(zip(result.objectives, map(float, result.F[choice.index])))
+        score = choice.score if math.isfinite(choice.score) else None  # a lone front member has no trade-off
+        summary.append({"folder": name, "reason": choice.reason, "score": score, "objectives": values})
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        print(f"{out / name}: {shown} ({choice.reason})")
+    write_json(out / "choices.json", {"expr": str(args.expr), "prefer": prefer, "n": args.n, "notes": notes,
+                                      "choices": summary}, indent=2)
+    aspiration = selection.aspiration_point(preference, result.objectives) if preference is not None else None
+    how = f"preference {prefer}" if prefer else "trade-off (knee points)"
+    title = f"{result.run_dir.name}/{Path(args.expr).name}: {len(choices)} chosen by {how}"
+    plots.plot_choices(result.F, result.objectives, [c.index for c in choices], names, out / "choices.png",
+                       aspiration, title=title)
+    for note in notes:
+        print(f"note: {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

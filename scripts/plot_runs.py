@@ -1,0 +1,43 @@
+"""Overlay several search runs on one hypervolume-versus-evaluations plot.
+
+    python scripts/plot_runs.py runs/msunas runs/nsga2 runs/random --labels MSuNAS NSGA-II random --out hv.png
+
+Every run's hypervolume is recomputed from its archives against one common reference point (the
+worst of the runs' own reference points), so the curves can be compared; runs must share their
+objectives. --each also redraws each run's own plots into RUN/plots/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from codebase.cli import run_main  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase import plots
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="search run folders (holding iter_K.stats)")
+    p.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
+    p.add_argument("--out", default="runs_hv.png", help="PNG file for the overlay")
+    p.add_argument("--each", action="store_true", help="also redraw every run's own plots in RUN/plots/")
+    args = p.parse_args(argv)
+    for run in args.runs:
+        if not Path(run).is_dir():
+            raise ValueError(f"{run}: not a folder")
+    if args.each:
+        for run in args.runs:
+            for stats in plots.load_run(run):
+                plots.plot_iteration(stats, Path(run) / "plots" / f"iter_{stats['iteration']}.png")
+            plots.plot_run(run)
+    print(plots.plot_runs(args.runs, args.out, args.labels))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

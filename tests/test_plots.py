@@ -1,0 +1,144 @@
+"""Plots of a search (codebase/plots.py, scripts/plot_runs.py): files, common hypervolumes, search hooks."""
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codebase import plots
+from tests.test_post_search import make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, min_kb=15):
+    data = Path(path).read_bytes()
+    assert data.startswith(PNG) and len(data) > min_kb * 1024, (path, len(data))
+
+
+def random_front(n_obj, n=30, seed=0):
+    P = np.random.default_rng(seed).random((n, n_obj))
+    return P * ([20, 500, 8, 30][:n_obj]) + ([10, 100, 2, 5][:n_obj])
+
+
+@pytest.mark.parametrize("objectives", [["top1_err", "flops"], ["top1_err", "flops", "params"],
+                                        ["top1_err", "flops", "params", "latency_gpu"]])
+def test_iteration_plot_for_two_to_four_objectives(tmp_path, objectives):
+    make_run(tmp_path / "run", objectives, random_front(len(objectives)), stats_files=False)
+    stats = json.loads((tmp_path / "run" / "iter_2.stats").read_text())
+    assert_png(plots.plot_iteration(stats, tmp_path / "plots" / "iter_2.png"))
+    assert plots.axis_label("latency_gpu") == "GPU latency (ms)" and plots.axis_label("flops") == "FLOPs (M)"
+
+
+def test_run_plots_hypervolume_and_surrogate(tmp_path):
+    make_run(tmp_path / "run", ["top1_err", "flops"], random_front(2), stats_files=False, k=4)
+    for k in range(1, 5):  # surrogate quality as the engine writes it from iteration 1 on
+        path = tmp_path / "run" / f"iter_{k}.stats"
+        stats = json.loads(path.read_text())
+        stats["surrogate"].update({"rmse": 1.0 / k, "rho": 0.5 + k / 10, "tau": 0.4 + k / 10})
+        path.write_text(json.dumps(stats))
+    written = plots.plot_run(tmp_path / "run")
+    assert [p.name for p in written] == ["hv.png", "surrogate.png"]
+    for p in written:
+        assert_png(p)
+
+
+def test_no_surrogate_plot_without_surrogate_measurements(tmp_path):
+    make_run(tmp_path / "run", ["top1_err", "flops"], random_front(2), stats_files=False)  # predictor none
+    assert [p.name for p in plots.plot_run(tmp_path / "run")] == ["hv.png"]
+    assert not (tmp_path / "run" / "plots" / "surrogate.png").exists()
+    with pytest.raises(ValueError, match="no iter_K.stats"):
+        plots.plot_run(tmp_path / "empty")
+
+
+def write_stats(save, k, archive, ref):
+    save.mkdir(parents=True, exist_ok=True)
+    (save / f"iter_{k}.stats").write_text(json.dumps({
+        "iteration": k, "objectives": ["top1_err", "flops"], "archive": [[{"k": k, "i": i}, *f] for i, f in
+                                                                         enumerate(archive)],
+        "candidates": [], "hv": -1.0, "ref_point": ref, "n_evaluations": len(archive), "surrogate": {}}))
+
+
+def test_runs_are_compared_against_one_reference_point(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_stats(a, 0, [[1, 3]], [4, 4])
+    write_stats(a, 1, [[1, 3], [2, 1]], [4, 4])
+    write_stats(b, 0, [[2, 2]], [5, 3])
+    curves, ref, names = plots.common_hypervolumes([a, b])
+    assert ref.tolist() == [5, 4] and names == ["top1_err", "flops"]
+    # by hand against (5, 4): [1,3] -> 4 x 1 = 4; [1,3],[2,1] -> 1 x 1 + 3 x 3 = 10; [2,2] -> 3 x 2 = 6
+    assert curves[0][0].tolist() == [1, 2] and curves[0][1].tolist() == pytest.approx([4, 10])
+    assert curves[1][1].tolist() == pytest.approx([6])
+    assert_png(plots.plot_runs([a, b], tmp_path / "hv.png", ["A", "B"]), min_kb=10)
+    with pytest.raises(ValueError, match="2 runs"):
+        plots.plot_runs([a, b], tmp_path / "hv.png", ["A"])
+
+
+def test_plot_runs_script(tmp_path):
+    runs = []
+    for seed, name in enumerate(("msunas", "nsga2", "random")):
+        make_run(tmp_path / name, ["top1_err", "flops"], random_front(2, seed=seed), stats_files=False, k=1)
+        runs.append(tmp_path / name)
+    out = subprocess.run([sys.executable, "scripts/plot_runs.py", *map(str, runs), "--labels", "MSuNAS",
+                          "NSGA-II", "random", "--out", str(tmp_path / "cmp.png"), "--each"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert_png(tmp_path / "cmp.png")
+    assert_png(tmp_path / "random" / "plots" / "iter_1.png")
+    make_run(tmp_path / "params_run", ["top1_err", "params"], random_front(2), stats_files=False)
+    out = subprocess.run([sys.executable, "scripts/plot_runs.py", str(runs[0]), str(tmp_path / "params_run")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "runs optimised different objectives" in out.stderr
+
+
+def test_a_failing_plot_is_a_warning(tmp_path, caplog, monkeypatch):
+    with caplog.at_level(logging.WARNING, logger="msunas"):
+        plots.after_iteration(tmp_path, {"iteration": 3, "objectives": ["top1_err", "flops"], "archive": "bad"})
+        plots.after_run(tmp_path / "missing")
+    assert "plot of iteration 3 failed" in caplog.text and "end-of-run plots failed" in caplog.text
+    monkeypatch.setenv(plots.PLOTS_ENV, "0")
+    make_run(tmp_path / "run", ["top1_err", "flops"], random_front(2), stats_files=False)
+    plots.after_run(tmp_path / "run")
+    assert not (tmp_path / "run" / "plots").exists()
+
+
+def test_search_engine_draws_its_plots_and_survives_a_broken_plot(tmp_path, monkeypatch, caplog):
+    from codebase.search.engine import MSuNAS, SearchSettings
+    from codebase.search.objectives import parse_objectives
+    from search_space import OFASearchSpace
+
+    space = OFASearchSpace(kernel_sizes=(3,), expand_ratios=(3,), depths=(2, 3), resolutions=(160, 176))
+
+    class Toy:
+        def __init__(self):
+            self.space, self.n_classes = space, 10
+
+        def evaluate(self, subnet):
+            from codebase.complexity import subnet_complexity
+
+            stats = subnet_complexity(subnet, space.width_mult, 10)
+            return {"top1": 50 + 10 * np.log(stats["flops"]), **stats}
+
+    monkeypatch.delenv(plots.PLOTS_ENV, raising=False)
+    # predictor none (NSGA-II mating) keeps the surrogates' imports out of this test; surrogate.png is
+    # tested on its own above
+    settings = SearchSettings(n_doe=10, iterations=1, n_iter=3, predictor="none")
+    MSuNAS(tmp_path / "a", space, Toy(), parse_objectives("flops", space, 10), settings).run(progress=False)
+    assert sorted(p.name for p in (tmp_path / "a" / "plots").iterdir()) == ["hv.png", "iter_0.png", "iter_1.png"]
+    assert_png(tmp_path / "a" / "plots" / "iter_1.png")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no fonts on this machine")
+
+    monkeypatch.setattr(plots, "plot_iteration", broken)
+    settings.iterations = 0  # the initial design is enough to call the hook
+    with caplog.at_level(logging.WARNING, logger="msunas"):
+        stats = MSuNAS(tmp_path / "b", space, Toy(), parse_objectives("flops", space, 10), settings).run(
+            progress=False)
+    assert stats["n_evaluations"] == 10 and "no fonts on this machine" in caplog.text

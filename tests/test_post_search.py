@@ -1,0 +1,373 @@
+"""Choosing architectures (codebase/selection.py, post_search.py): preferences, ASF, knees, export."""
+
+import json
+import subprocess
+import sys
+import types
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codebase import selection
+from codebase.selection import (
+    SearchResult,
+    asf,
+    choose,
+    export_architecture,
+    folder_names,
+    format_value,
+    knee_order,
+    parse_preference,
+    trade_off,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(save, objectives, F, subnets=None, stats_files=True, k=2):
+    """A search run folder by hand: iter_0..iter_k.stats (the archive grows by one per iteration after
+    the first) and iter_K/net_I.{subnet,stats}, as msunas.py writes them."""
+    save = Path(save)
+    F = np.asarray(F, dtype=float)
+    subnets = subnets if subnets is not None else [{"id": i, "ks": [3] * (i % 4 + 1)} for i in range(len(F))]
+    n0 = len(F) - k
+    ref = (F.max(axis=0) + 1).tolist()
+    made = []
+    for it in range(k + 1):
+        new = range(0, n0) if it == 0 else range(n0 + it - 1, n0 + it)
+        for i, j in enumerate(new):
+            if stats_files:
+                (save / f"iter_{it}").mkdir(parents=True, exist_ok=True)
+                (save / f"iter_{it}" / f"net_{i}.subnet").write_text(json.dumps(subnets[j]))
+                net = {"top1": 100 - F[j, 0], "loss": 0.5 + j, "top5": 99.0}
+                net.update({name: float(F[j, c]) for c, name in enumerate(objectives) if c > 0})
+                (save / f"iter_{it}" / f"net_{i}.stats").write_text(json.dumps(net))
+        upto = n0 + it if it else n0
+        entries = [[subnets[j], *F[j].tolist()] for j in range(upto)]
+        made.append({"iteration": it, "objectives": objectives, "archive": entries,
+                     "candidates": [[subnets[j], *F[j].tolist()] for j in new], "hv": float(it), "ref_point": ref,
+                     "n_evaluations": upto, "surrogate": {"model": "rbf", "winner": None}, "failed": [],
+                     "notes": []})
+        save.mkdir(parents=True, exist_ok=True)
+        (save / f"iter_{it}.stats").write_text(json.dumps(made[-1]))
+    (save / "args.yaml").write_text("search_space: ofa\ndataset: digits\nwidth_mult: 1.2\nn_classes: 10\n")
+    return save / f"iter_{k}.stats"
+
+
+def result_of(F, objectives=("top1_err", "flops")):
+    F = np.asarray(F, dtype=float)
+    return SearchResult(list(objectives), [{"i": i} for i in range(len(F))], F, Path("."))
+
+
+# ---------------------------------------------------------------------------------------- preferences
+@pytest.mark.parametrize("spec, objectives, expected", [
+    ("top1#80+flops#150", ["top1_err", "flops"], {"top1_err": 20.0, "flops": 150.0}),
+    (" top1 # 80 + flops#150 ", ["top1_err", "flops"], {"top1_err": 20.0, "flops": 150.0}),  # spaces
+    ("flops#150+top1#76.5", ["top1_err", "flops"], {"top1_err": 23.5, "flops": 150.0}),  # any order
+    ("top1_err#25+params#5.5", ["top1_err", "params"], {"top1_err": 25.0, "params": 5.5}),  # error given directly
+    ("cpu#12+top1#70", ["top1_err", "latency_cpu"], {"top1_err": 30.0, "latency_cpu": 12.0}),  # --sec_obj alias
+    ("params#4+latency#20", ["top1_err", "flops", "params", "latency"], {"params": 4.0, "latency": 20.0}),
+])
+def test_preference_parsing(spec, objectives, expected):
+    assert parse_preference(spec, objectives) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("top1#80+acc#150", "unknown objective 'acc'"),
+    ("top1#80+flops", "'flops' needs a value"),
+    ("top1#80+flops#", "'flops#' needs a value"),
+    ("top1#80+params#5", "the run did not optimise 'params'"),
+    ("top1#eighty+flops#150", "'eighty' in 'top1#eighty' is not a number"),
+    ("top1#80+top1_err#20", "'top1_err' is given twice"),
+    ("flops#150", "name at least two objectives"),
+    ("top1#80+flops#inf", "not a finite number"),
+])
+def test_bad_preferences_name_the_problem(spec, message):
+    with pytest.raises(ValueError, match="--prefer: ") as e:
+        parse_preference(spec, ["top1_err", "flops"])
+    assert message in str(e.value)
+
+
+def test_asf_by_hand():
+    F = np.array([[10.0, 400.0], [20.0, 100.0]])
+    z, scale = np.array([15.0, 200.0]), np.array([10.0, 300.0])
+    # row 0: (-0.5, 2/3) -> 2/3 + 1e-6 * 1/6; row 1: (0.5, -1/3) -> 0.5 + 1e-6 * 1/6
+    assert asf(F, z, scale) == pytest.approx([2 / 3 + 1e-6 / 6, 0.5 + 1e-6 / 6], abs=1e-12)
+    # an objective the preference leaves out counts only in the augmentation term, from the ideal
+    assert asf(F, np.array([15.0, np.nan]), scale) == pytest.approx([-0.5 + 1e-6 * (-0.5 + 1),
+                                                                      0.5 + 1e-6 * (0.5 + 0)], abs=1e-12)
+
+
+# an obvious front: error falls as FLOPs grow
+LINE = [[30, 100], [25, 200], [20, 300], [15, 400], [10, 500]]
+
+
+@pytest.mark.parametrize("spec, first", [
+    ("top1#80+flops#300", 2),  # exactly on a front member
+    ("top1#71+flops#210", 1),  # (25, 200) beats the preference in both objectives, by the most
+    ("top1#95+flops#50", 2),  # unattainable: where the shortfalls, relative to the ranges (20, 400), balance
+    ("flops#480+top1#89", 4),  # order of the names does not matter
+])
+def test_preference_picks_the_obvious_member(spec, first):
+    r = result_of(LINE)
+    choices, _ = choose(r, 1, parse_preference(spec, r.objectives))
+    assert choices[0].index == first and choices[0].reason == "preference"
+
+
+def test_preference_n_picks_in_asf_order_and_the_most_accurate_is_added():
+    r = result_of(LINE + [[26, 350], [31, 120]])  # two dominated members, never chosen
+    choices, notes = choose(r, 2, parse_preference("top1#75+flops#200", r.objectives))
+    assert [c.index for c in choices] == [1, 0, 4]  # asf 0, 5/21 (index 0); 1/4 (index 2) comes third
+    assert [c.reason for c in choices] == ["preference", "preference", "most accurate"]
+    assert any("most accurate" in n for n in notes)
+    choices, notes = choose(r, 2, parse_preference("top1#89+flops#480", r.objectives))
+    assert [c.index for c in choices] == [4, 3] and not notes  # the most accurate is already there
+
+
+def test_an_objective_left_out_of_the_preference_does_not_pull_the_choice():
+    # three objectives; the user asks for error 20 and 300 MFLOPs and says nothing about params
+    F = [[30, 100, 1], [20, 300, 9], [20, 310, 3], [10, 500, 5]]
+    r = result_of(F, ("top1_err", "flops", "params"))
+    choices, _ = choose(r, 1, parse_preference("top1#80+flops#300", r.objectives))
+    assert choices[0].index == 1  # exactly the preference, however many params it has
+    # ... but among equals the fewer params win (augmentation term)
+    F = [[30, 100, 1], [20, 300, 9], [20, 300, 3], [10, 500, 5]]
+    r = result_of(F, ("top1_err", "flops", "params"))
+    assert choose(r, 1, parse_preference("top1#80+flops#300", r.objectives))[0][0].index == 2
+
+
+# ---------------------------------------------------------------------------------------- trade-off
+def test_trade_off_by_hand():
+    # already normalised; the middle member is a sharp knee: each move away loses 0.9 to gain 0.1
+    F = np.array([[0.0, 1.0], [0.1, 0.1], [1.0, 0.0]])
+    assert trade_off(F) == pytest.approx([0.1 / 0.9, 0.9 / 0.1, 0.1 / 0.9])
+
+
+def test_trade_off_matches_a_direct_loop():
+    rng = np.random.default_rng(0)
+    P = rng.random((30, 3))
+    F = P[selection.nondominated(P)] * [100, 500, 7]  # scaling must not matter: mu is computed normalised
+    N = (F - F.min(0)) / (F.max(0) - F.min(0))
+    expected = []
+    for i in range(len(N)):
+        ratios = []
+        for j in range(len(N)):
+            loss = sum(max(0.0, N[j, m] - N[i, m]) for m in range(3))
+            gain = sum(max(0.0, N[i, m] - N[j, m]) for m in range(3))
+            if j != i and gain > 0:
+                ratios.append(loss / gain)
+        expected.append(min(ratios))
+    assert trade_off(F) == pytest.approx(expected)
+
+
+def test_knee_of_a_symmetric_convex_front_agrees_with_pymoo():
+    from pymoo.mcdm.high_tradeoff import HighTradeoffPoints
+
+    t = np.linspace(0, np.pi / 2, 21)
+    F = np.c_[1 - np.sin(t), 1 - np.cos(t)] * [10, 300]
+    assert knee_order(F)[0] == 10  # 45 degrees, by symmetry
+    assert list(HighTradeoffPoints().do(F / [10, 300])) == [10]  # pymoo's works in the units it is given
+
+
+def test_two_knees_ranked_by_sharpness():
+    # the front bends at (0.1, 0.4) and at (0.6, 0.05); by hand, mu = 1/6, 10/7, 1/4, 7/10, 1/8
+    F = np.array([[0, 1], [0.1, 0.4], [0.5, 0.3], [0.6, 0.05], [1, 0]]) * [20, 600] + [10, 100]
+    assert trade_off(F) == pytest.approx([1 / 6, 10 / 7, 1 / 4, 7 / 10, 1 / 8])
+    r = result_of(F)
+    choices, notes = choose(r, 2)
+    assert [(c.index, c.reason) for c in choices] == [(1, "trade-off"), (3, "trade-off"), (0, "most accurate")]
+    assert choices[0].score == pytest.approx(10 / 7)
+
+
+def test_knee_picks_prefer_distinct_knees_over_neighbours_of_one():
+    # a smooth knee on a hyperbola, then a second bend at (0.55, ~0.03); the smooth knee's neighbours have
+    # higher mu than the second bend, but the second pick should be another knee, not a neighbour
+    x = np.linspace(0, 0.5, 11)
+    smooth = np.c_[x, 0.05 / (x + 0.05)]
+    F = np.concatenate([smooth, [[0.55, smooth[-1, 1] - 0.06], [1.0, smooth[-1, 1] - 0.07]]])
+    assert len(selection.nondominated(F)) == len(F)
+    mu = trade_off(F)
+    order = knee_order(F)
+    assert list(order[:2]) == [4, 11]  # (0.2, 0.2), where the hyperbola turns; then the bend
+    assert mu[3] > mu[11] and mu[5] > mu[11]
+
+
+def test_fewer_front_members_than_asked_returns_what_there_is():
+    r = result_of([[20, 100], [10, 300], [25, 150], [15, 400]])  # front: the first two
+    choices, notes = choose(r, 4)
+    assert sorted(c.index for c in choices) == [0, 1]
+    assert notes == ["the non-dominated front has only 2 architecture(s); choosing all of them"]
+    with pytest.raises(ValueError, match="-n must be at least 1"):
+        choose(r, 0)
+
+
+def test_a_lone_front_member_is_chosen_by_trade_off(tmp_path):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], [[10, 100], [12, 150], [15, 200], [11, 300]])
+    assert script.main(["--expr", str(expr), "--save", str(tmp_path / "out"), "-n", "2"]) == 0
+    summary = json.loads((tmp_path / "out" / "choices.json").read_text())  # strict JSON: no Infinity
+    assert summary["choices"] == [{"folder": "net-flops@100", "reason": "trade-off", "score": None,
+                                   "objectives": {"top1_err": 10.0, "flops": 100.0}}]
+    assert "only 1 architecture(s)" in summary["notes"][0]
+
+
+def test_most_accurate_is_the_non_dominated_one_among_equal_errors():
+    r = result_of([[10, 500], [10, 400], [20, 100]])
+    assert r.most_accurate == 1
+
+
+# ---------------------------------------------------------------------------------------- export
+@pytest.mark.parametrize("value, text", [(225.3, "225"), (1033.7, "1034"), (23.46, "23"), (5.127, "5.1"),
+                                         (0.4812, "0.48")])
+def test_format_value(value, text):
+    assert format_value(value) == text
+
+
+def test_folder_names_use_the_second_objective_and_are_unique():
+    r = result_of([[20, 5.11], [19, 5.14], [18, 5.13], [10, 12.0]], ("top1_err", "params", "flops"))
+    assert folder_names(r, [0, 1, 2, 3]) == ["net-params@5.1", "net-params@5.1-2", "net-params@5.1-3",
+                                             "net-params@12"]
+
+
+def test_export_writes_subnet_stats_and_calls_the_exporter(tmp_path):
+    calls = []
+
+    def fake_exporter(subnet, folder):
+        calls.append((subnet, folder))
+        (folder / "net.config").write_text(json.dumps({"name": "MobileNetV3", "r": subnet["r"]}))
+        (folder / "net.inherited").write_bytes(b"weights")
+
+    subnet = {"ks": [3, 5], "e": [3, 6], "d": [2, 2, 2, 2, 2], "r": 192}
+    folder = export_architecture(subnet, {"top1": 77.0, "flops": 225.0}, tmp_path / "net-flops@225", fake_exporter)
+    assert json.loads((folder / "net.subnet").read_text()) == subnet
+    assert json.loads((folder / "net.stats").read_text()) == {"top1": 77.0, "flops": 225.0}
+    assert calls == [(subnet, folder)]
+    assert json.loads((folder / "net.config").read_text())["r"] == 192
+    assert sorted(p.name for p in folder.iterdir()) == ["net.config", "net.inherited", "net.stats", "net.subnet"]
+
+
+def test_stats_are_copied_from_the_evaluation_else_built_from_the_archive(tmp_path):
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    r = selection.load_search_result(expr)
+    found = selection.evaluation_stats_index(r.run_dir)
+    assert len(found) == 5
+    stats = selection.architecture_stats(r, 3, found)
+    assert stats == {"top1": 85.0, "loss": 3.5, "top5": 99.0, "flops": 400.0}  # the file, with its extra keys
+    r.subnets[3] = {"never": "evaluated"}
+    assert selection.architecture_stats(r, 3, found) == {"top1": 85.0, "flops": 400.0}
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"objectives": ["top1_err", "flops"], "archive": []}, "the archive is empty"),
+    ({"objectives": ["flops", "params"], "archive": [[{}, 1, 2]]}, "including 'top1_err'"),
+    ({"objectives": ["top1_err", "flops"], "archive": [[{}, 1]]}, "archive entries must be"),
+    ({"hv": 1}, "not an iter_K.stats file"),
+])
+def test_bad_stats_files(tmp_path, content, message):
+    path = tmp_path / "iter_3.stats"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message):
+        selection.load_search_result(path)
+
+
+# ---------------------------------------------------------------------------------------- post_search.py
+def post_search(*args):
+    return subprocess.run([sys.executable, str(ROOT / "post_search.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_post_search_by_preference_on_a_genome_list_run(tmp_path):
+    import post_search as script
+
+    # NSGA-Net macro genomes are nested lists: the subnet is opaque JSON to the selection
+    genomes = [[[[i], [1, 0], [0, 1, i % 3]]] for i in range(7)]
+    F = LINE + [[26, 350], [8, 700]]  # the last one: most accurate, evaluated in the last iteration
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], F, subnets=genomes)
+    out = tmp_path / "out"
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "2", "--prefer", "flops#300+top1#80"]) == 0
+    chosen = json.loads((out / "choices.json").read_text())["choices"]
+    # ranges 22 and 600: asf 0 at 300 MFLOPs, then 100/600 at 400 (5/22 at 200)
+    assert [c["folder"] for c in chosen] == ["net-flops@300", "net-flops@400", "net-flops@700"]
+    assert [c["reason"] for c in chosen] == ["preference", "preference", "most accurate"]
+    assert json.loads((out / "net-flops@300" / "net.subnet").read_text()) == genomes[2]
+    assert json.loads((out / "net-flops@700" / "net.stats").read_text())["loss"] == 6.5  # from iter_2/net_0.stats
+    png = (out / "choices.png").read_bytes()
+    assert png.startswith(PNG) and len(png) > 20_000
+
+
+def test_post_search_by_trade_off_with_none_and_four_objectives(tmp_path):
+    import post_search as script
+
+    rng = np.random.default_rng(1)
+    P = rng.random((40, 4)) * [20, 500, 8, 30] + [10, 100, 2, 5]
+    expr = make_run(tmp_path / "run", ["top1_err", "flops", "params", "latency"], P, stats_files=False)
+    out = tmp_path / "out"
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "3", "--prefer", "None"]) == 0
+    summary = json.loads((out / "choices.json").read_text())
+    front = selection.nondominated(P)
+    mu = trade_off(P[front])
+    knees = [int(front[i]) for i in knee_order(P[front])[:3]]
+    folders = [c["folder"] for c in summary["choices"]]
+    assert len(folders) in (3, 4) and len(set(folders)) == len(folders)
+    for c, i in zip(summary["choices"], knees):
+        assert c["reason"] == "trade-off" and c["score"] == pytest.approx(mu[list(front).index(i)])
+        assert c["objectives"]["flops"] == pytest.approx(P[i, 1])
+        stats = json.loads((out / c["folder"] / "net.stats").read_text())  # no evaluation files: from the archive
+        assert stats == pytest.approx({"top1": 100 - P[i, 0], "flops": P[i, 1], "params": P[i, 2],
+                                       "latency": P[i, 3]})
+    assert any(c["objectives"]["top1_err"] == pytest.approx(P[:, 0].min()) for c in summary["choices"])
+    assert (out / "choices.png").stat().st_size > 20_000
+
+
+def test_post_search_supernet_export_gets_the_runs_arguments(tmp_path, monkeypatch):
+    import post_search as script
+
+    calls = []
+
+    def export_subnet(args, subnet, folder):
+        calls.append((vars(args).copy(), subnet))
+        (Path(folder) / "net.config").write_text("{}")
+        (Path(folder) / "net.inherited").write_bytes(b"w")
+
+    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet", types.SimpleNamespace(export_subnet=export_subnet))
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "out"
+    script.main(["--expr", str(expr), "--save", str(out), "-n", "1", "--prefer", "top1#90+flops#500",
+                 "--supernet_path", "sn.pth", "--data", "D"])
+    assert len(calls) == 1  # the preferred one is also the most accurate
+    args, subnet = calls[0]
+    assert args["supernet_path"] == "sn.pth" and args["data"] == "D"  # given here
+    assert args["dataset"] == "digits" and args["width_mult"] == 1.2  # from the run's args.yaml
+    folder = next(p for p in out.iterdir() if p.is_dir())
+    assert json.loads((folder / "net.subnet").read_text()) == subnet
+    assert {p.name for p in folder.iterdir()} == {"net.subnet", "net.stats", "net.config", "net.inherited"}
+
+    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet", None)  # import fails
+    with pytest.raises(ValueError, match="export_subnet"):
+        script.main(["--expr", str(expr), "--save", str(tmp_path / "o2"), "--supernet_path", "sn.pth"])
+    assert not (tmp_path / "o2").exists()  # nothing half-exported
+
+
+@pytest.mark.parametrize("prefer, message", [
+    ("top1#80+latency#20", "error: --prefer: the run did not optimise 'latency'"),
+    ("top1#80+flops", "error: --prefer: 'flops' needs a value"),
+    ("top1#80+bogus#3", "error: --prefer: unknown objective 'bogus'; this run has: flops, top1, top1_err"),
+])
+def test_post_search_bad_preference_is_one_line_exit_2(tmp_path, prefer, message):
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = post_search("--expr", expr, "--save", tmp_path / "out", "--prefer", prefer)
+    assert out.returncode == 2 and out.stderr.startswith(message)
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_pairwise_combinations_cover_every_objective():
+    # choices.png draws one panel per objective pair: 4 objectives -> 6 panels, error on y where present
+    from codebase.plots import _panels
+
+    pairs = _panels(["top1_err", "flops", "params", "latency"])
+    assert sorted(tuple(sorted(p)) for p in pairs) == list(combinations(range(4), 2))
+    assert all(y == 0 for x, y in pairs if 0 in (x, y))
