@@ -27,7 +27,20 @@ def _ofa_oracle(**options: Any) -> Evaluator:
     return OracleEvaluator(**options)
 
 
-_REGISTRY: dict[str, Callable[..., Evaluator]] = {"ofa_oracle": _ofa_oracle}
+def _nsganet_train(**options: Any) -> Evaluator:
+    from codebase.evaluators.nsganet_train import NSGANetTrainer
+
+    return NSGANetTrainer(**options)
+
+
+def _supernet(**options: Any) -> Evaluator:
+    from codebase.evaluators.supernet import SupernetEvaluator
+
+    return SupernetEvaluator(**options)
+
+
+_REGISTRY: dict[str, Callable[..., Evaluator]] = {"ofa_oracle": _ofa_oracle, "nsganet_train": _nsganet_train,
+                                                  "supernet": _supernet}
 
 
 def register_evaluator(name: str, factory: Callable[..., Evaluator]) -> None:

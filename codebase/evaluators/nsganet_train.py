@@ -1,0 +1,118 @@
+"""NSGA-Net's evaluator: train each candidate from scratch for a few epochs, score it on held-out images.
+
+    msunas.py --search_space nsganet_micro --init_channels 16 --layers 8 --epochs 20 --dataset cifar10 --data D
+    msunas.py --search_space nsganet_macro --init_channels 32 --epochs 25 --dataset cifar10 --data D
+
+The candidate trains on the training split minus `vld_size` seeded images and is scored on those
+(never on the test set). Its search-time network (the plain CIFAR network for micro, C/2C/4C widths
+for macro, no auxiliary head, 32x32 inputs) is the one `space.build_network(x, **network_options)`
+builds, so the "params"/"flops" it reports are exactly what the search's complexity objectives compute:
+`space` here is the search space bound to those network options (see ConfiguredSpace).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from search_space import get_search_space
+
+SEARCH_DEFAULTS = {  # NSGA-Net's search settings
+    "nsganet_micro": {"init_channels": 16, "layers": 8, "epochs": 20},
+    "nsganet_macro": {"init_channels": 32, "epochs": 25},
+}
+IMAGE_SIZE = 32
+
+
+class ConfiguredSpace:
+    """A search space whose networks, and so whose complexity, use fixed network options
+    (init_channels, layers, n_classes): what the search counts is what the evaluator trains."""
+
+    def __init__(self, space: Any, **network_options: Any) -> None:
+        self.base = space
+        self.network_options = network_options
+
+    def __getattr__(self, name: str) -> Any:  # everything else (genomes, encode/decode) is the base space's
+        return getattr(self.base, name)
+
+    def build_network(self, x: np.ndarray, **options: Any) -> torch.nn.Module:
+        return self.base.build_network(x, **{**self.network_options, **options})
+
+    def complexity(self, X: np.ndarray, **options: Any) -> np.ndarray:
+        return self.base.complexity(X, **{**self.network_options, **options})
+
+
+class NSGANetTrainer:
+    def __init__(self, search_space: str = "nsganet_micro", dataset: str = "cifar10", data: str | None = None,
+                 init_channels: int | None = None, layers: int | None = None, epochs: int | None = None,
+                 vld_size: int | None = None, n_classes: int | None = None, device: str | None = None,
+                 seed: int = 0, batch_size: int = 128, lr: float = 0.025, workers: int = 0, **_: Any) -> None:
+        from codebase.finetune import n_classes_of
+
+        if search_space not in SEARCH_DEFAULTS:
+            raise ValueError(f"--evaluator nsganet_train trains NSGA-Net networks; --search_space must be one of "
+                             f"{sorted(SEARCH_DEFAULTS)}, got '{search_space}'")
+        defaults = SEARCH_DEFAULTS[search_space]
+        self.n_classes = int(n_classes or n_classes_of(dataset, data))
+        options: dict[str, Any] = {"init_channels": int(init_channels or defaults["init_channels"]),
+                                   "n_classes": self.n_classes}
+        if "layers" in defaults:
+            options["layers"] = int(layers or defaults["layers"])
+        elif layers:
+            raise ValueError("--layers applies to nsganet_micro only (macro networks have one phase per stage)")
+        self.space = ConfiguredSpace(get_search_space(search_space), **options)
+        self.epochs = int(defaults["epochs"] if epochs is None else epochs)
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1 to train a candidate, got {self.epochs}")
+        self.dataset, self.data, self.seed = dataset, data, int(seed)
+        self.batch_size, self.lr, self.workers = int(batch_size), float(lr), int(workers)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.vld_size = vld_size
+        self.space.build_network(self.space.xl)  # bad network options fail here, not once per candidate
+        self._splits: tuple[Subset, Subset] | None = None
+
+    @property
+    def network_options(self) -> dict[str, Any]:
+        return dict(self.space.network_options)
+
+    def splits(self) -> tuple[Subset, Subset]:
+        """(training images, held-out validation images) of the training split, augmented / eval transform."""
+        if self._splits is None:
+            from codebase.data import eval_transform, get_dataset, train_transform, train_validation_split
+
+            train = get_dataset(self.dataset, self.data, "train", train_transform(self.dataset, IMAGE_SIZE))
+            held = get_dataset(self.dataset, self.data, "train", eval_transform(self.dataset, IMAGE_SIZE))
+            vld_size = self.vld_size or max(1, len(train) // 10)
+            train_idx, vld_idx = train_validation_split(len(train), vld_size, self.seed)
+            self._splits = Subset(train, train_idx.tolist()), Subset(held, vld_idx.tolist())
+        return self._splits
+
+    def evaluate(self, genome_or_arch: Any) -> dict[str, Any]:
+        from codebase.training import evaluate, sgd_cosine, train_one_epoch
+
+        x = self._genome(genome_or_arch)
+        train_set, vld_set = self.splits()
+        torch.manual_seed(self.seed)  # every candidate starts from the same random stream
+        net = self.space.build_network(x).to(self.device)
+        loader = DataLoader(train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.workers,
+                            drop_last=len(train_set) > self.batch_size,
+                            generator=torch.Generator().manual_seed(self.seed))
+        optimizer, scheduler = sgd_cosine(net.parameters(), self.lr, self.epochs, len(loader), momentum=0.9,
+                                          weight_decay=3e-4, nesterov=False)
+        amp = self.device.type == "cuda"
+        for _ in range(self.epochs):
+            train = train_one_epoch(net, loader, optimizer, scheduler, self.device, grad_clip=5.0, amp=amp)
+        vld = evaluate(net, DataLoader(vld_set, batch_size=256, num_workers=self.workers), self.device, amp=amp)
+        params, flops = self.space.complexity(x[None])[0]
+        return {"top1": vld["top1"], "top5": vld["top5"], "loss": vld["loss"], "params": float(params),
+                "flops": float(flops), "train_loss": train["loss"], "train_top1": train["top1"],
+                "epochs": self.epochs, "n_vld": vld["n"]}
+
+    def _genome(self, genome_or_arch: Any) -> np.ndarray:
+        if isinstance(genome_or_arch, np.ndarray) or (
+                isinstance(genome_or_arch, list) and all(isinstance(g, (int, np.integer)) for g in genome_or_arch)):
+            return np.asarray(genome_or_arch, dtype=int)
+        return np.asarray(self.space.encode(genome_or_arch), dtype=int)

@@ -1,0 +1,304 @@
+"""The train_cifar.py engine: fine-tune an exported OFA model or train an NSGA-Net network from scratch.
+
+One process, or several under `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPU).
+Every epoch rank 0 writes, atomically, into the run folder:
+    checkpoint.pth  {"epoch", "state_dict", "optimizer", "scheduler", "best_top1", "rng"} (for --resume)
+    model.pth       {"state_dict", "epoch", "top1", "top5", "loss"}: the weights as evaluated
+    metrics.csv     epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5
+and once: args.yaml (resolved arguments, img_size included) and net.config of the network as trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision import transforms as T
+
+from codebase.checkpoints import load_weights
+from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.training import evaluate, sgd_cosine, train_one_epoch
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
+
+
+# ---------------------------------------------------------------------------------------- processes
+class Processes:
+    """This process's place among the torchrun workers (a single process when not under torchrun)."""
+
+    def __init__(self, device: str | None = None) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda: no CUDA device is available")
+            torch.cuda.set_device(local)
+            self.device = torch.device("cuda", local)
+        else:
+            self.device = torch.device(device)
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, values: dict[str, float], weight: float = 1.0) -> dict[str, float]:
+        """Weighted mean of per-process values over all processes."""
+        if self.world == 1:
+            return dict(values)
+        keys = sorted(values)
+        t = torch.tensor([values[k] * weight for k in keys] + [weight], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return {k: float(t[i] / t[-1]) for i, k in enumerate(keys)}
+
+    def total(self, value: int) -> int:
+        if self.world == 1:
+            return int(value)
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t)
+        return int(t.item())
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return model
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def shard(dataset: Dataset, processes: Processes) -> Dataset:
+    """Every world-th item from this rank on: disjoint shards that cover the data set once."""
+    if processes.world == 1:
+        return dataset
+    return Subset(dataset, range(processes.rank, len(dataset), processes.world))
+
+
+def evaluate_everywhere(model: nn.Module, dataset: Dataset, processes: Processes, batch_size: int, workers: int,
+                        amp: bool = False) -> dict[str, float]:
+    """evaluate() on this rank's shard, combined over all ranks into whole-set numbers.
+
+    BN statistics are first copied from rank 0: DDP syncs them at the start of each forward, so after
+    the last training step each rank holds its own, and rank 0's are the ones saved."""
+    if processes.world > 1:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+    loader = DataLoader(shard(dataset, processes), batch_size=batch_size, shuffle=False, num_workers=workers)
+    local = evaluate(model, loader, processes.device, amp=amp)
+    n = local.pop("n")
+    return {**processes.mean(local, weight=n), "n": processes.total(n)}
+
+
+# ------------------------------------------------------------------------------------- augmentation
+class Cutout:
+    """Zero one random square of side `length` (clipped at the border) in a (C, H, W) tensor (DeVries &
+    Taylor 2017, as DARTS and NSGA-Net apply it after normalisation)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = int(length)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        half = self.length // 2
+        img = img.clone()
+        img[..., max(0, cy - half):min(h, cy + half), max(0, cx - half):min(w, cx + half)] = 0
+        return img
+
+
+def training_transform(dataset: str, image_size: int, autoaugment: bool = False, cutout: int = 0) -> T.Compose:
+    """codebase.data.train_transform, with AutoAugment before ToTensor and Cutout at the end when asked.
+
+    Cutout lengths are given at the data set's native size (16 px on CIFAR) and scaled to image_size.
+    """
+    from codebase.data import dataset_info, train_transform
+
+    steps = list(train_transform(dataset, image_size).transforms)
+    info = dataset_info(dataset)
+    if autoaugment:
+        policy = T.AutoAugmentPolicy.CIFAR10 if info.native_size else T.AutoAugmentPolicy.IMAGENET
+        at = next(i for i, s in enumerate(steps) if isinstance(s, T.ToTensor))
+        steps.insert(at, T.AutoAugment(policy, interpolation=T.InterpolationMode.BICUBIC))
+    if cutout > 0:
+        scale = image_size / info.native_size if info.native_size else 1.0
+        steps.append(Cutout(max(1, round(cutout * scale))))
+    return T.Compose(steps)
+
+
+# ------------------------------------------------------------------------------------------- models
+def n_classes_of(dataset: str, data: str | None) -> int:
+    from codebase.data import dataset_info, get_dataset
+
+    info = dataset_info(dataset)
+    return info.n_classes or len(get_dataset(dataset, data, "train").classes)
+
+
+def build_model(args: argparse.Namespace, n_classes: int, for_training: bool) -> nn.Module:
+    """The network of train_cifar/validation arguments: an exported ofa model or an NSGA-Net network."""
+    from codebase.models import build_nsganet_model, build_ofa_model
+
+    if args.net_type:
+        return build_nsganet_model(args.net_type, args.arch, args.layers, args.init_channels, args.filter_increment,
+                                   args.auxiliary, args.SE, n_classes, getattr(args, "pretrained", None))
+    if not args.model_config:
+        raise ValueError("give --model-config net.config (an exported architecture) or --net_type micro|macro")
+    return build_ofa_model(args.model_config, getattr(args, "pretrained", None), n_classes,
+                           keep_head=not for_training, drop=args.drop if for_training else None,
+                           drop_path_rate=args.drop_path if for_training else 0.0)
+
+
+# ------------------------------------------------------------------------------------------ the run
+def _metrics_rows(path: Path, before_epoch: int) -> list[str]:
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines()[1:]
+    return [line for line in lines if line and int(line.split(",")[0]) < before_epoch]
+
+
+def _format_row(values: dict[str, float]) -> str:
+    return ",".join(str(int(values[c])) if c == "epoch" else f"{values[c]:.6g}" for c in METRIC_COLUMNS)
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    if args.resume:
+        folder = Path(args.resume)
+        return folder.parent if folder.is_file() else folder
+    if args.save:
+        return Path(args.save)
+    import time
+
+    name = args.model or (f"{args.net_type}-{args.arch}" if args.net_type else "net")
+    return Path("exp") / f"train-{args.dataset}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def finetune(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or, with args.evaluate, only score) and return the last evaluation's numbers."""
+    from tqdm import tqdm
+
+    from codebase.data import eval_transform, get_dataset
+    from codebase.models import resolve_image_size
+
+    processes = Processes(args.device)
+    try:
+        torch.manual_seed(args.seed + processes.rank)
+        n_classes = n_classes_of(args.dataset, args.data)
+        img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.pretrained,
+                                      nsganet=bool(args.net_type))
+        args.img_size, args.n_classes = img_size, n_classes
+        amp = processes.device.type == "cuda" if args.amp is None else bool(args.amp)
+        model = build_model(args, n_classes, for_training=not args.evaluate).to(processes.device)
+        test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, img_size))
+        if args.evaluate:
+            stats = evaluate_everywhere(model, test_set, processes, args.batch_size, args.workers, amp)
+            if processes.main:
+                print(f"test: top1 {stats['top1']:.2f}  top5 {stats['top5']:.2f}  loss {stats['loss']:.4f}  "
+                      f"({stats['n']} images, {img_size} px)")
+            return stats
+        return _train(args, processes, model, test_set, amp, tqdm)
+    finally:
+        processes.close()
+
+
+def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, test_set: Dataset, amp: bool,
+           tqdm: Any) -> dict[str, Any]:
+    from codebase.data import get_dataset
+
+    folder = run_folder(args)
+    train_set = get_dataset(args.dataset, args.data, "train",
+                            training_transform(args.dataset, args.img_size, args.autoaugment,
+                                               args.cutout_length if args.cutout else 0))
+    sampler = DistributedSampler(train_set, processes.world, processes.rank, shuffle=True, seed=args.seed,
+                                 drop_last=True) if processes.world > 1 else None
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, drop_last=len(train_set) > args.batch_size * processes.world,
+                        pin_memory=processes.device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError(f"{args.dataset}: the training set is smaller than one batch per process")
+    optimizer, scheduler = sgd_cosine(model.parameters(), args.lr, args.epochs, len(loader), args.momentum,
+                                      args.weight_decay, nesterov=args.nesterov)
+    start, best = 0, 0.0
+    checkpoint_path = folder / "checkpoint.pth"
+    if args.resume:
+        if not checkpoint_path.is_file():
+            raise ValueError(f"--resume {args.resume}: no checkpoint.pth in {folder}")
+        state = load_torch(checkpoint_path, map_location=str(processes.device))
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
+        if "rng" in state and processes.world == 1:
+            torch.set_rng_state(state["rng"].cpu())
+    if processes.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
+        if args.model_config:  # the network as trained: its head may be new (another class count)
+            write_json(folder / "net.config", model.config)
+    net = processes.wrap(model)
+    aux_weight = args.auxiliary_weight if getattr(args, "auxiliary", False) else 0.0
+    stats: dict[str, Any] = {}
+    for epoch in range(start, args.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        if hasattr(model, "drop_path_prob"):  # NSGA-Net micro: drop path grows linearly over the run
+            model.drop_path_prob = args.droprate * epoch / args.epochs
+        lr = optimizer.param_groups[0]["lr"]
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=False,
+                   disable=args.quiet or not processes.main, dynamic_ncols=True)
+        train = train_one_epoch(net, loader, optimizer, scheduler, processes.device, args.grad_clip, amp,
+                                aux_weight, progress=iter(_ticks(bar)))
+        bar.close()
+        train = processes.mean(train)
+        val = evaluate_everywhere(model, test_set, processes, args.batch_size, args.workers, amp)
+        best = max(best, val["top1"])
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_top1": train["top1"],
+               "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}
+        if processes.main:
+            _save_epoch(folder, epoch + 1, model, optimizer, scheduler, best, val, row)
+            print(f"epoch {epoch + 1}/{args.epochs}  lr {lr:.4g}  train loss {train['loss']:.4f} "
+                  f"top1 {train['top1']:.2f}  val loss {val['loss']:.4f} top1 {val['top1']:.2f} "
+                  f"top5 {val['top5']:.2f}", file=sys.stderr if args.quiet else sys.stdout, flush=True)
+        processes.barrier()
+        stats = {**val, "epoch": epoch + 1}
+    return stats
+
+
+def _ticks(bar: Any):
+    while True:
+        bar.update()
+        yield
+
+
+def _save_epoch(folder: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                scheduler: Any, best: float, val: dict[str, float], row: dict[str, float]) -> None:
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_torch(folder / "model.pth", {"state_dict": weights, "epoch": epoch, "top1": val["top1"],
+                                      "top5": val["top5"], "loss": val["loss"]})
+    rows = _metrics_rows(folder / "metrics.csv", epoch) + [_format_row(row)]
+    write_text(folder / "metrics.csv", "\n".join([",".join(METRIC_COLUMNS), *rows]) + "\n")
+    # the checkpoint goes last: a run killed before it repeats this epoch on --resume
+    save_torch(folder / "checkpoint.pth", {"epoch": epoch, "state_dict": weights,
+                                           "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                           "best_top1": best, "rng": torch.get_rng_state()})
+
+
+def load_trained(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights of a train_cifar run folder's model.pth (or any accepted weight file)."""
+    path = Path(path)
+    return load_weights(path / "model.pth" if path.is_dir() else path)

@@ -1,0 +1,215 @@
+"""The train_imagenet.py engine: fine-tune an exported architecture with timm 1.x's training parts.
+
+timm provides the optimizer (`create_optimizer_v2`: rmsproptf, sgd, adamw, ...), the schedule
+(`create_scheduler_v2`: step, cosine, ... with warm-up, stepped per epoch and per update),
+RandAugment and random erasing (`create_transform`), mixup/cutmix (`Mixup`) and the weight EMA
+(`ModelEmaV3`). Evaluation uses codebase.data.eval_transform, like validation.py and the search.
+With a teacher (an OFA supernet checkpoint), the loss adds soft-target cross-entropy against the
+supernet's largest subnet (OFA's knowledge distillation).
+
+Rank 0 writes into the output folder every epoch: checkpoint.pth (for --resume), model.pth
+({"state_dict", "state_dict_ema"}), metrics.csv; and once args.yaml and net.config (the network as
+trained, its head included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from codebase.checkpoints import load_into, load_weights
+from codebase.finetune import Processes, evaluate_everywhere, n_classes_of
+from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.training import accuracy, autocast, distillation_loss
+
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_top1",
+                  "ema_top5")
+
+
+def load_teacher(path: str | Path, width_mult: float, n_classes: int) -> nn.Module:
+    """The largest subnet of the OFA MobileNetV3 supernet stored in `path` (kernel 7, expand 6, depth 4)."""
+    from codebase.supernet import build_supernet, extract_subnet
+
+    state = load_weights(path)
+    head = state.get("classifier.linear.weight")
+    if head is None:
+        raise ValueError(f"--teacher {path}: not an OFA MobileNetV3 supernet checkpoint (no classifier.linear.weight)")
+    if head.shape[0] != n_classes:
+        raise ValueError(f"--teacher {path}: the supernet has {head.shape[0]} classes, the data set {n_classes}")
+    supernet = build_supernet(width_mult, n_classes)
+    load_into(supernet, state, f"--teacher {path} (width {width_mult}; set --teacher-width)")
+    largest = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}
+    teacher = extract_subnet(supernet, largest).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def train_loader(args: argparse.Namespace, processes: Processes) -> tuple[DataLoader, DistributedSampler | None]:
+    from timm.data import create_transform
+
+    from codebase.data import dataset_info, get_dataset
+
+    info = dataset_info(args.dataset)
+    transform = create_transform(args.img_size, is_training=True, auto_augment=args.aa, interpolation="bicubic",
+                                 mean=info.mean, std=info.std, re_prob=args.reprob, re_mode=args.remode,
+                                 re_count=args.recount, color_jitter=args.color_jitter,
+                                 hflip=0.5 if info.hflip else 0.0)
+    dataset = get_dataset(args.dataset, args.data, "train", transform)
+    sampler = DistributedSampler(dataset, processes.world, processes.rank, shuffle=True, seed=args.seed,
+                                 drop_last=True) if processes.world > 1 else None
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, drop_last=True, pin_memory=processes.device.type == "cuda",
+                        persistent_workers=args.workers > 0)
+    if len(loader) == 0:
+        raise ValueError(f"{args.dataset}: the training set holds fewer than one batch ({args.batch_size}) "
+                         f"per process")
+    return loader, sampler
+
+
+def finetune_imagenet(args: argparse.Namespace) -> dict[str, Any]:
+    processes = Processes(args.device)
+    try:
+        return _run(args, processes)
+    finally:
+        processes.close()
+
+
+def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3
+    from tqdm import tqdm
+
+    from codebase.data import eval_transform, get_dataset
+    from codebase.models import build_ofa_model, resolve_image_size
+
+    torch.manual_seed(args.seed + processes.rank)
+    device = processes.device
+    n_classes = n_classes_of(args.dataset, args.data)
+    args.img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.initial_checkpoint)
+    args.n_classes = n_classes
+    amp = bool(args.amp) and device.type == "cuda"  # bf16 autocast; on CPU --amp is accepted and ignored
+    model = build_ofa_model(args.model_config, args.initial_checkpoint, n_classes, keep_head=False, drop=args.drop,
+                            drop_path_rate=args.drop_path).to(device)
+    teacher = load_teacher(args.teacher, args.teacher_width, n_classes).to(device) if args.teacher else None
+    loader, sampler = train_loader(args, processes)
+    test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, args.img_size))
+    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
+                                    momentum=args.momentum, **({"eps": args.opt_eps} if args.opt_eps else {}))
+    scheduler, epochs = create_scheduler_v2(optimizer, sched=args.sched, num_epochs=args.epochs,
+                                            decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
+                                            min_lr=args.min_lr, warmup_lr=args.warmup_lr,
+                                            warmup_epochs=args.warmup_epochs, updates_per_epoch=len(loader))
+    ema = ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None
+    mixup = None
+    if args.mixup > 0 or args.cutmix > 0:
+        mixup = Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, label_smoothing=args.smoothing,
+                      num_classes=n_classes)
+        criterion: nn.Module = SoftTargetCrossEntropy()
+    elif args.smoothing > 0:
+        criterion = LabelSmoothingCrossEntropy(args.smoothing)
+    else:
+        criterion = nn.CrossEntropyLoss()
+    folder = Path(args.output)
+    start = 0
+    if args.resume:
+        state = load_torch(folder / "checkpoint.pth", map_location=str(device))
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and "state_dict_ema" in state:
+            ema.module.load_state_dict(state["state_dict_ema"])
+        start = int(state["epoch"])
+    scheduler.step(start)
+    if processes.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
+        write_json(folder / "net.config", model.config)  # as trained: the head may be new
+    net = processes.wrap(model)
+    stats: dict[str, Any] = {}
+    for epoch in range(start, epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
+                   disable=args.quiet or not processes.main, dynamic_ncols=True)
+        net.train()
+        n, loss_sum, top1_sum = 0, 0.0, 0.0
+        for step, (x, y) in enumerate(loader):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            target = y
+            if mixup is not None:
+                x, target = mixup(x, y)
+            with autocast(device, amp):
+                logits = net(x)
+                loss = criterion(logits.float(), target)
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x).detach()
+                    loss = loss + args.teacher_weight * distillation_loss(logits, soft)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            optimizer.step()
+            updates = epoch * len(loader) + step + 1
+            if ema is not None:
+                ema.update(model, step=updates)
+            scheduler.step_update(num_updates=updates)
+            n += y.shape[0]
+            loss_sum += loss.item() * y.shape[0]
+            top1_sum += accuracy(logits.detach().float(), y, (1,))[0] * y.shape[0]
+            bar.update()
+        bar.close()
+        scheduler.step(epoch + 1)
+        train = processes.mean({"loss": loss_sum / n, "top1": top1_sum / n})
+        val = evaluate_everywhere(model, test_set, processes, args.validation_batch_size, args.workers, amp)
+        ema_val = (evaluate_everywhere(ema.module, test_set, processes, args.validation_batch_size, args.workers,
+                                       amp) if ema is not None else {"top1": float("nan"), "top5": float("nan")})
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_top1": train["top1"],
+               "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+               "ema_top1": ema_val["top1"], "ema_top5": ema_val["top5"]}
+        if processes.main:
+            _save_epoch(folder, epoch + 1, model, ema, optimizer, scheduler, row)
+            print(f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  train loss {train['loss']:.4f}  "
+                  f"val top1 {val['top1']:.2f} top5 {val['top5']:.2f}"
+                  + (f"  ema top1 {ema_val['top1']:.2f}" if ema is not None else ""),
+                  file=sys.stderr if args.quiet else sys.stdout, flush=True)
+        processes.barrier()
+        stats = {**val, "epoch": epoch + 1, "ema_top1": ema_val["top1"]}
+    return stats
+
+
+def _save_epoch(folder: Path, epoch: int, model: nn.Module, ema: Any, optimizer: torch.optim.Optimizer,
+                scheduler: Any, row: dict[str, float]) -> None:
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    model_file: dict[str, Any] = {"state_dict": weights, "epoch": epoch, "top1": row["val_top1"]}
+    checkpoint = {"epoch": epoch, "state_dict": weights, "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict()}
+    if ema is not None:
+        ema_weights = {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
+        model_file["state_dict_ema"] = checkpoint["state_dict_ema"] = ema_weights
+    save_torch(folder / "model.pth", model_file)
+    path = folder / "metrics.csv"
+    old = path.read_text().splitlines()[1:] if path.is_file() else []
+    rows = [line for line in old if line and int(line.split(",")[0]) < epoch]
+    rows.append(",".join(str(epoch) if c == "epoch" else f"{row[c]:.6g}" for c in METRIC_COLUMNS))
+    write_text(path, "\n".join([",".join(METRIC_COLUMNS), *rows]) + "\n")
+    save_torch(folder / "checkpoint.pth", checkpoint)  # last: a run killed before it repeats this epoch
+
+
+def default_output(args: argparse.Namespace) -> str:
+    return str(Path("output") / "train" / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model}-{args.img_size or 'r'}")
+

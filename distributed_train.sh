@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Fine-tune on several GPUs of this machine: ./distributed_train.sh NUM_PROC DATA_DIR [train_imagenet.py options]
+# (multi-node: run torchrun yourself with --nnodes/--rdzv options and the same arguments)
+set -euo pipefail
+if [ "$#" -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
+  echo "usage: $0 NUM_PROC DATA_DIR [train_imagenet.py options]" >&2
+  exit 2
+fi
+NUM_PROC=$1
+shift
+HERE="$(cd "$(dirname "$0")" && pwd)"
+TORCHRUN="${TORCHRUN:-$(command -v torchrun || echo "python3 -m torch.distributed.run")}"
+exec $TORCHRUN --nproc_per_node "$NUM_PROC" "$HERE/train_imagenet.py" "$@"

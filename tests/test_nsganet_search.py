@@ -1,0 +1,113 @@
+"""msunas.py over NSGA-Net's micro and macro spaces with the nsganet_train evaluator (candidates trained
+from scratch on a generated CIFAR-10 folder), and the evaluator's complexity against the search's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codebase.networks.nsganet_macro import build_macro_network
+from codebase.networks.nsganet_micro import build_micro_network
+from codebase.nsganet_profile import count_flops, count_params
+from tests.data_fixtures import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ["--predictor", "none", "--pop_size", "4", "--n_offspring", "2", "--n_gens", "2", "--epochs", "1",
+          "--init_channels", "4", "--dataset", "cifar10", "--vld_size", "6", "--device", "cpu", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, per_batch=6, n_test=4, seed=11)
+    (root / "cifar-10-batches-py" / "test_batch").unlink()  # the search must never read the test set
+    return root
+
+
+def msunas(*args):
+    out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), *map(str, args)], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def independent_complexity(space: str, subnet: dict) -> tuple[float, float]:
+    """Params and FLOPs of the search-time network built directly (4 channels, 3 cells, 10 classes)."""
+    if space == "nsganet_micro":
+        net = build_micro_network(subnet, init_channels=4, layers=3, n_classes=10)
+    else:
+        net = build_macro_network(subnet["genome"], init_channels=4, n_classes=10)
+    return count_params(net) / 1e6, count_flops(net, 32) / 1e6
+
+
+@pytest.mark.parametrize("space", ["nsganet_micro", "nsganet_macro"])
+def test_two_generation_search(space, data, tmp_path):
+    save = tmp_path / "run"
+    layers = ["--layers", "3"] if space == "nsganet_micro" else []
+    msunas("--search_space", space, *SEARCH, *layers, "--data", data, "--save", save)
+    assert (save / "args.yaml").is_file() and not (save / "failed").exists()
+    for k, n_new in ((0, 4), (1, 2), (2, 2)):
+        stats = json.loads((save / f"iter_{k}.stats").read_text())
+        assert stats["objectives"] == ["top1_err", "flops"]
+        assert len(stats["candidates"]) == n_new and len(stats["archive"]) == 4 + 2 * k
+    for path in sorted((save / "iter_0").glob("net_*.stats")):
+        result = json.loads(path.read_text())
+        subnet = json.loads(path.with_suffix(".subnet").read_text())
+        params, flops = independent_complexity(space, subnet)
+        assert result["flops"] == pytest.approx(flops, rel=1e-9) and result["params"] == pytest.approx(params)
+        assert result["n_vld"] == 6 and result["epochs"] == 1
+        # 6 held-out images: top-1 is a multiple of 1/6
+        assert 0 <= result["top1"] <= 100 and abs(result["top1"] * 6 / 100 - round(result["top1"] * 6 / 100)) < 1e-4
+    # the archive's FLOPs objective is what the search computes for the same genome
+    from codebase.evaluators import get_evaluator
+    from codebase.search.objectives import complexity_function
+
+    evaluator = get_evaluator("nsganet_train", search_space=space, dataset="cifar10", data=data, init_channels=4,
+                              layers=3 if layers else None, epochs=1)
+    compute = complexity_function(evaluator.space, evaluator.n_classes)
+    archive = json.loads((save / "iter_2.stats").read_text())["archive"]
+    X = np.array([evaluator.space.encode(entry[0]) for entry in archive])
+    assert np.allclose(compute(X)["flops"], [entry[2] for entry in archive], rtol=1e-9)
+
+
+def test_evaluator_defaults_and_errors(data):
+    from codebase.evaluators import get_evaluator
+
+    micro = get_evaluator("nsganet_train", search_space="nsganet_micro", dataset="cifar10", data=data)
+    assert micro.network_options == {"init_channels": 16, "layers": 8, "n_classes": 10} and micro.epochs == 20
+    macro = get_evaluator("nsganet_train", search_space="nsganet_macro", dataset="cifar10", data=data)
+    assert macro.network_options == {"init_channels": 32, "n_classes": 10}
+    with pytest.raises(ValueError, match="at least 3 layers"):
+        get_evaluator("nsganet_train", search_space="nsganet_micro", dataset="cifar10", data=data, layers=2)
+    with pytest.raises(ValueError, match="search_space must be one of"):
+        get_evaluator("nsganet_train", search_space="ofa", dataset="cifar10", data=data)
+
+
+def test_one_candidate_learns_a_separable_task(tmp_path):
+    """Trained from scratch for a few epochs, a candidate separates two colours on held-out images."""
+    from PIL import Image
+
+    from codebase.evaluators.nsganet_train import NSGANetTrainer
+
+    root = tmp_path / "colours"
+    for split in ("train", "test"):
+        for c, colour in enumerate(((220, 30, 30), (30, 30, 220))):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True)
+            rng = np.random.default_rng(c)
+            for i in range(20):
+                pixels = np.clip(np.array(colour) + rng.normal(0, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    torch.manual_seed(0)
+    trainer = NSGANetTrainer("nsganet_macro", dataset="folder", data=root, init_channels=4, epochs=10,
+                             vld_size=10, batch_size=10, lr=0.05)
+    x = trainer.space.base.initialize(1, np.random.default_rng(0))[0]
+    result = trainer.evaluate(trainer.space.decode(x))
+    assert result["n_vld"] == 10 and result["top1"] >= 90.0

@@ -1,0 +1,106 @@
+"""train_imagenet.py: the original README's recipe through distributed_train.sh (2 gloo processes),
+resume, the teacher, and validation.py reproducing the logged accuracy (model and EMA weights)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from codebase.io import load_torch, save_torch
+from tests.data_fixtures import write_image_folder
+from tests.test_validation import tiny_export
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ["-b", "4", "--sched", "step", "--epochs", "1", "--decay-epochs", "2.4", "--decay-rate", ".97", "--opt",
+          "rmsproptf", "--opt-eps", ".001", "-j", "0", "--warmup-lr", "1e-6", "--weight-decay", "1e-5", "--drop",
+          "0.2", "--drop-path", "0.2", "--model-ema", "--model-ema-decay", "0.9999", "--aa", "rand-m9-mstd0.5",
+          "--remode", "pixel", "--reprob", "0.2", "--amp", "--lr", ".024"]
+
+
+def metrics(folder: Path) -> list[dict[str, float]]:
+    with open(folder / "metrics.csv") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+
+    folder = tmp_path_factory.mktemp("imagenet")
+    config, weights, _ = tiny_export(folder / "model")  # 10-class head: fine-tuning starts a 3-class one
+    write_image_folder(folder / "data", ["train", "test"], ["cat", "dog", "emu"], per_class=6, size=(40, 48))
+    torch.manual_seed(3)
+    supernet = OFAMobileNetV3(n_classes=3, width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                              depth_list=[2, 3, 4])
+    teacher = save_torch(folder / "supernet.pth", {"state_dict": supernet.state_dict()})
+    return folder, config, weights, teacher, supernet
+
+
+def test_readme_recipe_on_two_processes_and_validation(setup, tmp_path):
+    folder, config, weights, teacher, _ = setup
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run([str(ROOT / "distributed_train.sh"), "2", folder / "data", "--dataset", "folder",
+                             "--model", "nsganetv2_s", "--model-config", config, "--initial-checkpoint", weights,
+                             "--img-size", "32", *RECIPE, "--teacher", teacher, "--teacher-width", "1.0",
+                             "--output", out, "--quiet", "--device", "cpu"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = metrics(out)[-1]
+    assert row["epoch"] == 1 and row["lr"] == pytest.approx(1e-6)  # first warm-up epoch
+    saved = load_torch(out / "model.pth")
+    assert {"state_dict", "state_dict_ema"} <= set(saved)
+    assert saved["state_dict"]["classifier.linear.weight"].shape[0] == 3
+    import validation
+
+    for use_ema, key in ((False, "val_top1"), (True, "ema_top1")):
+        argv = ["--dataset", "folder", "--data", folder / "data", "--model", out / "net.config", "--pretrained",
+                out / "model.pth", "-j", "0", "-b", "5", "--save", tmp_path / "v.json", *(["--use-ema"] * use_ema)]
+        assert validation.main([str(a) for a in argv]) == 0
+        v = json.loads((tmp_path / "v.json").read_text())
+        assert v["n"] == 18 and v["img_size"] == 32  # the whole test set, though each process scored half
+        assert v["top1"] == pytest.approx(row[key], abs=1e-3)
+        if not use_ema:  # rank 1 scored its half with rank 0's BN statistics, the ones saved
+            assert v["loss"] == pytest.approx(row["val_loss"], rel=1e-5)
+    assert v["top5"] == pytest.approx(row["ema_top5"], abs=1e-3)
+
+
+def test_resume_continues_the_schedule(setup, tmp_path):
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", *RECIPE, "--output", tmp_path / "run", "--quiet", "--device", "cpu",
+            "--aa", "", "--reprob", "0"]
+    assert train_imagenet.main([str(a) for a in argv]) == 0
+    first = metrics(tmp_path / "run")
+    at = argv.index("--epochs")
+    argv[at + 1] = "2"
+    assert train_imagenet.main([str(a) for a in [*argv, "--resume"]]) == 0
+    rows = metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0] == first[0]
+    # timm's linear warm-up over 3 epochs: epoch index 1 runs at warmup_lr + (lr - warmup_lr) / 3
+    assert rows[1]["lr"] == pytest.approx(1e-6 + (0.024 - 1e-6) / 3, rel=1e-4)
+    assert load_torch(tmp_path / "run" / "checkpoint.pth")["epoch"] == 2
+
+
+def test_teacher_is_the_supernets_largest_subnet(setup):
+    from codebase.finetune_imagenet import load_teacher
+
+    _, _, _, teacher_path, supernet = setup
+    teacher = load_teacher(teacher_path, 1.0, 3)
+    supernet.set_active_subnet(ks=7, e=6, d=4)  # the ofa package's own largest-subnet extraction
+    reference = supernet.get_active_subnet(preserve_weight=True).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(teacher(x), reference(x), atol=1e-5)
+    with pytest.raises(ValueError, match="3 classes, the data set 10"):
+        load_teacher(teacher_path, 1.0, 10)
+    with pytest.raises(ValueError, match="teacher-width"):
+        load_teacher(teacher_path, 1.2, 3)

@@ -1,0 +1,185 @@
+"""validation.py and codebase/checkpoints.py: every weight format, mismatches, resolution, preprocessing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codebase.checkpoints import extract_state_dict, load_weights
+from codebase.io import save_torch, write_json
+from tests.data_fixtures import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # published CIFAR-10 channel statistics
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+
+
+def tiny_export(folder: Path, n_classes: int = 10, seed: int = 0) -> tuple[Path, Path, torch.nn.Module]:
+    """net.config + net.inherited of the smallest OFA MobileNetV3 w1.0 subnet, made with the ofa package."""
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+
+    torch.manual_seed(seed)
+    supernet = OFAMobileNetV3(n_classes=n_classes, width_mult=1.0, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+                              depth_list=[2, 3, 4])
+    supernet.set_active_subnet(ks=3, e=3, d=2)
+    net = supernet.get_active_subnet(preserve_weight=True)
+    for m in net.modules():  # non-trivial BN statistics, so that eval-mode outputs depend on them
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "net.config", net.config)
+    save_torch(folder / "net.inherited", {"state_dict": net.state_dict()})
+    return folder / "net.config", folder / "net.inherited", net.eval()
+
+
+def run_inline(script_main, *args) -> int:
+    """A script's main() in this process (no interpreter start-up); returns its exit code."""
+    return script_main([str(a) for a in args])
+
+
+def run(script: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    config, weights, net = tiny_export(folder / "model")
+    written = write_cifar10(folder / "data", per_batch=2, n_test=24, seed=5)
+    return config, weights, net, folder / "data", written
+
+
+def test_every_weight_format_gives_the_same_tensors(export, tmp_path):
+    _, weights, net, _, _ = export
+    reference = net.state_dict()
+    old_ofa = {k.replace(".conv.", ".mobile_inverted_conv.", 1) if k.startswith("blocks.") else k: v
+               for k, v in reference.items()}
+    assert any("mobile_inverted_conv" in k for k in old_ofa)
+    noise = {k: torch.zeros_like(v) for k, v in reference.items()}
+    formats = {
+        "raw": reference,
+        "state_dict": {"state_dict": reference},
+        "original_net_init": {"state_dict": old_ofa},
+        "ddp": {"state_dict": {f"module.{k}": v for k, v in reference.items()}},
+        "model_ema_only": {"model_ema": {f"module.{k}": v for k, v in reference.items()}},
+        "timm_ema": {"state_dict": noise, "state_dict_ema": reference, "epoch": 3},
+    }
+    for name, obj in formats.items():
+        path = save_torch(tmp_path / f"{name}.pth", obj)
+        got = load_weights(path, use_ema=name == "timm_ema")
+        assert set(got) == set(reference), name
+        assert all(torch.equal(got[k], reference[k]) for k in reference), name
+    # without use_ema a timm checkpoint gives the trained (not the EMA) weights
+    assert torch.equal(load_weights(tmp_path / "timm_ema.pth")["first_conv.conv.weight"],
+                       noise["first_conv.conv.weight"])
+    with pytest.raises(ValueError, match="no network weights"):
+        extract_state_dict({"epoch": 1, "optimizer": {}}, "ckpt.pth")
+
+
+def _independent_top1(net, written, n_classes=10):
+    """Top-1 of `net` on the fixture's test images, preprocessed by hand: CIFAR at its native 32 px
+    needs no resize, only scaling to 0..1 and the published mean/std."""
+    images, labels = written["test"]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = net.eval()(x)
+    y = torch.from_numpy(labels)
+    loss = torch.nn.functional.cross_entropy(logits, y).item()
+    return 100.0 * (logits.argmax(1) == y).float().mean().item(), loss, logits
+
+
+@pytest.mark.filterwarnings("ignore:No handlers found")
+def test_validation_matches_hand_preprocessing_and_reports_complexity(export, tmp_path, capsys):
+    config, _, net, data, written = export
+    # a timm-style EMA checkpoint of the same weights, under DDP prefixes
+    ema = {f"module.{k}": v for k, v in net.state_dict().items()}
+    ckpt = save_torch(tmp_path / "timm.pth", {"state_dict_ema": ema})
+    import validation
+
+    code = run_inline(validation.main, "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained", ckpt,
+                      "--use-ema", "--img-size", "32", "-b", "7", "-j", "0", "--save", tmp_path / "out.json")
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "out.json").read_text())
+    top1, loss, logits = _independent_top1(net, written)
+    assert result["n"] == 24 and result["img_size"] == 32
+    assert result["top1"] == pytest.approx(top1, abs=1e-4)
+    assert result["loss"] == pytest.approx(loss, rel=1e-4)
+    ranks = (logits.topk(5, 1).indices == torch.from_numpy(written["test"][1]).view(-1, 1)).any(1)
+    assert result["top5"] == pytest.approx(100.0 * ranks.float().mean().item(), abs=1e-4)
+    # params: every tensor of the ofa network (torch's own count); FLOPs: the closed form at 32 px
+    assert result["params"] == pytest.approx(sum(p.numel() for p in net.parameters()) / 1e6, rel=1e-6)
+    from torchprofile import profile_macs
+
+    macs = profile_macs(net.eval(), torch.zeros(1, 3, 32, 32)) / 1e6
+    assert result["flops"] == pytest.approx(macs, rel=0.02)
+    assert code == 0 and json.loads(printed.strip().splitlines()[-1])["top1"] == pytest.approx(result["top1"], abs=1e-3)
+
+
+def test_image_size_comes_from_the_run_or_the_subnet(export, tmp_path):
+    from codebase.models import resolve_image_size
+
+    config, weights, _, _, _ = export
+    assert resolve_image_size(None, "cifar10", config, weights) == 224  # nothing says otherwise: data set default
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "net.config").write_text(Path(config).read_text())
+    write_json(folder / "net.subnet", {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 176})
+    assert resolve_image_size(None, "cifar10", folder / "net.config", weights) == 176
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "args.yaml").write_text("img_size: 48\ndataset: cifar10\n")
+    save_torch(run_dir / "model.pth", {"state_dict": {}})
+    assert resolve_image_size(None, "cifar10", folder / "net.config", run_dir / "model.pth") == 48
+    assert resolve_image_size(64, "cifar10", folder / "net.config", run_dir / "model.pth") == 64
+
+
+def test_mismatch_names_the_first_tensor_and_exits_2(export, tmp_path):
+    config, weights, net, data, _ = export
+    state = dict(net.state_dict())
+    key = "blocks.3.conv.depth_conv.conv.weight"
+    state[key] = torch.zeros(5, 1, 3, 3)
+    bad = save_torch(tmp_path / "bad.pth", {"state_dict": state})
+    out = run("validation.py", "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained", bad,
+              "--img-size", "32", "-j", "0", check=False)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0] and "(5, 1, 3, 3)" in lines[0]
+    missing = {k: v for k, v in net.state_dict().items() if not k.startswith("final_expand_layer")}
+    from codebase.checkpoints import check_compatible
+
+    with pytest.raises(ValueError, match="final_expand_layer.conv.weight"):
+        check_compatible(net, missing)
+
+
+def test_nsganet_network_validation(tmp_path, export):
+    from codebase.nsganet_profile import build_network, count_flops, count_params
+
+    _, _, _, data, written = export
+    torch.manual_seed(1)
+    net = build_network("micro", "NSGANet", layers=3, init_channels=4, filter_increment=2, auxiliary=True,
+                        SE=True, n_classes=10)
+    weights = save_torch(tmp_path / "micro.pt", net.state_dict())
+    import validation
+
+    code = run_inline(validation.main, "--dataset", "cifar10", "--data", data, "--net_type", "micro",
+                      "--arch", "NSGANet", "--layers", "3", "--init_channels", "4", "--filter_increment", "2", "--SE",
+                      "--auxiliary", "--pretrained", weights, "-j", "0", "--save", tmp_path / "micro.json")
+    result = json.loads((tmp_path / "micro.json").read_text())
+    top1, loss, _ = _independent_top1(net, written)
+    assert result["img_size"] == 32
+    assert result["top1"] == pytest.approx(top1, abs=1e-4) and result["loss"] == pytest.approx(loss, rel=1e-4)
+    assert result["params"] == pytest.approx(count_params(net) / 1e6)
+    assert result["flops"] == pytest.approx(count_flops(net, 32) / 1e6)
+    assert np.isfinite(result["loss"]) and code == 0

@@ -1,0 +1,83 @@
+"""Fine-tune an exported architecture on ImageNet (or any data set of codebase/data) with timm 1.x.
+
+    ./distributed_train.sh 8 /path/to/imagenet --model nsganetv2_m --model-config net.config \
+        --initial-checkpoint net.inherited --img-size 224 -b 128 --sched step --epochs 450 --decay-epochs 2.4 \
+        --decay-rate .97 --opt rmsproptf --opt-eps .001 -j 6 --warmup-lr 1e-6 --weight-decay 1e-5 --drop 0.2 \
+        --drop-path 0.2 --model-ema --model-ema-decay 0.9999 --aa rand-m9-mstd0.5 --remode pixel --reprob 0.2 \
+        --amp --lr .024 --teacher ofa_supernet.pth
+    python train_imagenet.py DATA ... --resume --output DIR       # continue DIR from its checkpoint.pth
+
+Scale --lr with the total batch: (batch per process x processes / 256) x 0.006.
+Writes DIR/args.yaml, DIR/checkpoint.pth, DIR/model.pth ({"state_dict", "state_dict_ema"}), DIR/metrics.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from codebase.cli import run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", help="data folder (ImageNet: train/ and val/ class folders)")
+    p.add_argument("--dataset", default="imagenet", help="imagenet or any data set of codebase/data")
+    p.add_argument("--model", default="nsganetv2", help="a name for the output folder")
+    p.add_argument("--model-config", dest="model_config", required=True, help="net.config of the architecture")
+    p.add_argument("--initial-checkpoint", dest="initial_checkpoint", help="net.inherited or any accepted weights")
+    p.add_argument("--img-size", dest="img_size", type=int, default=None, help="default: the config's r")
+    p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=128, help="per process")
+    p.add_argument("-vb", "--validation-batch-size", dest="validation_batch_size", type=int, default=256)
+    p.add_argument("-j", "--workers", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=450)
+    p.add_argument("--opt", default="rmsproptf", help="timm optimizer name (rmsproptf, sgd, adamw, ...)")
+    p.add_argument("--opt-eps", dest="opt_eps", type=float, default=None)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=1e-5)
+    p.add_argument("--clip-grad", dest="clip_grad", type=float, default=None)
+    p.add_argument("--lr", type=float, default=0.024)
+    p.add_argument("--sched", default="step", help="timm scheduler name (step, cosine, ...)")
+    p.add_argument("--decay-epochs", dest="decay_epochs", type=float, default=2.4)
+    p.add_argument("--decay-rate", dest="decay_rate", type=float, default=0.97)
+    p.add_argument("--warmup-lr", dest="warmup_lr", type=float, default=1e-6)
+    p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=3)
+    p.add_argument("--min-lr", dest="min_lr", type=float, default=1e-5)
+    p.add_argument("--drop", type=float, default=0.2, help="dropout before the classifier")
+    p.add_argument("--drop-path", dest="drop_path", type=float, default=0.2, help="stochastic depth (last block)")
+    p.add_argument("--aa", default=None, help="RandAugment/AutoAugment policy, e.g. rand-m9-mstd0.5")
+    p.add_argument("--color-jitter", dest="color_jitter", type=float, default=0.4)
+    p.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
+    p.add_argument("--remode", default="pixel", help="random erasing mode (const, rand, pixel)")
+    p.add_argument("--recount", type=int, default=1)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0: off)")
+    p.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    p.add_argument("--model-ema", dest="model_ema", action="store_true", help="keep an EMA of the weights")
+    p.add_argument("--model-ema-decay", dest="model_ema_decay", type=float, default=0.9998)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument("--teacher", help="OFA MobileNetV3 supernet checkpoint: distil from its largest subnet")
+    p.add_argument("--teacher-width", dest="teacher_width", type=float, default=1.2, choices=(1.0, 1.2))
+    p.add_argument("--teacher-weight", dest="teacher_weight", type=float, default=1.0)
+    p.add_argument("--output", default=None, help="output folder (default: output/train/<time>-<model>-<size>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint.pth")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase.finetune_imagenet import default_output, finetune_imagenet
+
+    args = build_parser().parse_args(argv)
+    if args.resume and not args.output:
+        raise ValueError("--resume needs --output DIR (the run to continue)")
+    if args.mixup > 0 and args.batch_size % 2:
+        raise ValueError("--mixup/--cutmix need an even --batch-size")
+    args.output = args.output or default_output(args)
+    finetune_imagenet(args)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
