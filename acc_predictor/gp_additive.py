@@ -20,7 +20,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
-from acc_predictor.base import Predictor
+from acc_predictor.base import Predictor, check_genomes
 from acc_predictor.encoding import _is_ofa, encode, fit_encoding
 
 _JITTER = 1e-8
@@ -91,16 +91,33 @@ class AdditiveGP(Predictor):
         )
         self.params = best.x
         K, _ = kernel(best.x)
-        self.alpha = cho_solve(cho_factor(K, lower=True), t)
+        self.chol = cho_factor(K, lower=True)
+        self.alpha = cho_solve(self.chol, t)
         self.train_lin, self.train_se = lin, se
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
+        return self._posterior(F, with_std=False)[0]
+
+    def predict_std(self, X: np.ndarray) -> np.ndarray:
+        """(n,) posterior standard deviation of the predicted error (percent): the model's uncertainty."""
+        if not self.fitted:
+            raise ValueError(f"{self.name}: predict_std called before fit")
+        X = check_genomes(X, self.search_space.n_var)
+        self._check_bounds(X)
+        return self._posterior(self.features(X), with_std=True)[1]
+
+    def _posterior(self, F: np.ndarray, with_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         v_lin, v_se, ls2, _ = np.exp(self.params)
         lin, se = self._split(F)
-        out = np.empty(len(F))
+        mean = np.empty(len(F))
+        std = np.empty(len(F)) if with_std else None
         for start in range(0, len(F), 4096):  # bounded memory for large candidate sets
             part = slice(start, start + 4096)
             K = v_lin * lin[part] @ self.train_lin.T / lin.shape[1]
             K += v_se * np.exp(-0.5 * _sq_dist(se[part], self.train_se) / (self.d_scale * ls2))
-            out[part] = K @ self.alpha
-        return out * self.y_std + self.y_mean
+            mean[part] = K @ self.alpha
+            if with_std:
+                prior = v_lin * np.sum(lin[part] ** 2, axis=1) / lin.shape[1] + v_se
+                explained = np.sum(K.T * cho_solve(self.chol, K.T), axis=0)
+                std[part] = np.sqrt(np.maximum(prior - explained, 0.0)) * self.y_std
+        return mean * self.y_std + self.y_mean, std

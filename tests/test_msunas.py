@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not ORACLE.is_file(), reason=f"needs {ORACLE}")
 
 def msunas(*args, env=None, check=True):
     out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), *map(str, args)], capture_output=True, text=True,
-                         cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+                         cwd=ROOT, env={**os.environ, "NSGANETV2_PLOTS": "0", **(env or {})}, timeout=300)
     if check:
         assert out.returncode == 0, out.stderr[-2000:]
     return out

@@ -53,15 +53,34 @@ def _problem(space: SearchSpace, n_obj: int, objectives: Callable[[np.ndarray], 
 
 
 def minimize(space: SearchSpace, objectives: Callable[[np.ndarray], np.ndarray], n_obj: int,
-             initial: np.ndarray, pop_size: int, n_gen: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run the (surrogate) search; returns the final population's canonical genomes and objectives."""
+             initial: np.ndarray, pop_size: int, n_gen: int, seed: int,
+             visited: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Run the (surrogate) search; returns canonical genomes and objectives of its final population,
+    or with `visited=True` of every distinct genome it evaluated on the way."""
     from pymoo.optimize import minimize as pymoo_minimize
+
+    seen_X, seen_F = [], []
+
+    def recording(X: np.ndarray) -> np.ndarray:
+        F = objectives(X)
+        seen_X.append(X)
+        seen_F.append(F)
+        return F
 
     initial = _fill_population(space, initial, pop_size, np.random.default_rng(seed))
     algorithm = make_algorithm(space, n_obj, pop_size, initial)
-    res = pymoo_minimize(_problem(space, n_obj, objectives), algorithm, ("n_gen", n_gen), seed=seed, verbose=False)
+    res = pymoo_minimize(_problem(space, n_obj, recording), algorithm, ("n_gen", n_gen), seed=seed, verbose=False)
+    if visited:
+        X, F = np.concatenate(seen_X), np.concatenate(seen_F)
+        first = _unique_first(X)
+        return X[first], np.asarray(F[first], dtype=float)
     X = space.canonical(np.rint(res.pop.get("X")).astype(int))
     return X, np.asarray(res.pop.get("F"), dtype=float)
+
+
+def _unique_first(X: np.ndarray) -> np.ndarray:
+    _, first = np.unique(X, axis=0, return_index=True)
+    return np.sort(first)
 
 
 def _fill_population(space: SearchSpace, X: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
