@@ -12,8 +12,12 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codebase.cli import run_main
+
+if TYPE_CHECKING:
+    from codebase.distributed import RankGroup
 
 SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inner_pop", "inner_gens", "ref_point")
 
@@ -47,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
     data.add_argument("--n_epochs", type=int, default=0, help="fine-tuning epochs per subnet before scoring")
     data.add_argument("--test", action="store_true", help="score on the test set (never use it to search)")
-    data.add_argument("--n_gpus", type=int, default=None, help="start this many evaluation processes here")
+    data.add_argument("--n_gpus", type=int, default=None,
+                      help="start this many evaluation processes here (one per GPU; CPU processes without GPUs); "
+                           "under torchrun the launcher decides")
+    data.add_argument("--dist_timeout", type=float, default=7200.0,
+                      help="seconds a process waits for the others before giving up (several processes only)")
     data.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     nsga = p.add_argument_group("NSGA-Net spaces")
     nsga.add_argument("--init_channels", type=int, default=None)
@@ -89,7 +97,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"{run / 'args.yaml'}: corrupt (expected a mapping of arguments)")
     given = {a.dest for a in parser._actions if f"--{a.dest}" in " ".join(argv or sys.argv[1:])}
     merged = {**vars(parser.parse_args([])), **stored, "save": str(run), "resume": str(run)}
-    for key in given & {"iterations", "quiet"}:  # a resume may extend a run, nothing else
+    for key in given & {"iterations", "quiet", "n_gpus", "dist_timeout"}:  # extend a run, or run it differently
         merged[key] = getattr(args, key)
     return argparse.Namespace(**merged)
 
@@ -119,26 +127,69 @@ def setup_logging(save: Path, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from codebase import distributed
+
+    args = resolve_args(argv)
+    save = Path(args.save)
+    if args.n_gpus is not None and args.n_gpus < 1:
+        raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
+    if (args.n_gpus or 1) > 1 and not distributed.launched_by_torchrun():
+        check_new_run(args, save)  # before starting anything
+        device = distributed.resolve_device(args.device)
+        if device.startswith("cuda"):
+            import torch
+
+            if args.n_gpus > torch.cuda.device_count():
+                raise ValueError(f"--n_gpus {args.n_gpus}: only {torch.cuda.device_count()} GPUs visible")
+        return distributed.spawn_ranks(main, args.n_gpus, sys.argv[1:] if argv is None else list(argv))
+    ranks = distributed.init_from_env(args.device, args.dist_timeout)  # None: a single process
+    try:
+        return search(args, save, ranks)
+    finally:
+        distributed.close(ranks)
+
+
+def check_new_run(args: argparse.Namespace, save: Path) -> None:
+    if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
+        raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
+                         "or choose another folder")
+
+
+def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int:
+    """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file,
+    the other ranks evaluate their share of each iteration's candidates."""
     from codebase.evaluators import get_evaluator
     from codebase.io import write_yaml
     from codebase.search.engine import MSuNAS, SearchSettings
     from codebase.search.objectives import parse_objectives
 
-    args = resolve_args(argv)
-    check_args(args)
-    save = Path(args.save)
-    if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
-        raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
-                         "or choose another folder")
-    measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
-    evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
-    objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
+    try:
+        check_args(args)
+        check_new_run(args, save)
+        measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
+        evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
+        objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
+        error = None
+    except ValueError as e:
+        if ranks is None:
+            raise
+        error = e
+    if ranks is not None:
+        ranks.agree(error)  # also a barrier: no rank checks the folder after rank 0 starts writing
+        if ranks.rank != 0:
+            ranks.serve(evaluator.evaluate)
+            return 0
     save.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         write_yaml(save / "args.yaml", {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")})
     setup_logging(save, args.quiet)
     settings = SearchSettings(**{k: getattr(args, k) for k in SETTINGS})
-    stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings).run(progress=not args.quiet)
+    try:
+        stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings, ranks=ranks).run(
+            progress=not args.quiet)
+    finally:
+        if ranks is not None:
+            ranks.stop()
     print(f"done: {stats['n_evaluations']} evaluations, hypervolume {stats['hv']:.6g}, "
           f"results in {save}/iter_{stats['iteration']}.stats")
     return 0

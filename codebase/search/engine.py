@@ -17,12 +17,15 @@ as an uninterrupted run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from codebase import plots
+from codebase.distributed import RankGroup, evaluate_safely
 from codebase.evaluators import Evaluator
 from codebase.io import read_json, write_json
 from codebase.search import pymoo_adapter
@@ -44,6 +47,8 @@ class SearchSettings:
     subset: str = "hv"
     inner_pop: int = 100
     inner_gens: int = 50
+    candidates: str = "population"  # or "visited": the predicted front of all the inner search saw
+    explore: float = 0.0  # > 0: optimise error minus this many predicted std (models with predict_std)
     ref_point: list[float] | None = None
 
 
@@ -70,8 +75,9 @@ def last_complete_iteration(save: Path) -> int:
 
 class MSuNAS:
     def __init__(self, save: str | Path, space: SearchSpace, evaluator: Evaluator, objectives: list[Objective],
-                 settings: SearchSettings) -> None:
+                 settings: SearchSettings, ranks: RankGroup | None = None) -> None:
         self.save, self.space, self.evaluator = Path(save), space, evaluator
+        self.ranks = ranks  # rank 0 of a torch.distributed job shares evaluations out; None: all here
         self.objectives, self.s = objectives, settings
         self.names = [o.name for o in objectives]
 
@@ -90,6 +96,7 @@ class MSuNAS:
             bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
             bar.update()
         bar.close()
+        plots.after_run(self.save)  # never raises
         return last if last is not None else read_json(stats_path(self.save, self.s.iterations))
 
     def iteration(self, k: int, previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -119,6 +126,7 @@ class MSuNAS:
         if self.s.predictor == "none":
             stats["population"] = self._next_population(previous, F, len(archive.X))
         write_json(stats_path(self.save, k), stats)
+        plots.after_iteration(self.save, stats)  # never raises: a failed plot is a warning
         log.info("iter %d: %d evaluated (%d failed), archive %d, hv %.6g%s", k, len(X_new), len(failed), len(X),
                  stats["hv"], _quality_text(stats["surrogate"]))
         return stats
@@ -165,13 +173,25 @@ class MSuNAS:
             cols = [models[j].predict(X) if j in models else o.compute(X) for j, o in enumerate(self.objectives)]
             return np.column_stack(cols).astype(float)
 
+        def optimistic(X: np.ndarray) -> np.ndarray:  # lower confidence bound of the error
+            F = predict(X)
+            if self.s.explore > 0 and hasattr(models[0], "predict_std"):
+                F[:, 0] -= self.s.explore * models[0].predict_std(X)
+            return F
+
         front = archive.X[nondominated(archive.F)]
-        X_inner, _ = pymoo_adapter.minimize(self.space, predict, len(self.objectives), front, self.s.inner_pop,
-                                            self.s.inner_gens, seed)
-        X_inner = X_inner[unique_rows(X_inner)]
-        cands = X_inner[~rows_in(X_inner, archive.X)]
+        visited = self.s.candidates == "visited"
+        X_inner, F_inner = pymoo_adapter.minimize(self.space, optimistic, len(self.objectives), front,
+                                                  self.s.inner_pop, self.s.inner_gens, seed, visited=visited)
+        keep = unique_rows(X_inner)
+        X_inner, F_inner = X_inner[keep], F_inner[keep]
+        new = ~rows_in(X_inner, archive.X)
+        cands, F_cands = X_inner[new], F_inner[new]
+        if visited:  # the best few predicted fronts of everything seen, as many as a population
+            order = pymoo_adapter.survivors(F_cands, self.s.inner_pop, seed)
+            cands = cands[order]
         notes = []
-        chosen = select_subset(self.s.subset, predict(cands), archive.F, self.s.n_iter, self._ref_point(archive))
+        chosen = select_subset(self.s.subset, optimistic(cands), archive.F, self.s.n_iter, self._ref_point(archive))
         X_plan = cands[chosen]
         if len(X_plan) < self.s.n_iter:
             extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
@@ -227,32 +247,47 @@ class MSuNAS:
     # ------------------------------------------------------------------ evaluation
     def _evaluate_plan(self, k: int, plan: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
         folder = self.save / f"iter_{k}"
-        X_ok, F_ok, failed = [], [], []
+        values: dict[int, list[float]] = {}
+        failures: dict[int, dict[str, Any]] = {}
+        pending = []
         for i, genome in enumerate(plan["genomes"]):
-            x = np.asarray(genome, dtype=int)
-            subnet = self.space.decode(x)
             stats_file, fail_file = folder / f"net_{i}.stats", self.save / "failed" / f"iter_{k}_net_{i}.json"
             if stats_file.exists():
-                values = objective_values(self.objectives, read_json(stats_file))
+                values[i] = objective_values(self.objectives, read_json(stats_file))
             elif fail_file.exists():
-                failed.append(read_json(fail_file))
-                continue
+                failures[i] = read_json(fail_file)
             else:
-                write_json(folder / f"net_{i}.subnet", subnet)
+                pending.append((i, self.space.decode(np.asarray(genome, dtype=int))))
+        subnets = dict(pending)
+        for i, stats, error in self._evaluate_pending(folder, pending):
+            if error is None:
                 try:
-                    stats = self.evaluator.evaluate(subnet)
-                    values = objective_values(self.objectives, stats)
-                except Exception as e:  # the search goes on; the failure is kept with its error text
-                    record = {"iteration": k, "index": i, "subnet": subnet, "error": f"{type(e).__name__}: {e}"}
-                    write_json(fail_file, record)
-                    log.warning("iter %d net %d failed: %s", k, i, record["error"])
-                    failed.append(record)
-                    continue
-                write_json(stats_file, stats)
-            X_ok.append(x)
-            F_ok.append(values)
-        X = np.array(X_ok, dtype=int).reshape(-1, self.space.n_var)
-        return X, np.array(F_ok, dtype=float).reshape(-1, len(self.names)), failed
+                    values[i] = objective_values(self.objectives, stats)
+                except Exception as e:
+                    error = f"{type(e).__name__}: {e}"
+            if error is not None:  # the search goes on; the failure is kept with its error text
+                failures[i] = {"iteration": k, "index": i, "subnet": subnets[i], "error": error}
+                write_json(self.save / "failed" / f"iter_{k}_net_{i}.json", failures[i])
+                log.warning("iter %d net %d failed: %s", k, i, error)
+                continue
+            write_json(folder / f"net_{i}.stats", stats)
+        ok = sorted(values)  # plan order, however many processes evaluated it
+        X = np.array([plan["genomes"][i] for i in ok], dtype=int).reshape(-1, self.space.n_var)
+        F = np.array([values[i] for i in ok], dtype=float).reshape(-1, len(self.names))
+        return X, F, [failures[i] for i in sorted(failures)]
+
+    def _evaluate_pending(self, folder: Path, pending: list[tuple[int, dict[str, Any]]]) -> Iterator[tuple]:
+        """(index, stats, error text) per pending candidate; its net_I.subnet is written before it is
+        evaluated. With several ranks the candidates are shared out and the outcomes gathered here."""
+        if self.ranks is None:
+            for i, subnet in pending:
+                write_json(folder / f"net_{i}.subnet", subnet)
+                yield (i, *evaluate_safely(self.evaluator.evaluate, subnet))
+            return
+        for i, subnet in pending:
+            write_json(folder / f"net_{i}.subnet", subnet)
+        if pending:
+            yield from self.ranks.evaluate(self.evaluator.evaluate, pending)
 
     def _surrogate_quality(self, plan: dict[str, Any], X_new: np.ndarray, F_new: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {"model": plan.get("model"), "winner": plan.get("winner")}

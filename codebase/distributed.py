@@ -1,0 +1,230 @@
+"""Evaluating a search's candidates on several processes with torch.distributed.
+
+Launch with `torchrun --nproc_per_node N [--nnodes M ...] msunas.py ...`, or `msunas.py --n_gpus N`,
+which starts the N processes on this machine itself (127.0.0.1, a free port) on the same path.
+Rank 0 runs the search and writes every file. The other ranks only evaluate: each iteration rank 0
+broadcasts the candidates still without results, every rank (rank 0 included) evaluates the
+indices i with i % world_size == rank, and rank 0 gathers the results. An evaluation that raises
+travels back as its error text. At the end rank 0 broadcasts "stop".
+
+Messages are JSON text (read back with `weights_only` unpickling): nothing else crosses processes.
+The process group's timeout bounds every wait, so a rank that dies or hangs cannot make the others
+wait forever; it must exceed the longest wait between two messages (rank 0's planning plus the
+slowest rank's share of one iteration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+DEFAULT_TIMEOUT_S = 7200.0
+_GRACE_S = 10.0  # how long --n_gpus waits for rank 0 to exit by itself after another rank failed
+
+Outcome = tuple[int, "dict[str, Any] | None", "str | None"]  # (plan index, net.stats, error text)
+
+
+def launched_by_torchrun() -> bool:
+    """True inside a process that torchrun (or `spawn_ranks`) started as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def evaluate_safely(evaluate: Callable[[dict[str, Any]], dict[str, Any]],
+                    subnet: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(stats, None), or (None, "ErrorType: message") when the evaluation raises: the search goes on."""
+    try:
+        return evaluate(subnet), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _to_builtin(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays
+        return obj.tolist()
+    raise TypeError(f"cannot send {type(obj).__name__} to another rank")
+
+
+def _pack(obj: Any) -> str:
+    return json.dumps(obj, default=_to_builtin)
+
+
+class RankGroup:
+    """This process's place in the default process group, and the messages the search exchanges."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = rank, world_size
+        self.broken = False  # a collective failed: sending more would only wait for the timeout
+
+    # ------------------------------------------------------------------ collectives
+    def _collective(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except RuntimeError as e:  # a rank died, hung past the timeout, or the group broke
+            self.broken = True
+            raise RuntimeError(f"rank {self.rank}: lost contact with the other ranks ({e}); every file written "
+                               "so far is complete: continue with --resume") from e
+        except BaseException:
+            self.broken = True
+            raise
+
+    def _broadcast(self, message: Any = None) -> Any:
+        import torch.distributed as dist
+
+        box = [_pack(message) if self.rank == 0 else None]
+        self._collective(lambda: dist.broadcast_object_list(box, src=0, weights_only=True))
+        return json.loads(box[0])
+
+    def _gather(self, message: Any) -> list[Any] | None:
+        import torch.distributed as dist
+
+        out: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        self._collective(lambda: dist.gather_object(_pack(message), out, dst=0, weights_only=True))
+        return None if out is None else [json.loads(m) for m in out]
+
+    def agree(self, error: Exception | None) -> None:
+        """Every rank reports whether its setup worked; if one failed, all stop (rank 0 says why)."""
+        import torch.distributed as dist
+
+        errors: list[Any] = [None] * self.world_size
+        self._collective(lambda: dist.all_gather_object(errors, _pack(None if error is None else str(error)),
+                                                        weights_only=True))
+        failed = [(r, json.loads(e)) for r, e in enumerate(errors) if json.loads(e) is not None]
+        if not failed:
+            return
+        if self.rank != 0:
+            raise SystemExit(2)  # rank 0 prints the one line
+        if error is not None:
+            raise error
+        rank, text = failed[0]
+        raise ValueError(f"rank {rank}: {text}")
+
+    # ------------------------------------------------------------------ rank 0
+    def evaluate(self, evaluate: Callable[[dict[str, Any]], dict[str, Any]],
+                 pending: list[tuple[int, dict[str, Any]]]) -> Iterator[Outcome]:
+        """Rank 0: share `pending` (plan index, subnet) out; yields rank 0's own outcomes as they come
+        (so their files are written at once), then everyone else's."""
+        self._broadcast({"op": "evaluate", "pending": pending})
+        for i, subnet in _share(pending, self.rank, self.world_size):
+            yield (i, *evaluate_safely(evaluate, subnet))
+        for outcomes in self._gather([])[1:]:
+            for i, stats, error in outcomes:
+                yield i, stats, error
+
+    def stop(self) -> None:
+        """Rank 0: release the other ranks (they return from `serve`)."""
+        if self.rank == 0 and not self.broken:
+            self._broadcast({"op": "stop"})
+
+    # ------------------------------------------------------------------ other ranks
+    def serve(self, evaluate: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Ranks > 0: evaluate this rank's share of every plan rank 0 sends, until it says stop."""
+        while True:
+            message = self._broadcast()
+            if message["op"] == "stop":
+                return
+            pending = [(int(i), subnet) for i, subnet in message["pending"]]
+            self._gather([[i, *evaluate_safely(evaluate, subnet)] for i, subnet in
+                          _share(pending, self.rank, self.world_size)])
+
+
+def _share(pending: list[tuple[int, dict[str, Any]]], rank: int, world_size: int) -> list[tuple[int, Any]]:
+    """Round robin over the pending list: which rank evaluates what never changes a result."""
+    return pending[rank::world_size]
+
+
+def init_from_env(device: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> RankGroup | None:
+    """Join the process group torchrun describes in the environment; None for a single process.
+
+    gloo on CPU, NCCL on CUDA (each process on GPU LOCAL_RANK, which object collectives need)."""
+    if not launched_by_torchrun():
+        return None
+    import torch
+    import torch.distributed as dist
+
+    if timeout_s <= 0:
+        raise ValueError(f"--dist_timeout must be > 0 seconds, got {timeout_s}")
+    backend = "gloo"
+    if resolve_device(device).startswith("cuda"):
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                             "start at most one process per GPU, or use --device cpu")
+        torch.cuda.set_device(local_rank)
+        backend = "nccl"
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    return RankGroup(dist.get_rank(), dist.get_world_size())
+
+
+def close(group: RankGroup | None) -> None:
+    import torch.distributed as dist
+
+    if group is not None and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------- --n_gpus: start the ranks here
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_rank(rank: int, world_size: int, port: int, entry: Callable[[list[str]], int], argv: list[str]) -> None:
+    from codebase.cli import run_main
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+                       "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    run_main(lambda: entry(argv))
+
+
+def spawn_ranks(entry: Callable[[list[str]], int], n: int, argv: list[str]) -> int:
+    """Run entry(argv) in n fresh processes as ranks 0..n-1 of one torch.distributed job on this
+    machine. Returns rank 0's exit code (or a failed rank's when rank 0 exited cleanly)."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_run_rank, args=(r, n, port, entry, list(argv)), name=f"msunas-rank{r}")
+             for r in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        while True:
+            running = [p for p in procs if p.exitcode is None]
+            if procs[0] not in running:
+                break
+            wait([p.sentinel for p in running], timeout=5.0)
+            if any(p.exitcode not in (None, 0) for p in procs[1:]):
+                procs[0].join(_GRACE_S)  # rank 0 normally notices the broken group and exits by itself
+                break
+        for p in procs[1:]:
+            p.join(_GRACE_S)
+    finally:
+        stuck = [p for p in procs if p.exitcode is None]
+        for p in stuck:
+            p.terminate()
+            p.join()
+    codes = [0 if p in stuck and r > 0 else _exit_code(p.exitcode) for r, p in enumerate(procs)]
+    if codes[0] == 0 and any(codes):
+        failed = next(r for r, c in enumerate(codes) if c)
+        print(f"error: rank {failed} exited with code {procs[failed].exitcode}", file=sys.stderr)
+        return codes[failed]
+    return codes[0]
+
+
+def _exit_code(code: int | None) -> int:
+    return 1 if code is None or code < 0 else code  # killed by a signal: a failure all the same
