@@ -1,0 +1,191 @@
+"""Research harness for issue #4: variants of MSuNAS on the OFA-oracle sample-efficiency benchmark.
+
+    python scripts/research_search.py --variant local:100 --predictor gp_additive --seeds 0 1 --set n_doe=50
+
+Variants: `base` (the engine as is), `local:KEEP` (the inner search's population joined by the KEEP
+best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands).
+Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
+(gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
+FLOPs and log params).
+
+Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
+inside this process: extra candidates for the surrogate search, or a predictor registered here.
+Scores are the normalised hypervolume of `scripts/bench_search.py` (same reference front, same
+protocol: 340 true evaluations). Results are appended to --out as markdown table rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from codebase.io import read_json  # noqa: E402
+from codebase.search import pymoo_adapter  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_search import DEFAULT_ORACLE, REFERENCE, normalised_hv  # noqa: E402
+
+_ORIGINAL_MINIMIZE = pymoo_adapter.minimize
+
+
+def neighbours(space, X: np.ndarray) -> np.ndarray:
+    """Every canonical genome one gene away from a row of X (distinct, excluding X itself)."""
+    out = []
+    for x in np.atleast_2d(X):
+        for g in range(space.n_var):
+            for v in range(space.xl[g], space.xu[g] + 1):
+                if v != x[g]:
+                    y = x.copy()
+                    y[g] = v
+                    out.append(y)
+    if not out:
+        return np.zeros((0, space.n_var), dtype=int)
+    Y = space.canonical(np.array(out))
+    Y = np.unique(Y, axis=0)
+    return Y[~(Y[:, None, :] == np.atleast_2d(X)[None]).all(-1).any(1)]
+
+
+def with_local_candidates(keep: int):
+    """Inner search whose final population is joined by the best `keep` predicted one-gene neighbours
+    of the archive front (the search's initial population): a trust region around what is known."""
+
+    def minimize(space, objectives, n_obj, initial, pop_size, n_gen, seed, visited=False):
+        X, F = _ORIGINAL_MINIMIZE(space, objectives, n_obj, initial, pop_size, n_gen, seed, visited=visited)
+        N = neighbours(space, np.asarray(initial, dtype=int))
+        if len(N):
+            FN = objectives(N)
+            best = pymoo_adapter.survivors(FN, keep, seed)
+            X, F = np.concatenate([X, N[best]]), np.concatenate([F, FN[best]])
+        return X, F
+
+    return minimize
+
+
+def register_variants() -> None:
+    from acc_predictor import get_acc_predictor, register_acc_predictor
+    from acc_predictor.base import Predictor
+
+    class Mean(Predictor):
+        """Mean of several surrogates' predictions."""
+
+        name = "mean"
+
+        def __init__(self, search_space=None, seed: int = 0, members=("rbf", "gp_additive"), **_) -> None:
+            super().__init__(search_space, "int", seed)
+            self.members = [get_acc_predictor(m, search_space=self.search_space, seed=seed) for m in members]
+
+        def fit(self, X, y):
+            for m in self.members:
+                m.fit(X, y)
+            self.fitted = True
+            return self
+
+        def predict(self, X):
+            return np.mean([m.predict(X) for m in self.members], axis=0)
+
+    register_acc_predictor("mean_rbf_gpa", Mean)
+
+    from acc_predictor.encoding import encode, fit_encoding
+    from acc_predictor.gp_additive import AdditiveGP
+
+    class OneHotLinearGP(AdditiveGP):
+        """Linear part on the one-hot features too: per-choice (not per-index) first-order effects."""
+
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            self.linear_encoding = fit_encoding("onehot", self.search_space)
+
+    class ComplexityGP(AdditiveGP):
+        """Linear part also sees log FLOPs and log params (exact, closed form)."""
+
+        def features(self, X):
+            from codebase.complexity import genome_complexity, to_millions
+
+            c = to_millions(genome_complexity(self.search_space, self.search_space.canonical(X), 1000))
+            extra = np.column_stack([np.log(np.atleast_1d(c["flops"])), np.log(np.atleast_1d(c["params"]))])
+            lin = encode(self.linear_encoding, self.search_space, X)
+            lin = np.concatenate([lin, np.repeat(extra, self.extra_weight_repeat, axis=1)], axis=1)
+            self.n_linear = lin.shape[1]
+            return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
+
+        extra_weight_repeat = 4  # the linear kernel averages over columns: give complexity some weight
+
+    register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
+    register_acc_predictor("gpa_complexity", ComplexityGP)
+
+
+def run_once(oracle_path: Path, seed: int, settings: dict, keep: str | None = None) -> np.ndarray:
+    from codebase.evaluators.oracle import OracleEvaluator
+    from codebase.search.engine import MSuNAS, SearchSettings
+    from codebase.search.objectives import parse_objectives
+
+    evaluator = OracleEvaluator(oracle_path)
+    objectives = parse_objectives("flops", evaluator.space, 1000)
+    options = {"seed": seed, "n_doe": 100, "iterations": 30, "n_iter": 8, **settings}
+    with tempfile.TemporaryDirectory() as save:
+        save = f"{keep}_{seed}" if keep else save
+        stats = MSuNAS(save, evaluator.space, evaluator, objectives, SearchSettings(**options)).run(progress=False)
+    return np.array([entry[1:] for entry in stats["archive"]])
+
+
+def parse_settings(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, value = item.split("=")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                out[key] = value
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", default="base", help="base | local:KEEP | bands")
+    p.add_argument("--predictor", default="gp_additive")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
+    p.add_argument("--oracle_path", default=str(DEFAULT_ORACLE))
+    p.add_argument("--keep", help="keep each run's folder as KEEP_SEED (for diagnosis)")
+    p.add_argument("--out", default="/tmp/research_search.md")
+    args = p.parse_args()
+    register_variants()
+    name, _, arg = args.variant.partition(":")
+    if name == "local":
+        pymoo_adapter.minimize = with_local_candidates(int(arg or 100))
+    elif name not in ("base", "bands"):
+        raise SystemExit(f"unknown variant {args.variant}")
+    settings = {"predictor": args.predictor, **parse_settings(args.set)}
+    if name == "bands":  # measured first as a patch here; now codebase.search.subset's "hv_bands"
+        settings["subset"] = "hv_bands"
+    reference = read_json(REFERENCE)
+    scores, seconds = [], []
+    for seed in args.seeds:
+        t = time.time()
+        F = run_once(Path(args.oracle_path), seed, settings, args.keep)
+        seconds.append(time.time() - t)
+        scores.append(normalised_hv(F, reference))
+        print(f"seed {seed}: {len(F)} evaluations, hv {scores[-1]:.4f}, {seconds[-1]:.0f} s", flush=True)
+    label = f"{args.variant} {' '.join(f'{k}={v}' for k, v in settings.items())}"
+    row = (f"| {label} | {len(args.seeds)} | {np.mean(scores):.3f} ± {np.std(scores):.3f} | "
+           f"{' '.join(f'{s:.3f}' for s in scores)} | {np.mean(seconds):.0f} |")
+    print(row, flush=True)
+    with open(args.out, "a") as f:
+        f.write(row + "\n")
+
+
+if __name__ == "__main__":
+    main()
