@@ -1,5 +1,13 @@
 """Evaluate or profile one architecture.
 
+    python evaluator.py --subnet net.subnet --dataset D [--data PATH] --supernet_path W \
+        [--n_classes N] [--n_epochs E] [--save net.stats] [--save_config DIR]
+
+evaluates one OFA subnet with weights inherited from a supernet (batch norm recalibrated on the task's
+training images, optionally fine-tuned) on the validation split held out of the training set (--test:
+the test set), prints its net.stats as one JSON line and writes it to --save; --save_config DIR also
+writes DIR/net.config and DIR/net.inherited.
+
     python evaluator.py --profile --subnet net.subnet [--width 1.2] [--n_classes N]
     python evaluator.py --profile --config net.config --img-size R
     python evaluator.py --profile --net_type micro --arch NSGANet --layers 20 --init_channels 34 \
@@ -27,6 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", "--img_size", dest="img_size", type=int, help="input resolution (default: subnet's r)")
     p.add_argument("--width", "--width_mult", dest="width_mult", type=float, default=1.0, choices=(1.0, 1.2))
     p.add_argument("--n_classes", type=int, default=None, help="classes of the head (default 1000; NSGA-Net: 10)")
+    ev = p.add_argument_group("evaluating an OFA subnet (without --profile)")
+    ev.add_argument("--dataset", default="digits", help="data set name (see codebase/data)")
+    ev.add_argument("--data", help="folder that holds the data set")
+    ev.add_argument("--supernet_path", help="OFA supernet checkpoint ({'state_dict': ...})")
+    ev.add_argument("--resolutions", type=int, nargs="+",
+                    help="resolutions of the space (default: the data set's, plus the subnet's r)")
+    ev.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the validation split and calibration subset")
+    ev.add_argument("--n_epochs", type=int, default=0, help="fine-tuning epochs before scoring")
+    ev.add_argument("--bn_size", type=int, default=2000, help="training images for batch-norm recalibration")
+    ev.add_argument("--test", action="store_true", help="score on the test set")
+    ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    ev.add_argument("--measure", nargs="*", default=[], choices=("cpu", "gpu"), help="also measure latency here")
+    ev.add_argument("--save", help="write the stats to this file (net.stats)")
+    ev.add_argument("--save_config", metavar="DIR", help="write DIR/net.config and DIR/net.inherited")
     nsga = p.add_argument_group("NSGA-Net networks")
     nsga.add_argument("--net_type", choices=("micro", "macro"), help="profile an NSGA-Net network")
     nsga.add_argument("--arch", default="NSGANet", help="published name (NSGANet, DARTS_V2, ...) or a genome JSON file")
@@ -74,7 +97,36 @@ def main() -> int:
     if args.profile:
         print(json.dumps({k: round(v, 6) for k, v in profile(args).items()}))
         return 0
-    raise ValueError("nothing to do: pass --profile (subnet evaluation arrives with the supernet evaluator)")
+    print(json.dumps(evaluate(args)))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, float]:
+    """net.stats of one subnet (written to --save; --save_config exports it too)."""
+    if not args.subnet:
+        raise ValueError("nothing to do: pass --subnet FILE (with --supernet_path) or --profile")
+    if not args.supernet_path:
+        raise ValueError("evaluating a subnet needs --supernet_path (train one with train_supernet.py)")
+    from codebase.evaluators.supernet import SupernetEvaluator, export_subnet
+    from codebase.io import write_json
+    from codebase.supernet_training import default_resolutions
+    from search_space.ofa import load_subnet
+
+    subnet = load_subnet(args.subnet)
+    resolutions = args.resolutions
+    if not resolutions:
+        r = subnet.get("r")
+        r = r[0] if isinstance(r, list) and len(r) == 1 else r
+        extra = {int(r)} if isinstance(r, int) and not isinstance(r, bool) else set()
+        resolutions = sorted(set(default_resolutions(args.dataset)) | extra)
+    options = {**vars(args), "resolutions": resolutions, "save": None, "measure": tuple(args.measure)}
+    evaluator = SupernetEvaluator(**options)
+    stats = evaluator.evaluate(subnet)
+    if args.save:
+        write_json(args.save, stats)
+    if args.save_config:
+        export_subnet(options, subnet, args.save_config, evaluator=evaluator)
+    return stats
 
 
 if __name__ == "__main__":

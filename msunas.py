@@ -167,6 +167,9 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     try:
         check_args(args)
         check_new_run(args, save)
+        if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
+            save.mkdir(parents=True, exist_ok=True)
+            setup_logging(save, args.quiet)
         measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
@@ -183,7 +186,6 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     save.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         write_yaml(save / "args.yaml", {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")})
-    setup_logging(save, args.quiet)
     settings = SearchSettings(**{k: getattr(args, k) for k in SETTINGS})
     try:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings, ranks=ranks).run(

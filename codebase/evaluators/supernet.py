@@ -1,0 +1,327 @@
+"""Real evaluation of OFA MobileNetV3 subnets with weights inherited from a supernet.
+
+Per subnet: extract it from the supernet, re-estimate its batch-norm statistics on a fixed subset of
+training images (`bn_size`, default 2,000), optionally fine-tune it for `n_epochs` (SGD, Nesterov,
+cosine), then measure top-1, top-5 and the loss on the validation split: `vld_size` images held out of
+the training set with the run's seed (codebase.data.train_validation_split). The test set is read only
+with `test=True`.
+
+Speed: the supernet is loaded once per process, the calibration and validation images are decoded once
+into uint8 tensors (on the device) and resized there for each subnet's resolution; inference runs under
+torch.inference_mode, in channels_last (several times faster for depthwise convolutions, on CPU too) and
+with bf16 autocast on CUDA.
+
+Supernet checkpoints: the official OFA format `{"state_dict": ...}` (either key spelling, kernel
+transform matrices included) or a train_supernet.py checkpoint. A head of another class count than the
+task's is replaced by a new one of `n_classes` (the body is kept); a body that does not fit the
+supernet is a ValueError naming the first mismatched tensor. Without `supernet_path`, a supernet is
+trained on the task first (into SAVE/supernet/checkpoint.pth, reused when complete, resumed otherwise).
+
+Default resolutions: NSGANetV2's 192..256 step 4, except for tiny images (native size <= 16 px, i.e.
+digits): 24..32 step 4 (see codebase.supernet_training.default_resolutions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from codebase.complexity import subnet_complexity
+from codebase.data import decode_uint8_subset, uint8_to_input
+from codebase.io import load_torch, save_torch, write_json
+from codebase.supernet_training import (
+    SupernetTrainConfig,
+    default_resolutions,
+    resized_batches,
+    resolve_n_classes,
+    split_indices,
+    train_supernet,
+    training_subset,
+    uint8_loader,
+)
+from search_space.ofa import OFASearchSpace
+
+log = logging.getLogger("msunas")
+
+HEAD_KEYS = ("classifier.linear.weight", "classifier.linear.bias")
+#: epochs of the supernet trained when a run has no --supernet_path (digits: ~97% for its subnets)
+AUTO_SUPERNET_EPOCHS = 20
+
+
+# ---------------------------------------------------------------------- supernet checkpoints
+def _checkpoint_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """(state_dict, train_supernet.py configuration or None for other checkpoints)."""
+    ckpt = load_torch(path)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a supernet checkpoint (expected {{'state_dict': {{name: tensor}}}})")
+    config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
+    return state, config
+
+
+# the `ofa` package's alternative spellings of one tensor name (older and newer module nesting)
+_SPELLINGS = ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"), (".linear.linear.", ".linear."),
+              (".linear.", ".linear.linear."), ("bn.", "bn.bn."), ("conv.weight", "conv.conv.weight"))
+
+
+def _model_key(key: str, model_keys: dict[str, Any]) -> str | None:
+    name = key[len("module."):] if key.startswith("module.") else key
+    name = name.replace(".mobile_inverted_conv.", ".conv.")
+    if name in model_keys:
+        return name
+    for old, new in _SPELLINGS:
+        if old in name and name.replace(old, new) in model_keys:
+            return name.replace(old, new)
+    return None
+
+
+def load_supernet_weights(supernet: nn.Module, path: str | Path) -> bool:
+    """Load an OFA-format supernet checkpoint into `supernet` in place; returns True when the checkpoint's
+    head had another class count and was left out (the supernet keeps its new head of n_classes)."""
+    return _load_state(supernet, _checkpoint_state(path)[0], path)
+
+
+def _load_state(supernet: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> bool:
+    model_state = supernet.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        name = _model_key(key, model_state)
+        if name is None:
+            raise ValueError(f"{path}: tensor '{key}' is not part of an OFA MobileNetV3 supernet")
+        mapped[name] = value
+    new_head = False
+    for name, expected in model_state.items():  # model order: the first mismatch is the earliest layer
+        if name not in mapped:
+            if name.endswith("num_batches_tracked"):
+                continue
+            raise ValueError(f"{path}: the checkpoint has no tensor '{name}' (not an OFA MobileNetV3 supernet "
+                             f"with kernel sizes 3,5,7, expand ratios 3,4,6 and depths 2,3,4?)")
+        got = mapped[name].shape
+        if got == expected.shape:
+            continue
+        if name in HEAD_KEYS and got[1:] == expected.shape[1:]:
+            new_head = True
+            continue
+        width = getattr(supernet, "width_mult", "?")
+        raise ValueError(f"{path}: tensor '{name}' has shape {tuple(got)} in the checkpoint but "
+                         f"{tuple(expected.shape)} in the OFA MobileNetV3 w{width} supernet (check --width_mult)")
+    if new_head:
+        for name in HEAD_KEYS:
+            mapped.pop(name, None)
+    model_state.update(mapped)
+    nn.Module.load_state_dict(supernet, model_state)  # names already mapped; skip ofa's remapping
+    return new_head
+
+
+_SUPERNETS: dict[tuple, nn.Module] = {}
+_TRAINED_WITH: dict[str, dict[str, Any] | None] = {}
+
+
+def _trained_with(path: str | Path) -> dict[str, Any] | None:
+    """The train_supernet.py configuration stored in a checkpoint (None for OFA's own checkpoints)."""
+    return _TRAINED_WITH.get(str(Path(path).resolve()))
+
+
+def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Module:
+    """The supernet of a checkpoint, with a head of n_classes; built and read once per process."""
+    from codebase.supernet import build_supernet
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--supernet_path {path}: file not found")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, float(width_mult), int(n_classes))
+    if key not in _SUPERNETS:
+        supernet = build_supernet(width_mult, n_classes)
+        state, _TRAINED_WITH[str(path.resolve())] = _checkpoint_state(path)
+        if _load_state(supernet, state, path):
+            log.info("supernet %s: new head of %d classes (the checkpoint's head has another class count)",
+                     path, n_classes)
+        _SUPERNETS.clear()  # one supernet in memory at a time
+        _SUPERNETS[key] = supernet.eval()
+    return _SUPERNETS[key]
+
+
+# ---------------------------------------------------------------------- the evaluator
+def _device(device: str | None) -> torch.device:
+    from codebase.latency.measure import resolve_device
+
+    return resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class SupernetEvaluator:
+    """evaluate(subnet) -> {"top1", "top5", "loss", "params", "flops", "flops_ofa"[, "latency_cpu"/"_gpu"]}."""
+
+    def __init__(self, dataset: str = "digits", data: str | Path | None = None, n_classes: int | None = None,
+                 supernet_path: str | Path | None = None, width_mult: float = 1.0,
+                 resolutions: list[int] | tuple[int, ...] | None = None, vld_size: int | None = None,
+                 n_epochs: int = 0, test: bool = False, device: str | None = None, seed: int = 0,
+                 save: str | Path | None = None, measure: tuple[str, ...] = (), bn_size: int = 2000,
+                 batch_size: int = 200, ft_lr: float = 0.01, ft_batch_size: int = 64, num_workers: int = 0,
+                 supernet_epochs: int = AUTO_SUPERNET_EPOCHS, quiet: bool = False, **_: Any) -> None:
+        self.dataset, self.data = dataset, (str(data) if data is not None else None)
+        self.space = OFASearchSpace(resolutions=tuple(resolutions or default_resolutions(dataset)),
+                                    width_mult=float(width_mult))
+        self.n_classes = resolve_n_classes(dataset, data, n_classes)
+        self.n_epochs, self.test, self.seed = int(n_epochs or 0), bool(test), int(seed or 0)
+        self.measure = tuple(measure or ())
+        self.batch_size, self.ft_lr, self.ft_batch_size = batch_size, ft_lr, ft_batch_size
+        self.num_workers = num_workers
+        self.device = _device(device)
+        self.amp = self.device.type == "cuda"
+        if bn_size < 1 or batch_size < 1:
+            raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")
+
+        self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size, self.seed)
+        if supernet_path is None:
+            supernet_path = self._auto_supernet(save, supernet_epochs, quiet)
+        self.supernet_path = str(supernet_path)
+        self.supernet = load_supernet(supernet_path, self.space.width_mult, self.n_classes)
+        self._check_training_split()
+
+        # a fixed calibration subset of the training images (never the validation ones)
+        rng = np.random.default_rng(self.seed)
+        bn_idx = np.sort(rng.permutation(self.train_idx)[:bn_size])
+        max_r = max(self.space.resolutions)
+        images, labels = decode_uint8_subset(dataset, data, "train", bn_idx, max_resolution=max_r,
+                                             num_workers=num_workers)
+        self.bn_images = images.to(self.device)
+        split, idx = ("test", None) if self.test else ("train", vld_idx)
+        images, labels = decode_uint8_subset(dataset, data, split, idx, max_resolution=max_r,
+                                             num_workers=num_workers)
+        self.vld_images, self.vld_labels = images.to(self.device), labels.to(self.device)
+
+    def _check_training_split(self) -> None:
+        """Warn when a supernet trained by train_supernet.py on this data set saw our validation images."""
+        trained = _trained_with(self.supernet_path)
+        if trained and trained.get("dataset") == self.dataset and not self.test and (
+                trained.get("vld_size"), trained.get("seed")) != (self.vld_size, self.seed):
+            warnings.warn(f"{self.supernet_path} was trained holding out vld_size={trained.get('vld_size')} "
+                          f"with seed={trained.get('seed')}, but this run validates on vld_size={self.vld_size} "
+                          f"with seed={self.seed}: it may have trained on the validation images", stacklevel=2)
+
+    def _auto_supernet(self, save: str | Path | None, epochs: int, quiet: bool) -> Path:
+        """Train (or reuse, or resume) a supernet for this task in SAVE/supernet."""
+        if save is None:
+            raise ValueError("no --supernet_path given (and no --save folder to train a supernet into)")
+        folder = Path(save) / "supernet"
+        config = SupernetTrainConfig(dataset=self.dataset, data=self.data, n_classes=self.n_classes,
+                                     width_mult=self.space.width_mult, resolutions=self.space.resolutions,
+                                     epochs=epochs, vld_size=self.vld_size, seed=self.seed)
+        dist = torch.distributed
+        distributed = dist.is_available() and dist.is_initialized()
+        if _rank() == 0:
+            log.info("no --supernet_path: training a supernet into %s (%d epochs)", folder, epochs)
+            if not quiet:
+                print(f"no --supernet_path: training a supernet for {self.dataset} into {folder}")
+            train_supernet(config, folder, device=str(self.device), progress=not quiet,
+                           num_workers=self.num_workers)
+        if distributed:
+            dist.barrier()  # the other ranks load what rank 0 trained
+        return folder / "checkpoint.pth"
+
+    # -------------------------------------------------------------- per subnet
+    def _batches(self, images: torch.Tensor, labels: torch.Tensor | None,
+                 resolution: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Normalised inputs at `resolution` (channels_last) in ceil(n / batch_size) batches of near-equal
+        size (the cumulative batch-norm average weighs every batch equally)."""
+        n = len(images)
+        bounds = np.linspace(0, n, -(-n // self.batch_size) + 1).round().astype(int)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            x = uint8_to_input(images[a:b], self.dataset, resolution).contiguous(memory_format=torch.channels_last)
+            yield x, (labels[a:b] if labels is not None else None)
+
+    def prepare(self, subnet: dict[str, Any]) -> nn.Module:
+        """The subnet extracted from the supernet, batch norm recalibrated (and fine-tuned when n_epochs > 0),
+        on the device in channels_last, in eval mode."""
+        from codebase.supernet import extract_subnet
+        from codebase.training import recalibrate_batchnorm
+
+        subnet = self.space.validate(subnet)
+        net = extract_subnet(self.supernet, subnet).to(self.device).to(memory_format=torch.channels_last)
+        r = subnet["r"]
+        recalibrate_batchnorm(net, self._batches(self.bn_images, None, r), amp=self.amp)
+        if self.n_epochs > 0:
+            self._fine_tune(net, r)
+        return net.eval()
+
+    def _fine_tune(self, net: nn.Module, resolution: int) -> None:
+        from codebase.training import sgd_cosine, train_one_epoch
+
+        data = training_subset(self.dataset, self.data, self.train_idx, max(self.space.resolutions))
+        steps = max(1, len(data) // self.ft_batch_size)
+        optimizer, scheduler = sgd_cosine(net.parameters(), self.ft_lr, self.n_epochs, steps,
+                                          no_decay_bn_bias=True)
+        torch.manual_seed(self.seed)
+        for epoch in range(self.n_epochs):
+            loader = uint8_loader(data, self.ft_batch_size, shuffle=True, seed=self.seed * 1000 + epoch,
+                                  num_workers=self.num_workers, drop_last=len(data) >= self.ft_batch_size)
+            batches = resized_batches(loader, self.dataset, resolution, self.device, channels_last=True)
+            train_one_epoch(net, batches, optimizer, scheduler, device=self.device, amp=self.amp,
+                            channels_last=True)
+
+    def evaluate(self, subnet: dict[str, Any]) -> dict[str, Any]:
+        from codebase.training import evaluate
+
+        subnet = self.space.validate(subnet)
+        net = self.prepare(subnet)
+        scores = evaluate(net, self._batches(self.vld_images, self.vld_labels, subnet["r"]), self.device,
+                          amp=self.amp, channels_last=True)
+        stats: dict[str, Any] = {"top1": scores["top1"], "top5": scores["top5"], "loss": scores["loss"]}
+        stats.update(subnet_complexity(subnet, self.space.width_mult, self.n_classes))
+        for device in self.measure:
+            stats[f"latency_{device}"] = self._latency(net, subnet["r"], device)
+        return stats
+
+    def _latency(self, net: nn.Module, resolution: int, device: str) -> float:
+        from codebase.latency import measure_latency
+
+        return measure_latency(net, resolution, device="cuda" if device == "gpu" else device,
+                               warmup=5, repeats=20)
+
+
+# ---------------------------------------------------------------------- export
+_EVALUATORS: dict[tuple, SupernetEvaluator] = {}
+
+
+def _options(args: Any) -> dict[str, Any]:
+    """A namespace (argparse, SimpleNamespace) or a mapping of run arguments, as a dict."""
+    return dict(args) if isinstance(args, dict) else dict(vars(args))
+
+
+def cached_evaluator(args: argparse.Namespace | dict[str, Any]) -> SupernetEvaluator:
+    """One SupernetEvaluator per set of arguments in this process (exporting several subnets loads once)."""
+    options = {**_options(args), "measure": ()}
+    key = tuple(sorted((k, repr(v)) for k, v in options.items()))
+    if key not in _EVALUATORS:
+        _EVALUATORS.clear()
+        _EVALUATORS[key] = SupernetEvaluator(**options)
+    return _EVALUATORS[key]
+
+
+def export_subnet(args: argparse.Namespace | dict[str, Any], subnet: dict[str, Any], folder: str | Path,
+                  evaluator: SupernetEvaluator | None = None) -> nn.Module:
+    """Write folder/net.config (ofa MobileNetV3 config) and folder/net.inherited ({"state_dict": ...}) of a
+    subnet, batch norm recalibrated on the task's data (fine-tuned too when args.n_epochs > 0), prepared
+    exactly as evaluate() prepares it. `args`: the run's arguments (args.yaml, or msunas's namespace).
+    Returns the prepared network (on CPU, eval mode). `evaluator`: one already built for these arguments."""
+    evaluator = evaluator or cached_evaluator(args)
+    net = evaluator.prepare(subnet).to("cpu").to(memory_format=torch.contiguous_format)
+    folder = Path(folder)
+    write_json(folder / "net.config", net.config, indent=2)
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    save_torch(folder / "net.inherited", {"state_dict": state})
+    return net

@@ -1,0 +1,187 @@
+"""Shared training loops (codebase/training.py) and supernet training (sandwich rule, resume)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from codebase.supernet_training import SupernetTrainConfig, read_checkpoint, train_supernet
+from codebase.training import accuracy, distillation_loss, evaluate, sgd_cosine, train_one_epoch
+from tests.data_fixtures import write_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"dataset": "folder", "resolutions": (24, 32), "vld_size": 6, "batch_size": 6, "epochs": 2,
+        "n_random": 1, "lr": 0.02, "warmup_epochs": 0}
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("folder")
+    write_image_folder(root, ["train", "test"], ["a", "b", "c"], per_class=6, size=(36, 40), seed=7)
+    return root
+
+
+# ---------------------------------------------------------------------- codebase/training.py
+def test_accuracy_matches_scikit_learn():
+    from sklearn.metrics import top_k_accuracy_score
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(200, 10)), rng.integers(0, 10, 200)
+    top1, top5 = accuracy(torch.tensor(logits), torch.tensor(labels))
+    assert top1 == pytest.approx(100 * top_k_accuracy_score(labels, logits, k=1, labels=range(10)))
+    assert top5 == pytest.approx(100 * top_k_accuracy_score(labels, logits, k=5, labels=range(10)))
+    assert accuracy(torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.1]]), torch.tensor([0, 0]), (1, 2, 5)) == [50, 100, 100]
+
+
+def test_sgd_cosine_schedule_by_hand():
+    w = nn.Parameter(torch.zeros(3))
+    optimizer, scheduler = sgd_cosine([w], lr=0.4, epochs=2, steps_per_epoch=5, warmup_steps=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.2, 0.4] + [0.2 * (1 + math.cos(math.pi * k / 8)) for k in range(8)]
+    assert lrs == pytest.approx(expected)
+    assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["weight_decay"] == 4e-5
+    with pytest.raises(ValueError, match="lr > 0"):
+        sgd_cosine([w], lr=0, epochs=1, steps_per_epoch=1)
+
+
+class AuxNet(nn.Module):
+    """A linear model with an auxiliary head: (logits, aux) in training mode, logits in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.main, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return (self.main(x), self.aux(x)) if self.training else self.main(x)
+
+
+def test_train_one_epoch_losses_and_evaluate():
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 4), torch.randint(0, 3, (12,))
+    model, teacher = AuxNet(), nn.Linear(4, 3)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        logits, aux = model.train()(x)
+        soft = teacher(x).softmax(1)
+        expected = (nn.functional.cross_entropy(logits, y) + 0.4 * nn.functional.cross_entropy(aux, y)
+                    - 0.5 * (soft * logits.log_softmax(1)).sum(1).mean())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = train_one_epoch(model, [(x, y)], optimizer, aux_weight=0.4, teacher=teacher, distill_weight=0.5)
+    assert out["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert out["top1"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item())
+    assert not torch.equal(model.main.weight, start["main.weight"])
+
+    scores = evaluate(model, [(x[:5], y[:5]), (x[5:], y[5:])], "cpu")
+    with torch.no_grad():
+        logits = model.main(x)
+    assert scores["n"] == 12 and model.training  # mode restored
+    assert scores["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert scores["top1"] == pytest.approx(100 * (logits.argmax(1) == y).float().mean().item())
+
+
+def test_distillation_loss_is_soft_cross_entropy():
+    student, teacher = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    p = np.exp([0.0, 1.0, 0.0]) / np.exp([0.0, 1.0, 0.0]).sum()
+    log_q = np.array([2.0, 0.0, -1.0]) - np.log(np.exp([2.0, 0.0, -1.0]).sum())
+    assert distillation_loss(student, teacher).item() == pytest.approx(-(p * log_q).sum(), rel=1e-6)
+
+
+# ---------------------------------------------------------------------- supernet training
+def test_sandwich_order_and_resolutions():
+    from codebase.supernet_training import _sandwich
+    from search_space.ofa import OFASearchSpace
+
+    space = OFASearchSpace(resolutions=(24, 28, 32))
+    steps = _sandwich(space, 3, np.random.default_rng(0))
+    assert len(steps) == 5
+    (largest, r_max), (smallest, r_min) = steps[:2]
+    assert largest["d"] == [4] * 5 and set(largest["ks"]) == {7} and set(largest["e"]) == {6} and r_max == 32
+    assert smallest["d"] == [2] * 5 and set(smallest["ks"]) == {3} and set(smallest["e"]) == {3} and r_min == 24
+    for subnet, r in steps[2:]:
+        assert space.validate({**subnet, "r": r})
+
+
+def test_one_epoch_then_resume_equals_a_straight_run(folder_data, tmp_path):
+    config = SupernetTrainConfig(**TINY, data=str(folder_data))
+    straight = read_checkpoint(train_supernet(config, tmp_path / "straight", device="cpu", progress=False))
+    assert straight["epoch"] == 2 and "optimizer" not in straight and len(straight["history"]) == 2
+
+    path = train_supernet(config, tmp_path / "resumed", device="cpu", progress=False, max_epochs=1)
+    first = read_checkpoint(path)
+    assert first["epoch"] == 1 and "optimizer" in first
+    train_supernet(config, tmp_path / "resumed", device="cpu", progress=False)
+    resumed = read_checkpoint(path)
+    assert resumed["epoch"] == 2 and resumed["history"][0] == first["history"][0]
+    for name, value in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][name], value, rtol=1e-5, atol=1e-6, msg=name)
+    changed = [k for k, v in first["state_dict"].items() if not torch.equal(v, resumed["state_dict"][k])]
+    assert any("blocks.5.conv.depth_conv" in k for k in changed)  # the second epoch trained shared weights
+
+    # a complete checkpoint is reused as is; other settings in the same folder are refused
+    mtime = path.stat().st_mtime_ns
+    assert train_supernet(config, tmp_path / "resumed", device="cpu", progress=False) == path
+    assert path.stat().st_mtime_ns == mtime
+    other = SupernetTrainConfig(**{**TINY, "lr": 0.2}, data=str(folder_data))
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.02 -> 0.2\)"):
+        train_supernet(other, tmp_path / "resumed", device="cpu", progress=False)
+
+
+def test_training_never_reads_the_validation_images(folder_data, tmp_path, monkeypatch):
+    import codebase.supernet_training as training
+    from codebase.data import train_validation_split
+
+    seen = []
+    real = training.training_subset
+    monkeypatch.setattr(training, "training_subset",
+                        lambda dataset, data, indices, r: seen.append(np.asarray(indices)) or real(dataset, data,
+                                                                                                    indices, r))
+    config = SupernetTrainConfig(**{**TINY, "epochs": 1, "n_random": 0}, data=str(folder_data))
+    train_supernet(config, tmp_path, device="cpu", progress=False)
+    train_idx, vld_idx = train_validation_split(18, 6, seed=0)
+    assert len(seen) == 1 and np.array_equal(seen[0], train_idx) and not set(seen[0]) & set(vld_idx)
+
+
+def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
+    from codebase.evaluators.supernet import SupernetEvaluator
+
+    options = {"dataset": "folder", "data": str(folder_data), "resolutions": [24, 32], "vld_size": 6,
+               "bn_size": 12, "device": "cpu", "save": str(tmp_path), "supernet_epochs": 1, "quiet": True}
+    evaluator = SupernetEvaluator(**options)
+    path = tmp_path / "supernet" / "checkpoint.pth"
+    ckpt = read_checkpoint(path)
+    assert evaluator.supernet_path == str(path) and ckpt["epoch"] == 1 and ckpt["config"]["vld_size"] == 6
+    assert ckpt["config"]["n_classes"] == 3 and evaluator.supernet.classifier.linear.out_features == 3
+    mtime = path.stat().st_mtime_ns
+    SupernetEvaluator(**options)  # complete: reused, not retrained
+    assert path.stat().st_mtime_ns == mtime
+    stats = evaluator.evaluate({"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 24})
+    assert 0 <= stats["top1"] <= 100
+    with pytest.warns(UserWarning, match="may have trained on the validation images"):
+        SupernetEvaluator(**{**options, "vld_size": 5, "supernet_path": str(path)})
+
+
+@pytest.mark.slow
+def test_train_supernet_script_and_resume(folder_data, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, str(ROOT / "train_supernet.py"), *args, "--quiet"],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    out = run("--dataset", "folder", "--data", str(folder_data), "--resolutions", "24", "32", "--vld_size", "6",
+              "--batch_size", "6", "--epochs", "1", "--n_random", "0", "--save", str(tmp_path / "s"))
+    assert out.returncode == 0, out.stderr
+    assert "largest subnet (r=32" in out.stdout and (tmp_path / "s" / "summary.json").is_file()
+    again = run("--dataset", "folder", "--data", str(folder_data), "--save", str(tmp_path / "s"))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = run("--resume", str(tmp_path / "s"))
+    assert resumed.returncode == 0, resumed.stderr

@@ -1,0 +1,97 @@
+"""Train (or adapt) an OFA MobileNetV3 supernet on a task's own data, for when no pretrained one exists.
+
+    python train_supernet.py --dataset digits --epochs 20 --save runs/digits-supernet
+    python train_supernet.py --dataset folder --data PATH --init ofa_mbv3_d234_e346_k357_w1.0 --save DIR
+    python train_supernet.py --resume DIR
+
+Sandwich rule with in-place distillation and elastic resolution (see codebase/supernet_training.py).
+Writes DIR/args.yaml, DIR/checkpoint.pth (after every epoch; `{"state_dict": ...}` like OFA's, so
+msunas.py/evaluator.py take it as --supernet_path) and DIR/summary.json: the largest and smallest subnets'
+top-1 on the validation split (batch norm recalibrated), held out of training with --vld_size/--seed
+(use the same values, or the defaults, in msunas.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from codebase.cli import run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from codebase.supernet_training import SupernetTrainConfig
+
+    d = SupernetTrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--save", default="supernet-exp", help="output folder (must not hold another supernet)")
+    p.add_argument("--resume", metavar="DIR", help="continue the training in DIR with its stored settings")
+    p.add_argument("--dataset", default=d.dataset, help="data set name (see codebase/data)")
+    p.add_argument("--data", help="folder that holds the data set")
+    p.add_argument("--n_classes", type=int, default=None, help="classes of the task (default: the data set's)")
+    p.add_argument("--width_mult", type=float, default=d.width_mult, choices=(1.0, 1.2))
+    p.add_argument("--resolutions", type=int, nargs="+", help="input resolutions (default: the data set's)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch_size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (SGD, Nesterov, cosine)")
+    p.add_argument("--weight_decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup_epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--n_random", type=int, default=d.n_random, help="random subnets per step (plus largest, smallest)")
+    p.add_argument("--grad_clip", type=float, default=d.grad_clip, help="gradient norm clip (0: none)")
+    p.add_argument("--kd_ratio", type=float, default=d.kd_ratio, help="weight of the in-place distillation loss")
+    p.add_argument("--vld_size", type=int, default=None, help="validation images held out of training")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--init", help="a supernet checkpoint to start from (e.g. OFA's ImageNet one; new head)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--num_workers", type=int, default=0, help="data loading processes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase.evaluators.supernet import SupernetEvaluator
+    from codebase.io import read_yaml, write_json, write_yaml
+    from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
+
+    args = build_parser().parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
+    if args.resume:
+        save = Path(args.resume)
+        if not (save / "args.yaml").is_file():
+            raise ValueError(f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
+        stored = read_yaml(save / "args.yaml")
+        config = SupernetTrainConfig(**{k: v for k, v in stored.items() if k in fields})
+    else:
+        save = Path(args.save)
+        if (save / CHECKPOINT).exists():
+            raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
+        config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = config.resolved()
+    save.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        write_yaml(save / "args.yaml", config.to_dict())
+    logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
+    path = train_supernet(config, save, device=args.device, progress=not args.quiet, num_workers=args.num_workers)
+
+    evaluator = SupernetEvaluator(dataset=config.dataset, data=config.data, n_classes=config.n_classes,
+                                  supernet_path=path, width_mult=config.width_mult,
+                                  resolutions=config.resolutions, vld_size=config.vld_size, seed=config.seed,
+                                  device=args.device)
+    space = evaluator.space
+    summary = {}
+    for name, genome, r in (("largest", space.largest(), max(space.resolutions)),
+                            ("smallest", space.smallest(), min(space.resolutions))):
+        subnet = {**space.decode(genome), "r": r}
+        stats = evaluator.evaluate(subnet)
+        summary[name] = {"subnet": subnet, **stats}
+        print(f"{name} subnet (r={r}, {stats['flops']:.1f} MFLOPs): top-1 {stats['top1']:.2f}% on "
+              f"{len(evaluator.vld_labels)} validation images")
+    write_json(save / "summary.json", summary, indent=2)
+    print(f"supernet: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
