@@ -44,7 +44,7 @@ class SearchSettings:
     iterations: int = 30
     n_iter: int = 8
     predictor: str = "rbf"
-    subset: str = "hv"
+    subset: str = "hv_bands"
     inner_pop: int = 100
     inner_gens: int = 50
     candidates: str = "population"  # or "visited": the predicted front of all the inner search saw
