@@ -16,16 +16,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ofa.utils import make_divisible
-
+from codebase.complexity import STAGE_ACTS, STAGE_SE, STAGE_STRIDES, make_divisible, mbv3_widths
 from search_space.ofa import MAX_DEPTH, N_LAYERS, N_STAGES
 
-CHANNEL_DIVISIBLE = 8
-FIRST_CONV_WIDTH, FIRST_BLOCK_WIDTH, FINAL_EXPAND_WIDTH, FEATURE_MIX_WIDTH = 16, 16, 960, 1280
-STAGE_WIDTHS = (24, 40, 80, 112, 160)
-STAGE_STRIDES = (2, 2, 2, 1, 2)
-STAGE_H_SWISH = (False, False, True, True, True)
-STAGE_SE = (False, True, False, True, True)
+# The network's geometry is defined once, in codebase.complexity.
+STAGE_H_SWISH = tuple(act == "h_swish" for act in STAGE_ACTS)
 
 #: Layer kinds in network order.
 KINDS = ("first_conv", "block", "final_expand", "pool", "feature_mix", "classifier")
@@ -59,15 +54,10 @@ class Widths:
 
 
 def widths(width_mult: float) -> Widths:
-    def w(base: int) -> int:
-        return int(make_divisible(base * width_mult, CHANNEL_DIVISIBLE))
-
     if not width_mult > 0:
         raise ValueError(f"width_mult must be positive, got {width_mult}")
-    return Widths(
-        w(FIRST_CONV_WIDTH), w(FIRST_BLOCK_WIDTH), tuple(w(b) for b in STAGE_WIDTHS),
-        w(FINAL_EXPAND_WIDTH), w(FEATURE_MIX_WIDTH),
-    )
+    stage_widths, final_expand, feature_mix = mbv3_widths(width_mult)
+    return Widths(stage_widths[0], stage_widths[1], tuple(stage_widths[2:]), final_expand, feature_mix)
 
 
 def _conv_out(size: int, stride: int) -> int:
@@ -76,7 +66,7 @@ def _conv_out(size: int, stride: int) -> int:
 
 
 def block_layer(size: int, c_in: int, c_out: int, kernel: int, expand: int, stride: int, stage: int) -> Layer:
-    mid = c_in if expand == 1 else int(make_divisible(round(c_in * expand), CHANNEL_DIVISIBLE))
+    mid = c_in if expand == 1 else make_divisible(round(c_in * expand))
     return Layer(
         "block", size, c_in, c_out, _conv_out(size, stride), kernel=kernel, stride=stride, expand=expand,
         mid=mid, idskip=stride == 1 and c_in == c_out, se=STAGE_SE[stage], h_swish=STAGE_H_SWISH[stage],

@@ -154,12 +154,13 @@ class MSuNAS:
         elif self.s.predictor == "none":
             plan = self._plan_nsga2(k, archive, previous, rng)
         else:
-            plan = self._plan_surrogate(k, archive, rng)
+            plan = self._plan_surrogate(k, archive, np.asarray(previous["ref_point"], dtype=float), rng)
         write_json(path, plan)
         return plan
 
     # ------------------------------------------------------------------ planning
-    def _plan_surrogate(self, k: int, archive: Archive, rng: np.random.Generator) -> dict[str, Any]:
+    def _plan_surrogate(self, k: int, archive: Archive, ref_point: np.ndarray,
+                        rng: np.random.Generator) -> dict[str, Any]:
         from acc_predictor import get_acc_predictor
 
         seed = iteration_seed(self.s.seed, k)
@@ -191,7 +192,7 @@ class MSuNAS:
             order = pymoo_adapter.survivors(F_cands, self.s.inner_pop, seed)
             cands = cands[order]
         notes = []
-        chosen = select_subset(self.s.subset, optimistic(cands), archive.F, self.s.n_iter, self._ref_point(archive))
+        chosen = select_subset(self.s.subset, optimistic(cands), archive.F, self.s.n_iter, ref_point)
         X_plan = cands[chosen]
         if len(X_plan) < self.s.n_iter:
             extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
@@ -239,10 +240,6 @@ class MSuNAS:
             X = X[~rows_in(X, np.concatenate([exclude, out]))]
             out = np.concatenate([out, X])
         return out[:n]
-
-    def _ref_point(self, archive: Archive) -> np.ndarray:
-        first = read_json(stats_path(self.save, 0))
-        return np.asarray(first["ref_point"], dtype=float)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate_plan(self, k: int, plan: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
