@@ -1,11 +1,13 @@
 """Parameters and multiply-adds of NSGA-Net networks, as the original tool counted them.
 
 Parameters: every trainable tensor except the auxiliary head's (the DARTS/NSGA-Net convention).
-Multiply-adds: forward hooks on one eval-mode pass of a single image. Two conventions:
-- "nsganet" (default; the original tool's hook counter, the one that reproduces the published table):
-  convolutions (kernel x input channels per group x output elements, + bias), linear layers,
-  batch norm (2 per element), ReLU (1 per element) and pooling (1 per input element);
-- "macs": convolutions and linear layers only.
+Multiply-adds: forward hooks on one eval-mode pass of a single image (so no auxiliary head and no
+drop path), per image, not halved. Two conventions:
+- "nsganet" (default; the original tool's hook counter, misc/flops_counter.py, the one behind the
+  README's micro figures): convolutions (kernel x input channels per group x output elements, + bias),
+  linear layers (inputs x outputs, no bias), batch norm (2 per element), ReLU (1 per element) and
+  pooling (1 per input element); sigmoid, products, sums and concatenations cost nothing;
+- "macs": convolutions and linear layers only (gives the 1290M the NSGA-Net paper lists for the macro network).
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ def _layer_cost(module: nn.Module, inputs: tuple, output: torch.Tensor, conventi
         kh, kw = module.kernel_size
         per_output = kh * kw * module.in_channels // module.groups + (module.bias is not None)
         return output.numel() * per_output
-    if isinstance(module, nn.Linear):
-        rows = output.numel() // module.out_features
-        return rows * (module.in_features + (module.bias is not None)) * module.out_features
+    if isinstance(module, nn.Linear):  # the original counter leaves out the bias here (not for convs)
+        return output.numel() // module.out_features * module.in_features * module.out_features
     if convention == "macs":
         return 0
     if isinstance(module, nn.BatchNorm2d):
