@@ -161,24 +161,43 @@ class MSuNAS:
     # ------------------------------------------------------------------ planning
     def _plan_surrogate(self, k: int, archive: Archive, ref_point: np.ndarray,
                         rng: np.random.Generator) -> dict[str, Any]:
+        seed = iteration_seed(self.s.seed, k)
+        models = self._fit_models(archive.X, archive.F, seed)
+        X_plan = self._surrogate_picks(models, archive, self.s.n_iter, ref_point, seed)
+        notes = []
+        if len(X_plan) < self.s.n_iter:
+            extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
+            notes.append(f"iter {k}: only {len(X_plan)} new candidates from the surrogate search; "
+                         f"topped up with {len(extra)} random architectures")
+            log.warning(notes[-1])
+            X_plan = np.concatenate([X_plan, extra])
+        model = models[0]
+        return {"genomes": X_plan.tolist(), "predicted": self._predict(models, X_plan).tolist(), "notes": notes,
+                "model": self.s.predictor, "winner": getattr(model, "winner", None)}
+
+    def _fit_models(self, X: np.ndarray, F: np.ndarray, seed: int) -> dict[int, Any]:
+        """One surrogate per measured objective (the chosen predictor for the error, rbf for the rest)."""
         from acc_predictor import get_acc_predictor
 
-        seed = iteration_seed(self.s.seed, k)
         models = {}
         for j, o in enumerate(self.objectives):
             if o.kind == "measured":
                 name = self.s.predictor if o.name == ERROR else "rbf"
-                models[j] = get_acc_predictor(name, search_space=self.space, seed=seed).fit(archive.X, archive.F[:, j])
+                models[j] = get_acc_predictor(name, search_space=self.space, seed=seed).fit(X, F[:, j])
+        return models
 
-        def predict(X: np.ndarray) -> np.ndarray:
-            cols = [models[j].predict(X) if j in models else o.compute(X) for j, o in enumerate(self.objectives)]
-            return np.column_stack(cols).astype(float)
+    def _predict(self, models: dict[int, Any], X: np.ndarray, explore: float = 0.0) -> np.ndarray:
+        cols = [models[j].predict(X) if j in models else o.compute(X) for j, o in enumerate(self.objectives)]
+        F = np.column_stack(cols).astype(float)
+        if explore > 0 and hasattr(models[0], "predict_std"):  # lower confidence bound of the error
+            F[:, 0] -= explore * models[0].predict_std(X)
+        return F
 
-        def optimistic(X: np.ndarray) -> np.ndarray:  # lower confidence bound of the error
-            F = predict(X)
-            if self.s.explore > 0 and hasattr(models[0], "predict_std"):
-                F[:, 0] -= self.s.explore * models[0].predict_std(X)
-            return F
+    def _surrogate_picks(self, models: dict[int, Any], archive: Archive, n: int, ref_point: np.ndarray,
+                         seed: int) -> np.ndarray:
+        """Up to n new genomes: inner search on the surrogates from the archive's front, then subset selection."""
+        def optimistic(X: np.ndarray) -> np.ndarray:
+            return self._predict(models, X, self.s.explore)
 
         front = archive.X[nondominated(archive.F)]
         visited = self.s.candidates == "visited"
@@ -189,20 +208,9 @@ class MSuNAS:
         new = ~rows_in(X_inner, archive.X)
         cands, F_cands = X_inner[new], F_inner[new]
         if visited:  # the best few predicted fronts of everything seen, as many as a population
-            order = pymoo_adapter.survivors(F_cands, self.s.inner_pop, seed)
-            cands = cands[order]
-        notes = []
-        chosen = select_subset(self.s.subset, optimistic(cands), archive.F, self.s.n_iter, ref_point)
-        X_plan = cands[chosen]
-        if len(X_plan) < self.s.n_iter:
-            extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
-            notes.append(f"iter {k}: only {len(X_plan)} new candidates from the surrogate search; "
-                         f"topped up with {len(extra)} random architectures")
-            log.warning(notes[-1])
-            X_plan = np.concatenate([X_plan, extra])
-        model = models[0]
-        return {"genomes": X_plan.tolist(), "predicted": predict(X_plan).tolist(), "notes": notes,
-                "model": self.s.predictor, "winner": getattr(model, "winner", None)}
+            cands = cands[pymoo_adapter.survivors(F_cands, self.s.inner_pop, seed)]
+        chosen = select_subset(self.s.subset, optimistic(cands), archive.F, n, ref_point)
+        return cands[chosen]
 
     def _plan_nsga2(self, k: int, archive: Archive, previous: dict[str, Any], rng: np.random.Generator) -> dict:
         pop = np.asarray(previous["population"], dtype=int)
