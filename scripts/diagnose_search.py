@@ -1,0 +1,193 @@
+"""Why a surrogate-assisted search falls short of the reference front on the OFA oracle (CPU only).
+
+    python scripts/diagnose_search.py --predictor gp_additive --seed 0
+
+1. The oracle's true front *with genomes*: plain NSGA-II on the oracle (2 x 100,000 calls, ~30 s).
+2. One MSuNAS run with the bench_search protocol (340 evaluations).
+3. Where the run's hypervolume is lost: the front's density (the reference front's best error at
+   each of the run's FLOPs values) against its accuracy (how far each front point trails).
+4. What the surrogate, fitted on the run's archive, believes about the true front: its bias and
+   predicted standard deviation there, and how many genes separate the true front from the archive.
+5. The genes whose effect the surrogate gets most wrong on the true front: the error change of
+   raising one gene by one choice (true, and predicted by the surrogate).
+6. Whether any surrogate could pick the true front out of a pool of 1-4-gene mutants of both
+   fronts: the normalised hypervolume of the archive plus the 40 pool members on the predicted
+   front, for models fitted on the archive alone and on the archive plus `--extra` pool members.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_search as bench  # noqa: E402
+import numpy as np  # noqa: E402
+
+from acc_predictor import get_acc_predictor  # noqa: E402
+from codebase.io import read_json  # noqa: E402
+from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
+from codebase.search.indicators import nondominated  # noqa: E402
+
+
+def true_front(oracle: OFAOracle, calls: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Genomes and objectives of the non-dominated set of a long NSGA-II run on the oracle."""
+    from pymoo.core.problem import Problem
+
+    from codebase.search.pymoo_adapter import make_algorithm
+
+    space, seen = oracle.space, {}
+
+    class OracleProblem(Problem):
+        def __init__(self) -> None:
+            super().__init__(n_var=space.n_var, n_obj=2, xl=space.xl.astype(float), xu=space.xu.astype(float))
+
+        def _evaluate(self, x, out, *args, **kwargs):
+            X = space.canonical(np.rint(x).astype(int))
+            F = bench.true_objectives(oracle, X)
+            for row, f in zip(X, F):
+                seen.setdefault(row.tobytes(), (row, f))
+            out["F"] = F
+
+    for run in range(2):
+        algorithm = make_algorithm(space, 2, 500, space.initialize(500, np.random.default_rng(seed + run)))
+        problem = OracleProblem()
+        algorithm.setup(problem, termination=("n_gen", 10**9), seed=seed + run, verbose=False)
+        start = len(seen)
+        while len(seen) - start < calls // 2:
+            pop = algorithm.ask()
+            algorithm.evaluator.eval(problem, pop)
+            algorithm.tell(infills=pop)
+    X = np.array([v[0] for v in seen.values()])
+    F = np.array([v[1] for v in seen.values()])
+    keep = nondominated(F)
+    return X[keep], F[keep]
+
+
+def run_search(oracle_path: Path, predictor: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    import tempfile
+
+    from codebase.evaluators.oracle import OracleEvaluator
+    from codebase.search.engine import MSuNAS, SearchSettings
+    from codebase.search.objectives import parse_objectives
+
+    evaluator = OracleEvaluator(oracle_path)
+    objectives = parse_objectives("flops", evaluator.space, 1000)
+    with tempfile.TemporaryDirectory() as save:
+        stats = MSuNAS(save, evaluator.space, evaluator, objectives,
+                       SearchSettings(seed=seed, predictor=predictor)).run(progress=False)
+    X = np.array([evaluator.space.encode(entry[0]) for entry in stats["archive"]])
+    return X, np.array([entry[1:] for entry in stats["archive"]])
+
+
+def mutants(space, X: np.ndarray, per_row: int, rng: np.random.Generator) -> np.ndarray:
+    out = []
+    for x in X:
+        for _ in range(per_row):
+            y = x.copy()
+            genes = rng.choice(space.n_var, rng.integers(1, 5), replace=False)
+            y[genes] = rng.integers(space.xl[genes], space.xu[genes] + 1)
+            out.append(y)
+    return np.unique(space.canonical(np.array(out)), axis=0)
+
+
+def gene_name(g: int) -> str:
+    """res, dS (depth of stage S), kS.L / eS.L (kernel / expand of layer L of stage S)."""
+    from search_space.ofa import DEPTH_GENES, EXPAND_GENES, KERNEL_GENES, RESOLUTION_GENE
+
+    if g == RESOLUTION_GENE:
+        return "res"
+    if g in DEPTH_GENES:
+        return f"d{list(DEPTH_GENES).index(g)}"
+    prefix, genes = ("k", list(KERNEL_GENES)) if g in KERNEL_GENES else ("e", list(EXPAND_GENES))
+    return f"{prefix}{genes.index(g) // 4}.{genes.index(g) % 4}"
+
+
+def gene_effects(oracle: OFAOracle, model, X: np.ndarray) -> list[tuple[str, int, float, float]]:
+    """Per gene: (name, how many of X it changes, mean true and predicted error change), worst first."""
+    space, rows = oracle.space, []
+    base = space.canonical(X)
+    for g in range(space.n_var):
+        Y = X.copy()
+        Y[:, g] = np.minimum(Y[:, g] + 1, space.xu[g])
+        Y = space.canonical(Y)
+        changed = (Y != base).any(axis=1)
+        if changed.sum() < 5:
+            continue
+        A, B = base[changed], Y[changed]
+        true = oracle.top1_err(B) - oracle.top1_err(A)
+        pred = model.predict(B) - model.predict(A)
+        rows.append((gene_name(g), int(changed.sum()), float(true.mean()), float(pred.mean())))
+    return sorted(rows, key=lambda r: -abs(r[2] - r[3]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
+    p.add_argument("--predictor", default="gp_additive")
+    p.add_argument("--models", nargs="+", default=["gp_additive", "rbf", "carts"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--calls", type=int, default=200_000)
+    p.add_argument("--extra", type=int, default=150)
+    args = p.parse_args()
+    oracle = OFAOracle(args.oracle_path, oracle_space())
+    space, reference = oracle.space, read_json(bench.REFERENCE)
+    R = np.asarray(reference["front"])
+    nhv = lambda F: bench.normalised_hv(F, reference)  # noqa: E731
+
+    TX, TF = true_front(oracle, args.calls, seed=1000 + args.seed)
+    print(f"true front: {len(TX)} architectures from {args.calls} oracle calls, normalised hv {nhv(TF):.4f}")
+    AX, AF = run_search(Path(args.oracle_path), args.predictor, args.seed)
+    front = nondominated(AF)
+    best_at = lambda flops: R[R[:, 1] <= flops, 0].min()  # noqa: E731
+    trail = np.array([AF[i, 0] - best_at(AF[i, 1]) for i in front])
+    density_only = np.array([[best_at(AF[i, 1]), AF[i, 1]] for i in front])
+    print(f"msunas:{args.predictor} seed {args.seed}: normalised hv {nhv(AF):.4f}; its front has {len(front)} "
+          f"points; at the reference's error for those FLOPs it would score {nhv(density_only):.4f}; "
+          f"it trails the reference by {trail.mean():.3f} error points on average (max {trail.max():.3f})")
+
+    model = get_acc_predictor(args.predictor, search_space=space, seed=0).fit(AX, AF[:, 0])
+    bias_true = model.predict(TX) - TF[:, 0]
+    bias_own = model.predict(AX[front]) - AF[front, 0]
+    line = f"{args.predictor} fitted on the archive: bias {bias_true.mean():+.3f} on the true front, " \
+           f"{bias_own.mean():+.3f} on its own front"
+    if hasattr(model, "predict_std"):
+        line += f"; predicted std {model.predict_std(TX).mean():.3f} on the true front, " \
+                f"{model.predict_std(AX[front]).mean():.3f} on its own"
+    distance = (TX[:, None, :] != AX[None, :, :]).sum(axis=2).min(axis=1)
+    print(line + f"; genes from the true front to the nearest archive genome: median {np.median(distance):.0f} "
+          f"(10-90%: {np.percentile(distance, 10):.0f}-{np.percentile(distance, 90):.0f})")
+
+    print("largest misjudged effects on the true front (one gene raised by one choice): true / predicted error change")
+    for gene, n, true, pred in gene_effects(oracle, model, TX)[:6]:
+        print(f"  {gene:>6} ({n:3d} architectures): {true:+.3f} / {pred:+.3f}")
+
+    rng = np.random.default_rng(args.seed)
+    pool = np.unique(np.concatenate([AX[front], TX, mutants(space, AX[front], 30, rng), mutants(space, TX, 10, rng)]),
+                     axis=0)
+    PF = bench.true_objectives(oracle, pool)
+    extra = rng.choice(len(pool), args.extra, replace=False)
+
+    def picked(pred: np.ndarray, F_known: np.ndarray) -> float:
+        idx = nondominated(np.column_stack([pred, PF[:, 1]]))
+        idx = idx[np.argsort(PF[idx, 1])]
+        idx = idx[np.linspace(0, len(idx) - 1, min(40, len(idx))).astype(int)]
+        return nhv(np.concatenate([F_known, PF[idx]]))
+
+    print(f"pool of {len(pool)} mutants of both fronts: archive {nhv(AF):.4f}, archive + whole pool "
+          f"{nhv(np.concatenate([AF, PF])):.4f}, archive + 40 picked by the oracle itself {picked(PF[:, 0], AF):.4f}")
+    XE, FE = np.concatenate([AX, pool[extra]]), np.concatenate([AF, PF[extra]])
+    for name in args.models:
+        alone = get_acc_predictor(name, search_space=space, seed=0).fit(AX, AF[:, 0]).predict(pool)
+        more = get_acc_predictor(name, search_space=space, seed=0).fit(XE, FE[:, 0]).predict(pool)
+        print(f"  {name}: 40 picked by the archive's model {picked(alone, AF):.4f}; with {args.extra} pool "
+              f"members added to its training data {picked(more, AF):.4f}")
+
+
+if __name__ == "__main__":
+    main()
