@@ -47,6 +47,11 @@ def true_objectives(oracle: OFAOracle, X: np.ndarray) -> np.ndarray:
 
 def nsga2(oracle: OFAOracle, n_eval: int, seed: int, pop_size: int = 100) -> np.ndarray:
     """Plain NSGA-II on true objectives; returns the objectives of every architecture it evaluated."""
+    return nsga2_archive(oracle, n_eval, seed, pop_size)[1]
+
+
+def nsga2_archive(oracle: OFAOracle, n_eval: int, seed: int, pop_size: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Plain NSGA-II on true objectives: genomes and objectives of the first n_eval distinct architectures."""
     from pymoo.core.problem import Problem
 
     from codebase.search.pymoo_adapter import make_algorithm
@@ -61,7 +66,7 @@ def nsga2(oracle: OFAOracle, n_eval: int, seed: int, pop_size: int = 100) -> np.
             X = space.canonical(np.rint(x).astype(int))
             F = true_objectives(oracle, X)
             for row, f in zip(X, F):
-                seen.setdefault(row.tobytes(), f)
+                seen.setdefault(row.tobytes(), (row, f))
             out["F"] = F
 
     rng = np.random.default_rng(seed)
@@ -74,7 +79,8 @@ def nsga2(oracle: OFAOracle, n_eval: int, seed: int, pop_size: int = 100) -> np.
         pop = algorithm.ask()
         algorithm.evaluator.eval(problem, pop)
         algorithm.tell(infills=pop)
-    return np.array(list(seen.values()))[:n_eval]
+    rows = list(seen.values())[:n_eval]
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
 def make_reference(oracle: OFAOracle, n_calls: int, seed: int) -> None:

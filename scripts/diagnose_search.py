@@ -37,35 +37,9 @@ from codebase.search.indicators import nondominated  # noqa: E402
 
 
 def true_front(oracle: OFAOracle, calls: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Genomes and objectives of the non-dominated set of a long NSGA-II run on the oracle."""
-    from pymoo.core.problem import Problem
-
-    from codebase.search.pymoo_adapter import make_algorithm
-
-    space, seen = oracle.space, {}
-
-    class OracleProblem(Problem):
-        def __init__(self) -> None:
-            super().__init__(n_var=space.n_var, n_obj=2, xl=space.xl.astype(float), xu=space.xu.astype(float))
-
-        def _evaluate(self, x, out, *args, **kwargs):
-            X = space.canonical(np.rint(x).astype(int))
-            F = bench.true_objectives(oracle, X)
-            for row, f in zip(X, F):
-                seen.setdefault(row.tobytes(), (row, f))
-            out["F"] = F
-
-    for run in range(2):
-        algorithm = make_algorithm(space, 2, 500, space.initialize(500, np.random.default_rng(seed + run)))
-        problem = OracleProblem()
-        algorithm.setup(problem, termination=("n_gen", 10**9), seed=seed + run, verbose=False)
-        start = len(seen)
-        while len(seen) - start < calls // 2:
-            pop = algorithm.ask()
-            algorithm.evaluator.eval(problem, pop)
-            algorithm.tell(infills=pop)
-    X = np.array([v[0] for v in seen.values()])
-    F = np.array([v[1] for v in seen.values()])
+    """Genomes and objectives of the non-dominated set of two long NSGA-II runs on the oracle."""
+    runs = [bench.nsga2_archive(oracle, calls // 2, seed + run, pop_size=500) for run in range(2)]
+    X, F = np.concatenate([r[0] for r in runs]), np.concatenate([r[1] for r in runs])
     keep = nondominated(F)
     return X[keep], F[keep]
 
