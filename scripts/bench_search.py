@@ -104,6 +104,11 @@ def normalised_hv(F: np.ndarray, reference: dict) -> float:
 
 
 def run_msunas(oracle_path: Path, predictor: str, seed: int, settings: dict) -> np.ndarray:
+    return run_msunas_archive(oracle_path, predictor, seed, settings)[1]
+
+
+def run_msunas_archive(oracle_path: Path, predictor: str, seed: int, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One MSuNAS run of the protocol: the genomes and true objectives of its final archive."""
     from codebase.evaluators.oracle import OracleEvaluator
     from codebase.search.engine import MSuNAS, SearchSettings
     from codebase.search.objectives import parse_objectives
@@ -113,7 +118,8 @@ def run_msunas(oracle_path: Path, predictor: str, seed: int, settings: dict) -> 
     options = {"seed": seed, "n_doe": 100, "iterations": 30, "n_iter": 8, "predictor": predictor, **settings}
     with tempfile.TemporaryDirectory() as save:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, SearchSettings(**options)).run(progress=False)
-    return np.array([entry[1:] for entry in stats["archive"]])
+    X = np.array([evaluator.space.encode(entry[0]) for entry in stats["archive"]])
+    return X, np.array([entry[1:] for entry in stats["archive"]])
 
 
 def parse_method(text: str) -> tuple[str, str, dict]:

@@ -44,22 +44,6 @@ def true_front(oracle: OFAOracle, calls: int, seed: int) -> tuple[np.ndarray, np
     return X[keep], F[keep]
 
 
-def run_search(oracle_path: Path, predictor: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    import tempfile
-
-    from codebase.evaluators.oracle import OracleEvaluator
-    from codebase.search.engine import MSuNAS, SearchSettings
-    from codebase.search.objectives import parse_objectives
-
-    evaluator = OracleEvaluator(oracle_path)
-    objectives = parse_objectives("flops", evaluator.space, 1000)
-    with tempfile.TemporaryDirectory() as save:
-        stats = MSuNAS(save, evaluator.space, evaluator, objectives,
-                       SearchSettings(seed=seed, predictor=predictor)).run(progress=False)
-    X = np.array([evaluator.space.encode(entry[0]) for entry in stats["archive"]])
-    return X, np.array([entry[1:] for entry in stats["archive"]])
-
-
 def mutants(space, X: np.ndarray, per_row: int, rng: np.random.Generator) -> np.ndarray:
     out = []
     for x in X:
@@ -139,7 +123,7 @@ def main() -> None:
 
     TX, TF = true_front(oracle, args.calls, seed=1000 + args.seed)
     print(f"true front: {len(TX)} architectures from {args.calls} oracle calls, normalised hv {nhv(TF):.4f}")
-    AX, AF = run_search(Path(args.oracle_path), args.predictor, args.seed)
+    AX, AF = bench.run_msunas_archive(Path(args.oracle_path), args.predictor, args.seed, {})
     front = nondominated(AF)
     best_at = lambda flops: R[R[:, 1] <= flops, 0].min()  # noqa: E731
     trail = np.array([AF[i, 0] - best_at(AF[i, 1]) for i in front])
