@@ -11,7 +11,10 @@
 5. The genes whose effect the surrogate gets most wrong on the true front: the error change of
    raising one gene by one choice (true, predicted by the surrogate, and by an additive one-hot ridge
    regression fitted on 2,000 random architectures: more random data does not reveal them).
-6. Whether any surrogate could pick the true front out of a pool of 1-4-gene mutants of both
+6. How the run got there: per stretch of iterations, how many picks landed on the archive's front,
+   how many genes each pick is from the archive it was chosen from, how far the picks are from the
+   true front, and the normalised hypervolume so far.
+7. Whether any surrogate could pick the true front out of a pool of 1-4-gene mutants of both
    fronts: the normalised hypervolume of the archive plus the 40 pool members on the predicted
    front, for models fitted on the archive alone and on the archive plus `--extra` pool members.
 """
@@ -107,6 +110,32 @@ def gene_effects(oracle: OFAOracle, models: list, X: np.ndarray) -> list[tuple]:
     return sorted(rows, key=lambda r: -abs(r[2] - r[3]))
 
 
+def genes_apart(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """(len(X),) how many genes each row of X differs in from its nearest row of Y."""
+    return (X[:, None, :] != Y[None, :, :]).sum(axis=2).min(axis=1)
+
+
+def progress(AX: np.ndarray, AF: np.ndarray, TX: np.ndarray, nhv, n_doe: int = 100, n_iter: int = 8,
+             every: int = 5) -> None:
+    """The run's archive is in evaluation order: the initial design, then n_iter picks per iteration."""
+    iterations = (len(AX) - n_doe) // n_iter
+    print(f"how the run progressed ({n_doe} initial architectures, {n_iter} picks per iteration): iterations, "
+          "picks on the archive's front when added, median genes from the archive before them, median genes "
+          "to the true front, normalised hv after")
+    for first in range(1, iterations + 1, every):
+        last = min(first + every - 1, iterations)
+        on_front, step, to_true = 0, [], []
+        for k in range(first, last + 1):
+            start = n_doe + (k - 1) * n_iter
+            picks = np.arange(start, start + n_iter)
+            on_front += int(np.isin(picks, nondominated(AF[: start + n_iter])).sum())
+            step += genes_apart(AX[picks], AX[:start]).tolist()
+            to_true += genes_apart(AX[picks], TX).tolist()
+        n = (last - first + 1) * n_iter
+        print(f"  {first:2d}-{last:2d}: {on_front}/{n} on the front, {np.median(step):.0f} genes from the archive, "
+              f"{np.median(to_true):.1f} to the true front; hv {nhv(AF[: n_doe + last * n_iter]):.4f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
@@ -132,6 +161,8 @@ def main() -> None:
           f"points; at the reference's error for those FLOPs it would score {nhv(density_only):.4f}; "
           f"it trails the reference by {trail.mean():.3f} error points on average (max {trail.max():.3f})")
 
+    progress(AX, AF, TX, nhv)
+
     model = get_acc_predictor(args.predictor, search_space=space, seed=0).fit(AX, AF[:, 0])
     bias_true = model.predict(TX) - TF[:, 0]
     bias_own = model.predict(AX[front]) - AF[front, 0]
@@ -140,7 +171,7 @@ def main() -> None:
     if hasattr(model, "predict_std"):
         line += f"; predicted std {model.predict_std(TX).mean():.3f} on the true front, " \
                 f"{model.predict_std(AX[front]).mean():.3f} on its own"
-    distance = (TX[:, None, :] != AX[None, :, :]).sum(axis=2).min(axis=1)
+    distance = genes_apart(TX, AX)
     print(line + f"; genes from the true front to the nearest archive genome: median {np.median(distance):.0f} "
           f"(10-90%: {np.percentile(distance, 10):.0f}-{np.percentile(distance, 90):.0f})")
 
