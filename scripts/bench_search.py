@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "data" / "ofa_oracle_reference_front.json"
 DEFAULT_ORACLE = HERE.parents[1] / "shared" / "data" / "ofa" / "acc_predictor.pth"
 BUDGET = 340
+PROTOCOL = {"n_doe": 100, "iterations": 30, "n_iter": 8}  # an MSuNAS run of the protocol: 100 + 30 x 8 = 340
 
 
 def true_objectives(oracle: OFAOracle, X: np.ndarray) -> np.ndarray:
@@ -115,7 +116,7 @@ def run_msunas_archive(oracle_path: Path, predictor: str, seed: int, settings: d
 
     evaluator = OracleEvaluator(oracle_path)
     objectives = parse_objectives("flops", evaluator.space, 1000)
-    options = {"seed": seed, "n_doe": 100, "iterations": 30, "n_iter": 8, "predictor": predictor, **settings}
+    options = {"seed": seed, **PROTOCOL, "predictor": predictor, **settings}
     with tempfile.TemporaryDirectory() as save:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, SearchSettings(**options)).run(progress=False)
     X = np.array([evaluator.space.encode(entry[0]) for entry in stats["archive"]])

@@ -115,7 +115,7 @@ def genes_apart(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return (X[:, None, :] != Y[None, :, :]).sum(axis=2).min(axis=1)
 
 
-def progress(AX: np.ndarray, AF: np.ndarray, TX: np.ndarray, nhv, n_doe: int = 100, n_iter: int = 8,
+def progress(AX: np.ndarray, AF: np.ndarray, TX: np.ndarray, nhv, n_doe: int, n_iter: int,
              every: int = 5) -> None:
     """The run's archive is in evaluation order: the initial design, then n_iter picks per iteration."""
     iterations = (len(AX) - n_doe) // n_iter
@@ -161,7 +161,7 @@ def main() -> None:
           f"points; at the reference's error for those FLOPs it would score {nhv(density_only):.4f}; "
           f"it trails the reference by {trail.mean():.3f} error points on average (max {trail.max():.3f})")
 
-    progress(AX, AF, TX, nhv)
+    progress(AX, AF, TX, nhv, bench.PROTOCOL["n_doe"], bench.PROTOCOL["n_iter"])
 
     model = get_acc_predictor(args.predictor, search_space=space, seed=0).fit(AX, AF[:, 0])
     bias_true = model.predict(TX) - TF[:, 0]
