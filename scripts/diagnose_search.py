@@ -17,6 +17,12 @@
 7. Whether any surrogate could pick the true front out of a pool of 1-4-gene mutants of both
    fronts: the normalised hypervolume of the archive plus the 40 pool members on the predicted
    front, for models fitted on the archive alone and on the archive plus `--extra` pool members.
+8. How much one more step of the climb could gain: every single-gene neighbour of the run's final
+   front, 40 of them picked greedily by hypervolume gain (as subset selection `hv` does) with the
+   oracle's errors, with the surrogate's, and with the surrogate refitted after `--probes` random
+   single-gene neighbours were evaluated and added to its data; how well the surrogate predicts
+   each move's error change (Kendall tau), and how alike the moves' true effects are at adjacent
+   front members (so whether what one move teaches would carry over along the front).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from acc_predictor import get_acc_predictor  # noqa: E402
 from codebase.io import read_json  # noqa: E402
 from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
 from codebase.search.indicators import nondominated  # noqa: E402
+from codebase.search.subset import select_subset  # noqa: E402
+from search_space.base import rows_in  # noqa: E402
 
 
 def true_front(oracle: OFAOracle, calls: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +144,108 @@ def progress(AX: np.ndarray, AF: np.ndarray, TX: np.ndarray, nhv, n_doe: int, n_
               f"{np.median(to_true):.1f} to the true front; hv {nhv(AF[: n_doe + last * n_iter]):.4f}")
 
 
+def single_gene_neighbours(space, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct canonical genome one gene change away from a row of X, and that row's index."""
+    base = space.canonical(X)
+    rows, parents = [], []
+    for i, x in enumerate(base):
+        for g in range(space.n_var):
+            for value in range(space.xl[g], space.xu[g] + 1):
+                if value != x[g]:
+                    y = x.copy()
+                    y[g] = value
+                    rows.append(y)
+                    parents.append(i)
+    N, parents = space.canonical(np.array(rows)), np.array(parents)
+    moved = (N != base[parents]).any(axis=1)  # a change to a skipped layer is no change
+    _, first = np.unique(N[moved], axis=0, return_index=True)
+    keep = np.flatnonzero(moved)[np.sort(first)]
+    return N[keep], parents[keep]
+
+
+def one_step(oracle: OFAOracle, predictor: str, AX: np.ndarray, AF: np.ndarray, reference: dict, nhv,
+             picks: int = 40, probes: int = 120, seed: int = 0) -> None:
+    """Section 8: the hypervolume one more step from the final front could add, and how much of it
+    the surrogate finds (see the module docstring)."""
+    from scipy.stats import kendalltau
+
+    space, front = oracle.space, nondominated(AF)
+    N, parent = single_gene_neighbours(space, AX[front])
+    parent = front[parent]
+    NF = bench.true_objectives(oracle, N)
+    R = np.asarray(reference["front"])
+    ideal, nadir = R.min(axis=0), R.max(axis=0)
+    scaled = lambda F: (np.asarray(F) - ideal) / (nadir - ideal)  # noqa: E731  the benchmark's scale
+
+    def gain_of(errors: np.ndarray, X_known: np.ndarray, F_known: np.ndarray) -> float:
+        """True normalised hv after adding the `picks` neighbours of largest predicted hv gain."""
+        P = np.column_stack([errors, NF[:, 1]])
+        known = F_known[nondominated(F_known)]
+        open_ = ~((known[None, :, 0] <= P[:, None, 0]) & (known[None, :, 1] <= P[:, None, 1])).any(axis=1)
+        idx = np.flatnonzero(open_ & ~rows_in(N, X_known))  # predicted to add something, not evaluated
+        chosen = idx[select_subset("hv", scaled(P[idx]), scaled(known), picks, np.array([1.01, 1.01]))]
+        return nhv(np.concatenate([F_known, NF[chosen]]))
+
+    model = get_acc_predictor(predictor, search_space=space, seed=0).fit(AX, AF[:, 0])
+    true_change = NF[:, 0] - AF[parent, 0]
+    predicted_change = model.predict(N) - model.predict(AX)[parent]
+    print(f"one more step: {len(N)} single-gene neighbours of the run's {len(front)} front members "
+          f"({(true_change < 0).sum()} lower the error). Normalised hv {nhv(AF):.4f} now; with all of them "
+          f"{nhv(np.concatenate([AF, NF])):.4f}; with {picks} of them picked by predicted hv gain, using the oracle's "
+          f"errors {gain_of(NF[:, 0], AX, AF):.4f}, using {predictor}'s {gain_of(model.predict(N), AX, AF):.4f}")
+    tau = kendalltau(predicted_change, true_change)[0]
+    print(f"  {predictor} on the error change of each move: Kendall tau {tau:.3f}")
+    rng = np.random.default_rng(seed)
+    extra = rng.choice(len(N), min(probes, len(N)), replace=False)
+    XP, FP = np.concatenate([AX, N[extra]]), np.concatenate([AF, NF[extra]])
+    refit = get_acc_predictor(predictor, search_space=space, seed=0).fit(XP, FP[:, 0])
+    refit_change = refit.predict(N) - refit.predict(AX)[parent]
+    print(f"  after {len(extra)} random neighbours were evaluated and added to its data: tau "
+          f"{kendalltau(refit_change, true_change)[0]:.3f}; hv with them {nhv(FP):.4f}, plus {picks} picked by "
+          f"the refitted model {gain_of(refit.predict(N), XP, FP):.4f}")
+    moves: dict[int, dict[tuple, float]] = {}
+    for j in range(len(N)):
+        genes = np.flatnonzero(N[j] != space.canonical(AX[parent[j]][None])[0])
+        if len(genes) == 1:
+            moves.setdefault(int(parent[j]), {})[(int(genes[0]), int(N[j, genes[0]]))] = float(true_change[j])
+    for size in (2, 5):
+        print(f"  {size} single-gene moves made together, at every 10th front member: their error change differs from "
+              f"the sum of the {size} changes by {local_additivity(oracle, AX, AF, moves, size, rng):.3f} points (std)")
+    by_flops = front[np.argsort(AF[front, 1])]
+    for lag in (1, 10, 30):
+        corr = []
+        for a, b in zip(by_flops[:-lag], by_flops[lag:]):
+            shared = sorted(set(moves.get(int(a), {})) & set(moves.get(int(b), {})))
+            if len(shared) >= 10:
+                corr.append(np.corrcoef([moves[int(a)][m] for m in shared], [moves[int(b)][m] for m in shared])[0, 1])
+        print(f"  the same single-gene move at front members {lag:2d} apart (by FLOPs): correlation of its true "
+              f"error change {np.mean(corr):.3f}")
+
+
+def local_additivity(oracle: OFAOracle, AX: np.ndarray, AF: np.ndarray, moves: dict[int, dict[tuple, float]],
+                     size: int, rng: np.random.Generator, tries: int = 100) -> float:
+    """Mean over every 10th front member (of `moves`) of the std of (true error change of `size` of its
+    single-gene moves made together) - (sum of their single changes): how additive the oracle is there."""
+    spreads = []
+    for i in sorted(moves)[::10]:
+        known, base = list(moves[i]), AX[i]
+        gaps = []
+        for _ in range(tries):
+            picked = [known[j] for j in rng.choice(len(known), size, replace=False)]
+            if len({gene for gene, _ in picked}) < size:
+                continue
+            y = base.copy()
+            for gene, value in picked:
+                y[gene] = value
+            y = oracle.space.canonical(y[None])
+            if (y[0] != oracle.space.canonical(base[None])[0]).sum() != size:
+                continue  # a depth change hid or showed other genes
+            gaps.append(oracle.top1_err(y)[0] - AF[i, 0] - sum(moves[i][m] for m in picked))
+        if len(gaps) > 10:
+            spreads.append(np.std(gaps))
+    return float(np.mean(spreads))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
@@ -144,6 +254,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calls", type=int, default=200_000)
     p.add_argument("--extra", type=int, default=150)
+    p.add_argument("--probes", type=int, default=120, help="section 8: neighbours evaluated to refit the model")
     args = p.parse_args()
     oracle = OFAOracle(args.oracle_path, oracle_space())
     space, reference = oracle.space, read_json(bench.REFERENCE)
@@ -201,6 +312,8 @@ def main() -> None:
         more = get_acc_predictor(name, search_space=space, seed=0).fit(XE, FE[:, 0]).predict(pool)
         print(f"  {name}: 40 picked by the archive's model {picked(alone, AF):.4f}; with {args.extra} pool "
               f"members added to its training data {picked(more, AF):.4f}")
+
+    one_step(oracle, args.predictor, AX, AF, reference, nhv, probes=args.probes, seed=args.seed)
 
 
 if __name__ == "__main__":
