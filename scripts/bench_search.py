@@ -96,12 +96,16 @@ def make_reference(oracle: OFAOracle, n_calls: int, seed: int) -> None:
     print(f"reference front: {len(front)} points from {len(F)} evaluations, saved to {REFERENCE}")
 
 
-def normalised_hv(F: np.ndarray, reference: dict) -> float:
+def scaled(F: np.ndarray, reference: dict) -> np.ndarray:
+    """Objectives scaled by the ideal and nadir of the reference front (the protocol's scale)."""
     front = np.asarray(reference["front"])
     ideal, nadir = front.min(axis=0), front.max(axis=0)
-    scale = lambda A: (np.asarray(A) - ideal) / (nadir - ideal)  # noqa: E731
+    return (np.asarray(F) - ideal) / (nadir - ideal)
+
+
+def normalised_hv(F: np.ndarray, reference: dict) -> float:
     ref = np.array([1.01, 1.01])
-    return hypervolume(scale(F), ref) / hypervolume(scale(front), ref)
+    return hypervolume(scaled(F, reference), ref) / hypervolume(scaled(reference["front"], reference), ref)
 
 
 def run_msunas(oracle_path: Path, predictor: str, seed: int, settings: dict) -> np.ndarray:

@@ -173,9 +173,7 @@ def one_step(oracle: OFAOracle, predictor: str, AX: np.ndarray, AF: np.ndarray, 
     N, parent = single_gene_neighbours(space, AX[front])
     parent = front[parent]
     NF = bench.true_objectives(oracle, N)
-    R = np.asarray(reference["front"])
-    ideal, nadir = R.min(axis=0), R.max(axis=0)
-    scaled = lambda F: (np.asarray(F) - ideal) / (nadir - ideal)  # noqa: E731  the benchmark's scale
+    scaled = lambda F: bench.scaled(F, reference)  # noqa: E731
 
     def gain_of(errors: np.ndarray, X_known: np.ndarray, F_known: np.ndarray) -> float:
         """True normalised hv after adding the `picks` neighbours of largest predicted hv gain."""
@@ -229,6 +227,7 @@ def local_additivity(oracle: OFAOracle, AX: np.ndarray, AF: np.ndarray, moves: d
     spreads = []
     for i in sorted(moves)[::10]:
         known, base = list(moves[i]), AX[i]
+        base_canonical = oracle.space.canonical(base[None])[0]
         gaps = []
         for _ in range(tries):
             picked = [known[j] for j in rng.choice(len(known), size, replace=False)]
@@ -238,7 +237,7 @@ def local_additivity(oracle: OFAOracle, AX: np.ndarray, AF: np.ndarray, moves: d
             for gene, value in picked:
                 y[gene] = value
             y = oracle.space.canonical(y[None])
-            if (y[0] != oracle.space.canonical(base[None])[0]).sum() != size:
+            if (y[0] != base_canonical).sum() != size:
                 continue  # a depth change hid or showed other genes
             gaps.append(oracle.top1_err(y)[0] - AF[i, 0] - sum(moves[i][m] for m in picked))
         if len(gaps) > 10:

@@ -30,29 +30,23 @@ import numpy as np  # noqa: E402
 
 from codebase.io import read_json  # noqa: E402
 from codebase.search import pymoo_adapter  # noqa: E402
+from search_space.base import rows_in  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_search import DEFAULT_ORACLE, REFERENCE, normalised_hv  # noqa: E402
+from diagnose_search import single_gene_neighbours  # noqa: E402
 
 _ORIGINAL_MINIMIZE = pymoo_adapter.minimize
 
 
 def neighbours(space, X: np.ndarray) -> np.ndarray:
-    """Every canonical genome one gene away from a row of X (distinct, excluding X itself)."""
-    out = []
-    for x in np.atleast_2d(X):
-        for g in range(space.n_var):
-            for v in range(space.xl[g], space.xu[g] + 1):
-                if v != x[g]:
-                    y = x.copy()
-                    y[g] = v
-                    out.append(y)
-    if not out:
+    """Every canonical genome one gene away from a row of X (distinct, sorted, excluding X itself)."""
+    X = np.atleast_2d(X)
+    if len(X) == 0:
         return np.zeros((0, space.n_var), dtype=int)
-    Y = space.canonical(np.array(out))
-    Y = np.unique(Y, axis=0)
-    return Y[~(Y[:, None, :] == np.atleast_2d(X)[None]).all(-1).any(1)]
+    N = np.unique(single_gene_neighbours(space, X)[0], axis=0)
+    return N[~rows_in(N, X)]
 
 
 def with_local_candidates(keep: int):
