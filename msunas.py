@@ -24,7 +24,9 @@ SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inn
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: a resume recognises the flags it may change by their full names
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--save", default="search-exp", help="folder of the run (must not hold another run)")
     p.add_argument("--resume", metavar="SAVE_DIR", help="continue the run in SAVE_DIR from its last complete iteration")
     p.add_argument("--seed", type=int, default=0)
@@ -116,6 +118,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--n_doe {args.n_doe} is too small to fit a surrogate; use at least 10")
 
 
+def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
+    """Before anything is written: a --ref_point of the wrong length would otherwise fail after iteration 0."""
+    if ref_point is not None and len(ref_point) != len(names):
+        raise ValueError(f"--ref_point needs {len(names)} values ({', '.join(names)}), got {len(ref_point)}")
+
+
 def setup_logging(save: Path, quiet: bool) -> None:
     logger = logging.getLogger("msunas")
     logger.setLevel(logging.INFO)
@@ -175,6 +183,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
+        check_ref_point(args.ref_point, [o.name for o in objectives])
         error = None
     except ValueError as e:
         if ranks is None:

@@ -23,14 +23,16 @@ class AdaptiveSwitching(Predictor):
     def __init__(
         self,
         search_space: Any = None,
-        encoding: str = "int",
+        encoding: str | None = None,
         seed: int = 0,
         pool: tuple[str, ...] | list[str] = DEFAULT_POOL,
         n_folds: int = 10,
         pool_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        super().__init__(search_space, encoding, seed)
+        super().__init__(search_space, encoding or "int", seed)
         from acc_predictor import acc_predictor_names
+
+        self.member_encoding = encoding  # None: each pool member keeps its own default encoding
 
         pool = tuple(pool)
         unknown = [p for p in pool if p not in acc_predictor_names() or p == "as"]
@@ -46,7 +48,10 @@ class AdaptiveSwitching(Predictor):
     def _build(self, name: str) -> Predictor:
         from acc_predictor import get_acc_predictor
 
-        options = {"search_space": self.search_space, "seed": self.seed, **self.pool_options.get(name, {})}
+        options: dict[str, Any] = {"search_space": self.search_space, "seed": self.seed}
+        if self.member_encoding is not None:
+            options["encoding"] = self.member_encoding
+        options.update(self.pool_options.get(name, {}))
         return get_acc_predictor(name, **options)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AdaptiveSwitching:

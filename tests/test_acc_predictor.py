@@ -94,6 +94,32 @@ def test_adaptive_switching_picks_and_refits_the_winner():
         get_acc_predictor("as", pool=("rbf", "nope"))
 
 
+def test_adaptive_switching_rejects_a_model_that_ranks_backwards(monkeypatch):
+    import acc_predictor
+    from acc_predictor.rbf import RBF
+
+    class Backwards(RBF):  # rbf's predictions negated: its fold taus are exactly rbf's, negated
+        def _predict(self, F):
+            return -super()._predict(F)
+
+    monkeypatch.setitem(acc_predictor._REGISTRY, "backwards", Backwards)
+    X, y = data(60, 10)
+    model = build("as", pool=("backwards", "rbf"), n_folds=4).fit(X, y)
+    assert model.winner == "rbf"
+    assert model.scores["rbf"]["tau_mean"] > 0.5
+    assert model.scores["backwards"]["tau_mean"] == pytest.approx(-model.scores["rbf"]["tau_mean"])
+
+
+def test_adaptive_switching_passes_an_explicit_encoding_to_its_pool():
+    X, y = data(40, 11)
+    Xt = data(30, 12)[0]
+    model = get_acc_predictor("as", pool=("rbf",), n_folds=2, encoding="onehot").fit(X, y)
+    onehot = get_acc_predictor("rbf", encoding="onehot").fit(X, y)
+    assert model.model.encoding.name == "onehot"
+    np.testing.assert_allclose(model.predict(Xt), onehot.predict(Xt))
+    assert get_acc_predictor("as", pool=("gp_additive",), n_folds=2).fit(X, y).model.encoding.name == "onehot"
+
+
 @pytest.mark.slow
 def test_adaptive_switching_default_pool():
     X, y = data(100, 8)

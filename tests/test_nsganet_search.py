@@ -38,8 +38,11 @@ def msunas(*args):
     return out
 
 
-def independent_complexity(space: str, subnet: dict) -> tuple[float, float]:
-    """Params and FLOPs of the search-time network built directly (4 channels, 3 cells, 10 classes)."""
+def directly_built_complexity(space: str, subnet: dict) -> tuple[float, float]:
+    """Params and FLOPs of the search-time network built here from the subnet (4 channels, 3 cells, 10 classes).
+
+    The same counters as the evaluator's; they are checked against hand counts in test_nsganet_macro.py.
+    What this checks is that the run's network options reach the evaluator and the search's objective."""
     if space == "nsganet_micro":
         net = build_micro_network(subnet, init_channels=4, layers=3, n_classes=10)
     else:
@@ -60,7 +63,7 @@ def test_two_generation_search(space, data, tmp_path):
     for path in sorted((save / "iter_0").glob("net_*.stats")):
         result = json.loads(path.read_text())
         subnet = json.loads(path.with_suffix(".subnet").read_text())
-        params, flops = independent_complexity(space, subnet)
+        params, flops = directly_built_complexity(space, subnet)
         assert result["flops"] == pytest.approx(flops, rel=1e-9) and result["params"] == pytest.approx(params)
         assert result["n_vld"] == 6 and result["epochs"] == 1
         # 6 held-out images: top-1 is a multiple of 1/6

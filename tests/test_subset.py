@@ -35,3 +35,13 @@ def test_hv_bands_without_any_gain_still_returns_k_distinct_picks():
 def test_unknown_method_is_a_value_error():
     with pytest.raises(ValueError, match="unknown subset selection"):
         select_subset("best", CANDIDATES, ARCHIVE, 2, REF)
+
+
+def test_spread_fills_the_largest_gaps_along_the_complexity_axis():
+    # archive front complexities {0, 10}; candidates' complexities 1, 5, 7.5, 3.5 (1st objective irrelevant).
+    # Pick 1: 5 leaves gaps (5, 5), std 0. Pick 2 with {0, 5, 10}: 7.5 -> gaps (5, 2.5, 2.5), std 1.179;
+    # 3.5 -> (3.5, 1.5, 5), std 1.434; 1 -> (1, 4, 5), std 1.700. Pick 3 with {0, 5, 7.5, 10}:
+    # 3.5 -> (3.5, 1.5, 2.5, 2.5), std 0.707; 1 -> (1, 4, 2.5, 2.5), std 1.061.
+    archive = np.array([[5.0, 0.0], [1.0, 10.0]])
+    candidates = np.array([[3.0, 1.0], [3.0, 5.0], [3.0, 7.5], [3.0, 3.5]])
+    assert select_subset("spread", candidates, archive, 3, REF * 2).tolist() == [1, 2, 3]
