@@ -9,5 +9,10 @@ fi
 NUM_PROC=$1
 shift
 HERE="$(cd "$(dirname "$0")" && pwd)"
-TORCHRUN="${TORCHRUN:-$(command -v torchrun || echo "python3 -m torch.distributed.run")}"
+# the active environment's torchrun, else the repository's .venv (the Quickstart never activates it)
+if [ -z "${TORCHRUN:-}" ]; then
+  if command -v torchrun >/dev/null; then TORCHRUN=torchrun
+  elif [ -x "$HERE/.venv/bin/torchrun" ]; then TORCHRUN="$HERE/.venv/bin/torchrun"
+  else TORCHRUN="python3 -m torch.distributed.run"; fi
+fi
 exec $TORCHRUN --nproc_per_node "$NUM_PROC" "$HERE/train_imagenet.py" "$@"

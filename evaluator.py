@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def profile(args: argparse.Namespace) -> dict[str, float]:
     from codebase.complexity import subnet_complexity
     from codebase.ofa_config import config_complexity, load_config
-    from search_space.ofa import OFASearchSpace, load_subnet
+    from search_space.ofa import OFASearchSpace, load_subnet, subnet_resolution
 
     if args.net_type:
         from codebase.nsganet_profile import profile as nsganet_profile
@@ -80,7 +80,7 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     if not args.subnet:
         raise ValueError("--profile needs --subnet FILE or --config FILE")
     subnet = load_subnet(args.subnet)
-    r = args.img_size or subnet.get("r")
+    r = args.img_size or subnet_resolution(subnet)
     if isinstance(r, int) and not 32 <= r <= 1024:
         raise ValueError(f"resolution {r} is outside 32..1024")
     # any resolution OFA can run is fine for profiling, so check the subnet against a permissive space
@@ -110,13 +110,12 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     from codebase.evaluators.supernet import SupernetEvaluator, export_subnet
     from codebase.io import write_json
     from codebase.supernet_training import default_resolutions
-    from search_space.ofa import load_subnet
+    from search_space.ofa import load_subnet, subnet_resolution
 
     subnet = load_subnet(args.subnet)
     resolutions = args.resolutions
     if not resolutions:
-        r = subnet.get("r")
-        r = r[0] if isinstance(r, list) and len(r) == 1 else r
+        r = subnet_resolution(subnet)
         extra = {int(r)} if isinstance(r, int) and not isinstance(r, bool) else set()
         resolutions = sorted(set(default_resolutions(args.dataset)) | extra)
     options = {**vars(args), "resolutions": resolutions, "save": None, "measure": tuple(args.measure)}

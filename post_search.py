@@ -35,23 +35,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def supernet_exporter(args: argparse.Namespace, run_dir: Path) -> Any:
-    """exporter(subnet, folder) built on the supernet evaluator, with the run's arguments."""
+def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dict[str, Any]]) -> Any:
+    """exporter(subnet, folder) built on the supernet evaluator, with the run's arguments. The evaluator
+    (supernet, data) is built and every subnet checked against its space here, before any file is written."""
     from types import SimpleNamespace
 
     from codebase.io import read_yaml
 
     try:
-        from codebase.evaluators.supernet import export_subnet
+        from codebase.evaluators.supernet import cached_evaluator, export_subnet
     except ImportError:
         raise ValueError("--supernet_path: exporting weights needs codebase.evaluators.supernet.export_subnet, "
                          "which this installation lacks") from None
     run_args = read_yaml(run_dir / "args.yaml") if (run_dir / "args.yaml").is_file() else {}
     if not isinstance(run_args, dict):
         raise ValueError(f"{run_dir / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+    if run_args.get("evaluator") == "ofa_oracle":  # the oracle's space: ImageNet, OFA w1.2 at 160..224
+        from codebase.oracle import oracle_space
+
+        space = oracle_space()
+        run_args = {**run_args, "dataset": "imagenet", "width_mult": space.width_mult,
+                    "resolutions": list(space.resolutions)}
     given = {k: getattr(args, k) for k in ("supernet_path", "data", "dataset") if getattr(args, k) is not None}
     merged = SimpleNamespace(**{**run_args, **given})
-    return lambda subnet, folder: export_subnet(merged, subnet, folder)
+    evaluator = cached_evaluator(merged)
+    for subnet in subnets:
+        evaluator.space.validate(subnet)
+    return lambda subnet, folder: export_subnet(merged, subnet, folder, evaluator)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     result = selection.load_search_result(args.expr)
     prefer = None if args.prefer in (None, "", "None", "none") else args.prefer
     preference = selection.parse_preference(prefer, result.objectives) if prefer else None
-    exporter = supernet_exporter(args, result.run_dir) if args.supernet_path else None
-
     choices, notes = selection.choose(result, args.n, preference)
+    chosen = [result.subnets[c.index] for c in choices]
+    exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
     out = Path(args.save)
     names = selection.folder_names(result, [c.index for c in choices])
     found = selection.evaluation_stats_index(result.run_dir)

@@ -24,7 +24,7 @@ from torchvision import transforms as T
 
 from codebase.checkpoints import load_weights
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
-from codebase.training import evaluate, sgd_cosine, train_one_epoch
+from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 
@@ -197,7 +197,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
 
     processes = Processes(args.device)
     try:
-        torch.manual_seed(args.seed + processes.rank)
+        seed_everything(args.seed + processes.rank)
         n_classes = n_classes_of(args.dataset, args.data)
         img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.pretrained,
                                       nsganet=bool(args.net_type))
@@ -244,7 +244,7 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
         if "rng" in state and processes.world == 1:
-            torch.set_rng_state(state["rng"].cpu())
+            restore_rng_state(state["rng"])
     if processes.main:
         folder.mkdir(parents=True, exist_ok=True)
         write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
@@ -295,7 +295,7 @@ def _save_epoch(folder: Path, epoch: int, model: nn.Module, optimizer: torch.opt
     # the checkpoint goes last: a run killed before it repeats this epoch on --resume
     save_torch(folder / "checkpoint.pth", {"epoch": epoch, "state_dict": weights,
                                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                           "best_top1": best, "rng": torch.get_rng_state()})
+                                           "best_top1": best, "rng": rng_state()})
 
 
 def load_trained(path: str | Path) -> dict[str, torch.Tensor]:

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from codebase.checkpoints import load_into, load_weights
 from codebase.finetune import Processes, evaluate_everywhere, n_classes_of
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
-from codebase.training import accuracy, autocast, distillation_loss
+from codebase.training import accuracy, autocast, distillation_loss, restore_rng_state, rng_state, seed_everything
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_top1",
                   "ema_top5")
@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     from codebase.data import eval_transform, get_dataset
     from codebase.models import build_ofa_model, resolve_image_size
 
-    torch.manual_seed(args.seed + processes.rank)
+    seed_everything(args.seed + processes.rank)
     device = processes.device
     n_classes = n_classes_of(args.dataset, args.data)
     args.img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.initial_checkpoint)
@@ -130,6 +130,8 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         if ema is not None and "state_dict_ema" in state:
             ema.module.load_state_dict(state["state_dict_ema"])
         start = int(state["epoch"])
+        if "rng" in state and processes.world == 1:  # several processes: each has its own, not saved
+            restore_rng_state(state["rng"])
     scheduler.step(start)
     if processes.main:
         folder.mkdir(parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ def _save_epoch(folder: Path, epoch: int, model: nn.Module, ema: Any, optimizer:
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model_file: dict[str, Any] = {"state_dict": weights, "epoch": epoch, "top1": row["val_top1"]}
     checkpoint = {"epoch": epoch, "state_dict": weights, "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict()}
+                  "scheduler": scheduler.state_dict(), "rng": rng_state()}
     if ema is not None:
         ema_weights = {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
         model_file["state_dict_ema"] = checkpoint["state_dict_ema"] = ema_weights

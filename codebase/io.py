@@ -89,6 +89,8 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found") from None
+    except OSError as e:  # a folder, no permission, ...
+        raise ValueError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: corrupt JSON file ({e})") from None
 
@@ -105,6 +107,8 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: corrupt YAML file ({e})") from None
 
@@ -125,4 +129,5 @@ def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt/unsafe files
-        raise ValueError(f"{path}: cannot load weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        first_line = (str(e).splitlines() or ["no message"])[0]  # an empty file gives an empty message
+        raise ValueError(f"{path}: cannot load weights ({type(e).__name__}: {first_line})") from None

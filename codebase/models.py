@@ -99,8 +99,10 @@ def _image_size_of_config(config_path: Path) -> int | None:
             return config[key]
     subnet = config_path.parent / "net.subnet"
     if subnet.is_file():
-        r = read_json(subnet).get("r")
-        if isinstance(r, int):
+        from search_space.ofa import subnet_resolution
+
+        r = subnet_resolution(read_json(subnet))
+        if isinstance(r, int) and not isinstance(r, bool):
             return r
     return None
 

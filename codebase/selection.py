@@ -82,9 +82,12 @@ def load_search_result(path: str | Path) -> SearchResult:
     archive = stats["archive"]
     if not archive:
         raise ValueError(f"{path}: the archive is empty")
-    if any(len(entry) != len(names) + 1 for entry in archive):
+    if not isinstance(archive, list) or any(not isinstance(e, list) or len(e) != len(names) + 1 for e in archive):
         raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(names)}]")
-    F = np.array([entry[1:] for entry in archive], dtype=float)
+    try:
+        F = np.array([entry[1:] for entry in archive], dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: the archive's objective values must be numbers") from None
     if not np.all(np.isfinite(F)):
         raise ValueError(f"{path}: the archive holds non-finite objective values")
     return SearchResult(names, [entry[0] for entry in archive], F, path.parent)

@@ -208,3 +208,47 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | tup
     if seen == 0:
         raise ValueError("batch-norm recalibration: no batches")
     return seen
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's torch, Python and numpy random states as tensors (checkpoints load weights_only)."""
+    import random
+
+    import numpy as np
+
+    version, python_state, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (timm's Mixup draws from it)
+    return {"torch": torch.get_rng_state(),
+            "python": torch.tensor([version, *python_state], dtype=torch.int64),
+            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+            "numpy": torch.tensor(np.asarray(keys, dtype=np.int64)),
+            "numpy_extra": torch.tensor([pos, has_gauss, cached], dtype=torch.float64)}
+
+
+def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor) -> None:
+    """Undo `rng_state` (a bare tensor, the older checkpoint format, is the torch state alone)."""
+    import random
+
+    import numpy as np
+
+    if isinstance(state, torch.Tensor):
+        torch.set_rng_state(state.cpu())
+        return
+    torch.set_rng_state(state["torch"].cpu())
+    python = state["python"].tolist()
+    gauss = state["python_gauss"].tolist()
+    random.setstate((python[0], tuple(python[1:]), gauss[0] if gauss else None))
+    pos, has_gauss, cached = state["numpy_extra"].tolist()
+    keys = state["numpy"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, int(pos), int(has_gauss), cached))  # noqa: NPY002
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python's `random` and numpy: timm's transforms draw from all three."""
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (the global state is what timm's Mixup uses)

@@ -172,9 +172,7 @@ class OFASearchSpace:
         if len(d) != N_STAGES:
             raise ValueError(f"subnet field 'd': expected {N_STAGES} entries, got {len(d)}")
         _check_choices(d, self.depths, "d", "depths")
-        r = subnet["r"]
-        if isinstance(r, (list, tuple)) and len(r) == 1:  # some tools write r as [R]
-            r = r[0]
+        r = subnet_resolution(subnet)
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
             raise ValueError(f"subnet field 'r': expected an integer resolution, got {r!r}")
         _check_choices([int(r)], self.resolutions, "r", "resolutions")
@@ -209,6 +207,12 @@ def _check_choices(values: Sequence[int], choices: Sequence[int], key: str, what
     for v in values:
         if v not in choices:
             raise ValueError(f"subnet field '{key}': {v} is not one of the space's {what} {tuple(choices)}")
+
+
+def subnet_resolution(subnet: dict[str, Any]) -> Any:
+    """The subnet's "r" field, unwrapped when a tool wrote it as a one-element list [R]."""
+    r = subnet.get("r")
+    return r[0] if isinstance(r, (list, tuple)) and len(r) == 1 else r
 
 
 def load_subnet(path: str | Path) -> dict[str, Any]:

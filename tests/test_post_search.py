@@ -266,12 +266,24 @@ def test_stats_are_copied_from_the_evaluation_else_built_from_the_archive(tmp_pa
     ({"objectives": ["flops", "params"], "archive": [[{}, 1, 2]]}, "including 'top1_err'"),
     ({"objectives": ["top1_err", "flops"], "archive": [[{}, 1]]}, "archive entries must be"),
     ({"hv": 1}, "not an iter_K.stats file"),
+    ({"objectives": ["top1_err", "flops"], "archive": [5]}, "archive entries must be"),
+    ({"objectives": ["top1_err", "flops"], "archive": [[{}, "x", 2]]}, "must be numbers"),
 ])
 def test_bad_stats_files(tmp_path, content, message):
     path = tmp_path / "iter_3.stats"
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=message):
         selection.load_search_result(path)
+
+
+def test_a_folder_or_an_empty_weight_file_is_one_clear_error(tmp_path):
+    from codebase.io import load_torch
+
+    with pytest.raises(ValueError, match="cannot read"):
+        selection.load_search_result(tmp_path)  # a run folder given where its iter_K.stats is expected
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.pth: cannot load weights"):
+        load_torch(tmp_path / "empty.pth")
 
 
 # ---------------------------------------------------------------------------------------- post_search.py
@@ -326,14 +338,20 @@ def test_post_search_by_trade_off_with_none_and_four_objectives(tmp_path):
 def test_post_search_supernet_export_gets_the_runs_arguments(tmp_path, monkeypatch):
     import post_search as script
 
-    calls = []
+    calls, built = [], []
 
-    def export_subnet(args, subnet, folder):
+    def export_subnet(args, subnet, folder, evaluator):
+        assert evaluator is built[-1]  # built once, up front
         calls.append((vars(args).copy(), subnet))
         (Path(folder) / "net.config").write_text("{}")
         (Path(folder) / "net.inherited").write_bytes(b"w")
 
-    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet", types.SimpleNamespace(export_subnet=export_subnet))
+    def cached_evaluator(args):
+        built.append(types.SimpleNamespace(space=types.SimpleNamespace(validate=lambda subnet: subnet)))
+        return built[-1]
+
+    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet",
+                        types.SimpleNamespace(export_subnet=export_subnet, cached_evaluator=cached_evaluator))
     expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
     out = tmp_path / "out"
     script.main(["--expr", str(expr), "--save", str(out), "-n", "1", "--prefer", "top1#90+flops#500",
@@ -350,6 +368,50 @@ def test_post_search_supernet_export_gets_the_runs_arguments(tmp_path, monkeypat
     with pytest.raises(ValueError, match="export_subnet"):
         script.main(["--expr", str(expr), "--save", str(tmp_path / "o2"), "--supernet_path", "sn.pth"])
     assert not (tmp_path / "o2").exists()  # nothing half-exported
+
+
+def test_post_search_export_of_an_oracle_run_uses_the_oracles_space(tmp_path):
+    # an ofa_oracle run's args.yaml holds the defaults for real evaluation (digits, width 1.0); its subnets
+    # are OFA w1.2 at 160..224 on ImageNet. A checkpoint of the wrong width fails before anything is written.
+    import yaml
+
+    from codebase.io import save_torch
+    from codebase.supernet import build_supernet
+    from search_space.ofa import OFASearchSpace
+
+    space = OFASearchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224))
+    subnets = [space.decode(x) for x in space.sample(len(LINE), np.random.default_rng(0))]
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE, subnets=subnets)
+    (tmp_path / "run" / "args.yaml").write_text(yaml.safe_dump(
+        {"evaluator": "ofa_oracle", "dataset": "digits", "width_mult": 1.0, "resolutions": None}))
+    save_torch(tmp_path / "w10.pth", {"state_dict": build_supernet(1.0, 1000).state_dict()})
+    out = post_search("--expr", expr, "--save", tmp_path / "out", "-n", "1", "--supernet_path", tmp_path / "w10.pth",
+                      "--data", tmp_path / "imagenet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "imagenet: expected an ImageFolder tree" in out.stderr, out.stderr  # not the run's digits
+    assert not (tmp_path / "out").exists()  # failed before writing anything
+
+
+def test_post_search_export_arguments_of_an_oracle_run(tmp_path, monkeypatch):
+    import yaml
+
+    import codebase.evaluators.supernet as supernet
+    import post_search as script
+
+    seen = []
+
+    def cached_evaluator(args):  # a stand-in: only the arguments matter here
+        seen.append(vars(args))
+        return types.SimpleNamespace(space=types.SimpleNamespace(validate=lambda subnet: subnet))
+
+    monkeypatch.setattr(supernet, "cached_evaluator", cached_evaluator)
+    (tmp_path / "args.yaml").write_text(yaml.safe_dump({"evaluator": "ofa_oracle", "dataset": "digits",
+                                                        "width_mult": 1.0, "resolutions": None, "n_epochs": 0}))
+    args = script.build_parser().parse_args(["--expr", "x", "--supernet_path", "w.pth", "--data", "D"])
+    script.supernet_exporter(args, tmp_path, [{}])
+    assert seen[0]["width_mult"] == 1.2 and seen[0]["resolutions"] == [160, 176, 192, 208, 224]
+    assert seen[0]["dataset"] == "imagenet" and seen[0]["data"] == "D" and seen[0]["n_epochs"] == 0
+
 
 
 @pytest.mark.parametrize("prefer, message", [

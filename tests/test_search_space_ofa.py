@@ -132,6 +132,10 @@ def test_profile_command_prints_one_json_line(tmp_path):
     assert set(line) == {"params", "flops", "flops_ofa"}
     assert line["params"] == pytest.approx(expected["params"], abs=1e-6)
     assert line["flops"] == pytest.approx(expected["flops"], abs=1e-6)
+    (tmp_path / "net.subnet").write_text(json.dumps({**subnet, "r": [208]}))  # some tools write r as [R]
+    out = _evaluator("--profile", "--subnet", str(tmp_path / "net.subnet"), "--width", "1.2", "--n_classes", "10")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip()) == line
 
 
 def test_profile_config_command(tmp_path):

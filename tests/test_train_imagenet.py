@@ -88,6 +88,16 @@ def test_resume_continues_the_schedule(setup, tmp_path):
     # timm's linear warm-up over 3 epochs: epoch index 1 runs at warmup_lr + (lr - warmup_lr) / 3
     assert rows[1]["lr"] == pytest.approx(1e-6 + (0.024 - 1e-6) / 3, rel=1e-4)
     assert load_torch(tmp_path / "run" / "checkpoint.pth")["epoch"] == 2
+    # the same two epochs without the interruption: the same weights, EMA weights and metrics, so the resume
+    # restored the weights, EMA, optimizer, schedule and random state
+    argv[argv.index("--output") + 1] = tmp_path / "straight"
+    assert train_imagenet.main([str(a) for a in argv]) == 0
+    assert metrics(tmp_path / "straight") == rows
+    resumed, straight = load_torch(tmp_path / "run" / "model.pth"), load_torch(tmp_path / "straight" / "model.pth")
+    for key in ("state_dict", "state_dict_ema"):
+        assert resumed[key].keys() == straight[key].keys()
+        for name, tensor in straight[key].items():
+            assert torch.equal(resumed[key][name], tensor), (key, name)
 
 
 def test_teacher_is_the_supernets_largest_subnet(setup):

@@ -137,6 +137,8 @@ def test_image_size_comes_from_the_run_or_the_subnet(export, tmp_path):
     (folder / "net.config").write_text(Path(config).read_text())
     write_json(folder / "net.subnet", {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 176})
     assert resolve_image_size(None, "cifar10", folder / "net.config", weights) == 176
+    write_json(folder / "net.subnet", {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": [192]})  # the [R] form
+    assert resolve_image_size(None, "cifar10", folder / "net.config", weights) == 192
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "args.yaml").write_text("img_size: 48\ndataset: cifar10\n")
