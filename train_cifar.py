@@ -5,7 +5,7 @@
     python train_cifar.py --net_type micro --arch NSGANet --layers 20 --init_channels 34 --filter_increment 4 \
         --SE --auxiliary --cutout --droprate 0.2 --epochs 600 --dataset cifar10 --data DATA --save DIR
     python train_cifar.py ... --resume DIR                  # continue from DIR/checkpoint.pth
-    python train_cifar.py ... --evaluate                    # score the weights on the test set, no training
+    python train_cifar.py ... --evaluate [--resume DIR]     # score the weights (or DIR/model.pth), no training
     torchrun --nproc_per_node 4 train_cifar.py ...          # several GPUs (DDP); gloo on CPU
 
 Writes DIR/args.yaml, DIR/checkpoint.pth (every epoch), DIR/model.pth, DIR/metrics.csv, DIR/net.config.
@@ -80,6 +80,12 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
+    if args.evaluate and not args.pretrained:  # score trained weights, never a fresh initialisation
+        if not args.resume:
+            raise ValueError("--evaluate needs weights: --initial-checkpoint FILE, or --resume DIR for DIR/model.pth")
+        from codebase.finetune import run_folder
+
+        args.pretrained = str(run_folder(args) / "model.pth")
     return args
 
 

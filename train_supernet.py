@@ -62,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (save / "args.yaml").is_file():
             raise ValueError(f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
         stored = read_yaml(save / "args.yaml")
+        if not isinstance(stored, dict):
+            raise ValueError(f"{save / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+        if args.data is not None:  # the one setting a resume may change: the data moved
+            stored = {**stored, "data": args.data}
         config = SupernetTrainConfig(**{k: v for k, v in stored.items() if k in fields})
     else:
         save = Path(args.save)
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     config = config.resolved()
     save.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
     path = train_supernet(config, save, device=args.device, progress=not args.quiet, num_workers=args.num_workers)

@@ -11,9 +11,19 @@ def run_main(main: Callable[[], int | None]) -> None:
     try:
         code = main()
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def error_line(e: BaseException) -> str:
+    """The message of a bad-input error; for one re-raised from a DataLoader worker (its text is the
+    worker's whole traceback) the original error's own line."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        return last.split(": ", 1)[1] if last.startswith(f"{type(e).__name__}: ") else last
+    return text

@@ -177,6 +177,7 @@ def _format_row(values: dict[str, float]) -> str:
 
 
 def run_folder(args: argparse.Namespace) -> Path:
+    """The run's output folder: --resume DIR (or the folder of a checkpoint file given there), else --save."""
     if args.resume:
         folder = Path(args.resume)
         return folder.parent if folder.is_file() else folder

@@ -381,3 +381,33 @@ def test_malformed_image_folders(tmp_path):
     write_image_folder(cinic, ["train", "test"], [f"c{i}" for i in range(10)], size=(32, 32))
     write_image_folder(cinic, ["valid"], [f"x{i}" for i in range(10)], size=(32, 32))
     assert "hold different class folders" in one_line_error("cinic10", cinic)
+
+
+def test_a_test_split_with_other_class_folders_than_train_is_refused(tmp_path):
+    # labels are indices into each split's sorted class folders: bee would be 1 in train and 0 in test
+    write_image_folder(tmp_path, ["train"], ["ant", "bee", "cat"])
+    write_image_folder(tmp_path, ["test"], ["bee", "cat"])
+    message = one_line_error("folder", tmp_path, "test")
+    assert "hold different class folders (only in train: ['ant']; only in test: none)" in message
+    assert len(get_dataset("folder", tmp_path, "train")) == 3  # train alone is fine
+
+
+def test_an_unreadable_image_is_one_line_naming_it(tmp_path):
+    import subprocess
+    import sys
+
+    write_image_folder(tmp_path, ["train", "test"], ["a", "b"], per_class=2)
+    broken = tmp_path / "train" / "b" / "broken.png"
+    broken.write_bytes(b"not an image")
+    ds = get_dataset("folder", tmp_path, "train")
+    index = [p for p, _ in ds.samples].index(str(broken))
+    with pytest.raises(ValueError, match="broken.png: not a readable image"):
+        ds[index]
+    # through a DataLoader worker and a script: one line, no traceback
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "train_cifar.py"), "--dataset", "folder", "--data", str(tmp_path),
+                          "--net_type", "micro", "--layers", "3", "--init_channels", "4", "--epochs", "1", "-b", "2",
+                          "-j", "1", "--save", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True,
+                         cwd=root, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().count("\n") == 0 and "broken.png: not a readable image" in out.stderr

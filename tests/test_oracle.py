@@ -126,3 +126,18 @@ def test_incompatible_space_is_value_error(tmp_path):
     torch.save(AccuracyPredictor(_encoder(), device="cpu").state_dict(), tmp_path / "p.pth")
     with pytest.raises(ValueError, match="resolutions"):
         OFAOracle(tmp_path / "p.pth", space=OFASearchSpace(width_mult=1.2))  # 192..256 step 4
+
+
+def test_gpu_latency_is_measured_on_cuda(monkeypatch):
+    # --sec_obj gpu names the device "gpu"; the latency code takes torch device names
+    import codebase.latency
+    from codebase.evaluators.oracle import OracleEvaluator
+
+    if not PUBLISHED.is_file():
+        pytest.skip(f"needs {PUBLISHED}")
+    devices = []
+    monkeypatch.setattr(codebase.latency, "measure_latency",
+                        lambda net, r, device, **kw: devices.append(device) or 1.0)
+    evaluator = OracleEvaluator(PUBLISHED, measure=("gpu",))
+    subnet = evaluator.space.decode(evaluator.space.smallest())
+    assert evaluator.evaluate(subnet)["latency_gpu"] == 1.0 and devices == ["cuda"]

@@ -85,6 +85,12 @@ def test_validation_and_evaluate_reproduce_the_logged_accuracy(setup, tmp_path, 
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["top1"] == pytest.approx(v["top1"], abs=1e-3)
     assert printed["loss"] == pytest.approx(v["loss"], rel=1e-3)
+    # --evaluate --resume DIR scores DIR/model.pth, not the starting weights; no weights at all is an error
+    del argv[at:at + 2]
+    assert main_inline("train_cifar", [*argv, "--evaluate", "--resume", run]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == printed
+    with pytest.raises(ValueError, match="--evaluate needs weights"):
+        main_inline("train_cifar", [*argv, "--evaluate"])
 
 
 def test_nsganet_micro_from_scratch_on_cifar100(tmp_path):

@@ -185,3 +185,11 @@ def test_train_supernet_script_and_resume(folder_data, tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = run("--resume", str(tmp_path / "s"))
     assert resumed.returncode == 0, resumed.stderr
+    import shutil
+
+    from codebase.io import read_yaml
+
+    moved = shutil.copytree(folder_data, tmp_path / "moved")  # the data moved: --data may change on resume
+    resumed = run("--resume", str(tmp_path / "s"), "--data", str(moved))
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_yaml(tmp_path / "s" / "args.yaml")["data"] == str(moved)

@@ -165,11 +165,12 @@ class STL10Binary(STL10):
 
 
 def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_classes: int | None,
-                 transform=None) -> ImageFolder:
+                 transform=None, train_subdir: str | None = None) -> ImageFolder:
     """One ImageFolder over root/subdirs[0], with the samples of any further subdirs appended.
 
     Every subdir must hold the same class folders (the label is the class folder's sorted index),
-    and, when n_classes is given, exactly that many.
+    and, when n_classes is given, exactly that many. `train_subdir`: for a test split, the training
+    folder whose class folders it must match, or its labels would mean other classes.
     """
     first: ImageFolder | None = None
     for sub in subdirs:
@@ -177,7 +178,7 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
         if not path.is_dir():
             raise data_error(name, layout, root, f"{path} not found")
         try:
-            ds = ImageFolder(str(path), transform=transform)
+            ds = ImageFolder(str(path), transform=transform, loader=read_rgb_image)
         except FileNotFoundError as e:  # no class folders, or a class folder with no images
             raise data_error(name, layout, root, f"{path}: {_shorten(str(e))}") from None
         if n_classes is not None and len(ds.classes) != n_classes:
@@ -191,8 +192,30 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
         first.samples += ds.samples
         first.targets += ds.targets
     assert first is not None
+    train = root / train_subdir if train_subdir else None
+    if train is not None and train.is_dir() and train_subdir not in subdirs:
+        from torchvision.datasets.folder import find_classes
+
+        train_classes = find_classes(str(train))[0]
+        if train_classes != first.classes:
+            only_train = sorted(set(train_classes) - set(first.classes))[:3]
+            only_here = sorted(set(first.classes) - set(train_classes))[:3]
+            raise data_error(name, layout, root, f"{first.root} and {train} hold different class folders (only in "
+                             f"{train.name}: {only_train or 'none'}; only in {Path(first.root).name}: "
+                             f"{only_here or 'none'}), so the labels would not match")
     first.imgs = first.samples
     return first
+
+
+def read_rgb_image(path: str) -> Image.Image:
+    """An image file as a PIL RGB image; one that PIL cannot read is a ValueError naming the file."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
 def _shorten(text: str, limit: int = 300) -> str:

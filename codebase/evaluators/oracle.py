@@ -39,4 +39,4 @@ class OracleEvaluator:
         if self._supernet is None:
             self._supernet = build_supernet(self.space.width_mult, 1000)
         net = extract_subnet(self._supernet, subnet).eval()
-        return measure_latency(net, subnet["r"], device=device, warmup=3, repeats=10)
+        return measure_latency(net, subnet["r"], device="cuda" if device == "gpu" else device, warmup=3, repeats=10)
