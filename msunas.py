@@ -118,12 +118,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--n_doe {args.n_doe} is too small to fit a surrogate; use at least 10")
 
 
-def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
-    """Before anything is written: a --ref_point of the wrong length would otherwise fail after iteration 0."""
-    if ref_point is not None and len(ref_point) != len(names):
-        raise ValueError(f"--ref_point needs {len(names)} values ({', '.join(names)}), got {len(ref_point)}")
-
-
 def setup_logging(save: Path, quiet: bool) -> None:
     logger = logging.getLogger("msunas")
     logger.setLevel(logging.INFO)
@@ -171,7 +165,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     the other ranks evaluate their share of each iteration's candidates."""
     from codebase.evaluators import get_evaluator
     from codebase.io import write_yaml
-    from codebase.search.engine import MSuNAS, SearchSettings
+    from codebase.search.engine import MSuNAS, SearchSettings, check_ref_point
     from codebase.search.objectives import parse_objectives
 
     try:
@@ -183,7 +177,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
-        check_ref_point(args.ref_point, [o.name for o in objectives])
+        check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written
         error = None
     except ValueError as e:
         if ranks is None:

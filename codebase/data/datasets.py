@@ -24,7 +24,7 @@ def load_imagenet(root: Path, split: str, transform: Callable | None = None) -> 
     "test" reads val/ (the usual ImageNet protocol)."""
     info = dataset_info("imagenet")
     sub = "train" if split == "train" else "val"
-    return image_folder(info.name, info.layout, root, [sub], info.n_classes, transform, train_subdir="train")
+    return image_folder(info.name, info.layout, root, [sub], info.n_classes, transform)
 
 
 def load_cifar10(root: Path, split: str, transform: Callable | None = None) -> Dataset:
@@ -50,7 +50,7 @@ def load_cinic10(root: Path, split: str, transform: Callable | None = None) -> D
     holds its own validation images out of these), "test" is test/."""
     info = dataset_info("cinic10")
     subs = ["train", "valid"] if split == "train" else ["test"]
-    return image_folder(info.name, info.layout, root, subs, info.n_classes, transform, train_subdir="train")
+    return image_folder(info.name, info.layout, root, subs, info.n_classes, transform)
 
 
 def load_stl10(root: Path, split: str, transform: Callable | None = None) -> Dataset:
@@ -64,7 +64,7 @@ def load_stl10(root: Path, split: str, transform: Callable | None = None) -> Dat
 def _fine_grained_loader(name: str, sizes: str) -> Callable[..., Dataset]:
     def load(root: Path, split: str, transform: Callable | None = None) -> Dataset:
         info = dataset_info(name)
-        return image_folder(info.name, info.layout, root, [split], info.n_classes, transform, train_subdir="train")
+        return image_folder(info.name, info.layout, root, [split], info.n_classes, transform)
 
     info = dataset_info(name)
     load.__name__ = f"load_{name}"
@@ -87,7 +87,7 @@ def load_folder(root: Path, split: str, transform: Callable | None = None) -> Da
     sub = split
     if split == "test" and not (root / "test").is_dir() and (root / "val").is_dir():
         sub = "val"
-    return image_folder(info.name, info.layout, root, [sub], None, transform, train_subdir="train")
+    return image_folder(info.name, info.layout, root, [sub], None, transform)
 
 
 def load_digits_dataset(root: Path | None, split: str, transform: Callable | None = None) -> Dataset:

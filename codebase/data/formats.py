@@ -165,12 +165,13 @@ class STL10Binary(STL10):
 
 
 def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_classes: int | None,
-                 transform=None, train_subdir: str | None = None) -> ImageFolder:
+                 transform=None, train_subdir: str | None = "train") -> ImageFolder:
     """One ImageFolder over root/subdirs[0], with the samples of any further subdirs appended.
 
     Every subdir must hold the same class folders (the label is the class folder's sorted index),
-    and, when n_classes is given, exactly that many. `train_subdir`: for a test split, the training
-    folder whose class folders it must match, or its labels would mean other classes.
+    and, when n_classes is given, exactly that many. `train_subdir` (every layout here names it train/):
+    when it exists and is not among `subdirs` (a test split), the class folders must match its, or the
+    labels would mean other classes.
     """
     first: ImageFolder | None = None
     for sub in subdirs:

@@ -33,10 +33,10 @@ class OracleEvaluator:
         return stats
 
     def _latency(self, subnet: dict[str, Any], device: str) -> float:
-        from codebase.latency import measure_latency
+        from codebase.latency import measure_latency, objective_device
         from codebase.supernet import build_supernet, extract_subnet
 
         if self._supernet is None:
             self._supernet = build_supernet(self.space.width_mult, 1000)
         net = extract_subnet(self._supernet, subnet).eval()
-        return measure_latency(net, subnet["r"], device="cuda" if device == "gpu" else device, warmup=3, repeats=10)
+        return measure_latency(net, subnet["r"], device=objective_device(device), warmup=3, repeats=10)

@@ -287,10 +287,9 @@ class SupernetEvaluator:
         return stats
 
     def _latency(self, net: nn.Module, resolution: int, device: str) -> float:
-        from codebase.latency import measure_latency
+        from codebase.latency import measure_latency, objective_device
 
-        return measure_latency(net, resolution, device="cuda" if device == "gpu" else device,
-                               warmup=5, repeats=20)
+        return measure_latency(net, resolution, device=objective_device(device), warmup=5, repeats=20)
 
 
 # ---------------------------------------------------------------------- export

@@ -143,6 +143,11 @@ def time_forward(
     return times
 
 
+def objective_device(name: str) -> str:
+    """The torch device of a measured objective's device name: `--sec_obj gpu` measures on "cuda"."""
+    return "cuda" if name == "gpu" else name
+
+
 def measure_latency(
     model: nn.Module,
     resolution: int,

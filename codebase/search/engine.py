@@ -59,6 +59,12 @@ class Archive:
     subnets: list[dict[str, Any]]
 
 
+def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
+    """A given hypervolume reference point has one value per objective (msunas.py checks it before writing)."""
+    if ref_point is not None and len(ref_point) != len(names):
+        raise ValueError(f"--ref_point needs {len(names)} values ({', '.join(names)}), got {len(ref_point)}")
+
+
 def iteration_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
@@ -106,9 +112,8 @@ class MSuNAS:
         X = np.concatenate([archive.X, X_new]) if len(X_new) else archive.X
         F = np.concatenate([archive.F, F_new]) if len(F_new) else archive.F
         if previous is None:
+            check_ref_point(self.s.ref_point, self.names)
             ref = np.asarray(self.s.ref_point if self.s.ref_point is not None else reference_point(F), dtype=float)
-            if len(ref) != len(self.names):
-                raise ValueError(f"--ref_point needs {len(self.names)} values ({', '.join(self.names)})")
         else:
             ref = np.asarray(previous["ref_point"], dtype=float)
         stats = {
