@@ -3,10 +3,14 @@
     python scripts/research_search.py --variant local:100 --predictor gp_additive --seeds 0 1 --set n_doe=50
 
 Variants: `base` (the engine as is), `local:KEEP` (the inner search's population joined by the KEEP
-best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands).
+best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands),
+`doe_flops` (the initial design spread evenly over FLOPs: one random architecture per FLOPs band out
+of 40 x n_doe samples), `confidence:K` (the searched error is the prediction minus K predicted std,
+K of either sign; the engine's `explore` takes K > 0 only).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
-FLOPs and log params).
+FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
+scale per layer gene group, ARD, log scales tied to their mean by a Gaussian prior of std 1 / 0.3).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -65,6 +69,41 @@ def with_local_candidates(keep: int):
     return minimize
 
 
+def with_flops_spread_design(original):
+    """OFASearchSpace.initialize replaced: smallest, largest, then one random architecture per FLOPs band."""
+
+    def initialize(space, n_doe: int, rng: np.random.Generator) -> np.ndarray:
+        from codebase.search.objectives import parse_objectives
+
+        X = original(space, 40 * n_doe, rng)  # smallest, largest, then distinct random ones
+        flops = parse_objectives("flops", space, 1000)[1].compute(X)
+        edges = np.linspace(flops.min(), flops.max(), n_doe - 1)
+        band = np.digitize(flops, edges[1:-1])
+        picks = [0, 1]
+        for b in range(n_doe - 2):
+            members = np.flatnonzero(band == b)
+            members = members[members > 1]
+            if len(members):
+                picks.append(int(rng.choice(members)))
+        rest = np.setdiff1d(np.arange(len(X)), picks)  # empty bands: random architectures instead
+        picks += rng.choice(rest, n_doe - len(picks), replace=False).tolist()
+        return X[picks]
+
+    return initialize
+
+
+def with_confidence(k: float):
+    """MSuNAS._predict replaced: the error is the prediction minus k predicted std, for k of either sign."""
+
+    def predict(self, models, X, explore=0.0):
+        cols = [models[j].predict(X) if j in models else o.compute(X) for j, o in enumerate(self.objectives)]
+        F = np.column_stack(cols).astype(float)
+        F[:, 0] -= k * models[0].predict_std(X)
+        return F
+
+    return predict
+
+
 def register_variants() -> None:
     from acc_predictor import get_acc_predictor, register_acc_predictor
     from acc_predictor.base import Predictor
@@ -116,6 +155,79 @@ def register_variants() -> None:
 
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
+    ARDGP = _ard_gp_class()
+    register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
+    register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
+
+
+def _ard_gp_class():
+    """gp_additive with one squared-exponential length scale per layer gene group (20 kernel, 20 expand,
+    resolution): fitted by marginal likelihood from gp_additive's own fit, the log length scales tied to
+    their mean by a Gaussian prior (std `prior_std`)."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.optimize import minimize
+
+    from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist
+
+    class ARD(AdditiveGP):
+        def __init__(self, search_space=None, encoding: str = "onehot", seed: int = 0, prior_std: float = 1.0):
+            super().__init__(search_space, encoding, seed)
+            self.prior_std = prior_std
+
+        def _group_dist(self, A, B):  # (groups, len(A), len(B)) squared distances per gene group
+            return np.stack([_sq_dist(A[:, self.group == g], B[:, self.group == g]) for g in range(self.n_groups)])
+
+        def _fit(self, F, y):
+            super()._fit(F, y)  # the isotropic fit: the starting point
+            s = self.search_space
+            sizes = [len(s.kernel_sizes)] * 20 + [len(s.expand_ratios)] * 20 + [len(s.resolutions)]
+            self.group, self.n_groups = np.repeat(np.arange(len(sizes)), sizes), len(sizes)
+            lin, se = self._split(F)
+            t = (y - self.y_mean) / self.y_std
+            K_lin, Dg, eye = lin @ lin.T / lin.shape[1], self._group_dist(se, se), np.eye(len(t))
+
+            def kernel(p):
+                K_se = np.exp(-0.5 * np.tensordot(np.exp(-p[3:]), Dg, axes=1))
+                return np.exp(p[0]) * K_lin + np.exp(p[1]) * K_se + (np.exp(p[2]) + _JITTER) * eye, K_se
+
+            def nll(p):
+                K, K_se = kernel(p)
+                try:
+                    chol = cho_factor(K, lower=True)
+                except np.linalg.LinAlgError:
+                    return 1e10, np.zeros_like(p)
+                alpha = cho_solve(chol, t)
+                W = np.outer(alpha, alpha) - cho_solve(chol, eye)
+                grad = np.r_[-0.5 * np.sum(W * K_lin) * np.exp(p[0]), -0.5 * np.sum(W * K_se) * np.exp(p[1]),
+                             -0.5 * np.trace(W) * np.exp(p[2]),
+                             -0.25 * np.tensordot(Dg, W * K_se * np.exp(p[1]), axes=([1, 2], [0, 1])) * np.exp(-p[3:])]
+                centred = p[3:] - p[3:].mean()
+                grad[3:] += centred / self.prior_std**2
+                value = 0.5 * t @ alpha + np.log(np.diag(chol[0])).sum() + 0.5 * np.sum(centred**2) / self.prior_std**2
+                return float(value), grad
+
+            v_lin, v_se, ls2, v_noise = self.params
+            p0 = np.r_[v_lin, v_se, v_noise, np.full(self.n_groups, ls2 + np.log(self.d_scale))]
+            bounds = [(-10, 5), (-10, 5), (-12, 1)] + [(-5, 12)] * self.n_groups
+            self.ard = minimize(nll, p0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 200}).x
+            K, _ = kernel(self.ard)
+            self.chol = cho_factor(K, lower=True)
+            self.alpha = cho_solve(self.chol, t)
+
+        def _posterior(self, F, with_std):
+            lin, se = self._split(F)
+            v_lin, v_se, inv_ls2 = np.exp(self.ard[0]), np.exp(self.ard[1]), np.exp(-self.ard[3:])
+            K = v_lin * lin @ self.train_lin.T / lin.shape[1]
+            D = sum(w * _sq_dist(se[:, self.group == g], self.train_se[:, self.group == g])
+                    for g, w in enumerate(inv_ls2))  # weighted, group by group: bounded memory
+            K += v_se * np.exp(-0.5 * D)
+            std = None
+            if with_std:
+                prior = v_lin * np.sum(lin**2, axis=1) / lin.shape[1] + v_se
+                std = np.sqrt(np.maximum(prior - np.sum(K.T * cho_solve(self.chol, K.T), axis=0), 0.0)) * self.y_std
+            return K @ self.alpha * self.y_std + self.y_mean, std
+
+    return ARD
 
 
 def run_once(oracle_path: Path, seed: int, settings: dict, keep: str | None = None) -> np.ndarray:
@@ -148,7 +260,7 @@ def parse_settings(items: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", default="base", help="base | local:KEEP | bands")
+    p.add_argument("--variant", default="base", help="base | local:KEEP | bands | doe_flops | confidence:K")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -160,6 +272,14 @@ def main() -> None:
     name, _, arg = args.variant.partition(":")
     if name == "local":
         pymoo_adapter.minimize = with_local_candidates(int(arg or 100))
+    elif name == "doe_flops":
+        from search_space.ofa import OFASearchSpace
+
+        OFASearchSpace.initialize = with_flops_spread_design(OFASearchSpace.initialize)
+    elif name == "confidence":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._predict = with_confidence(float(arg))
     elif name not in ("base", "bands"):
         raise SystemExit(f"unknown variant {args.variant}")
     settings = {"predictor": args.predictor, **parse_settings(args.set)}
