@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -25,8 +25,7 @@ SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inn
 
 def build_parser() -> argparse.ArgumentParser:
     # no abbreviations: a resume recognises the flags it may change by their full names
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                allow_abbrev=False)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("--save", default="search-exp", help="folder of the run (must not hold another run)")
     p.add_argument("--resume", metavar="SAVE_DIR", help="continue the run in SAVE_DIR from its last complete iteration")
     p.add_argument("--seed", type=int, default=0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 
 def run_main(main: Callable[[], int | None]) -> None:
@@ -27,3 +29,11 @@ def error_line(e: BaseException) -> str:
         last = [line for line in text.splitlines() if line.strip()][-1].strip()
         return last.split(": ", 1)[1] if last.startswith(f"{type(e).__name__}: ") else last
     return text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)

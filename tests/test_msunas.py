@@ -178,6 +178,7 @@ def test_abbreviated_flags_are_refused(reference_run):
     # a resume recognises --iterations by its full name; "--iter 6" must not be silently ignored
     out = msunas("--resume", reference_run, "--iter", "6", check=False)
     assert out.returncode == 2 and "unrecognized arguments: --iter 6" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1  # one line, like every other bad input
 
 
 def test_existing_run_is_never_overwritten(reference_run):
