@@ -165,7 +165,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     from codebase.evaluators import get_evaluator
     from codebase.io import write_yaml
     from codebase.search.engine import MSuNAS, SearchSettings, check_ref_point
-    from codebase.search.objectives import parse_objectives
+    from codebase.search.objectives import measured_devices, parse_objectives
 
     try:
         check_args(args)
@@ -173,7 +173,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
             save.mkdir(parents=True, exist_ok=True)
             setup_logging(save, args.quiet)
-        measure = tuple(d for d in ("cpu", "gpu") if d in str(args.sec_obj).split(","))
+        measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
         check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written

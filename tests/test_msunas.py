@@ -155,6 +155,23 @@ def test_three_objectives(tmp_path):
         assert (flops, params) == pytest.approx((counted["flops"], counted["params"]))
 
 
+def test_lookup_table_latency_objective(tmp_path):
+    from codebase.latency import LatencyTable
+
+    lut = ROOT.parent / "shared" / "data" / "ofa" / "note10_lut"
+    oracle_run(tmp_path / "lut", "--sec_obj", f"flops, lut:{lut}", "--iterations", "1")  # a space after the comma
+    stats = load(tmp_path / "lut" / "iter_1.stats")
+    assert stats["objectives"] == ["top1_err", "flops", "latency"] and not (tmp_path / "lut" / "failed").exists()
+    assert len(stats["archive"]) == 12 + 4
+    space = OFASearchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224))
+    table = LatencyTable.load(lut)
+    genomes = np.array([space.encode(entry[0]) for entry in stats["archive"]])
+    expected = table.predict_genomes(genomes, space, n_classes=1000)
+    assert [entry[3] for entry in stats["archive"]] == pytest.approx(expected)
+    assert load(tmp_path / "lut" / "iter_1" / "net_0.stats")["latency"] == pytest.approx(
+        table.predict_genomes(space.encode(load(tmp_path / "lut" / "iter_1" / "net_0.subnet"))[None], space, 1000)[0])
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -30,7 +30,7 @@ from codebase.evaluators import Evaluator
 from codebase.io import read_json, write_json
 from codebase.search import pymoo_adapter
 from codebase.search.indicators import hypervolume, nondominated, reference_point
-from codebase.search.objectives import ERROR, Objective, objective_values
+from codebase.search.objectives import ERROR, Objective, complete_stats, objective_values
 from codebase.search.subset import select_subset
 from search_space.base import SearchSpace, rows_in, unique_rows
 
@@ -272,6 +272,7 @@ class MSuNAS:
         for i, stats, error in self._evaluate_pending(folder, pending):
             if error is None:
                 try:
+                    stats = complete_stats(self.objectives, stats, np.asarray(plan["genomes"][i]))
                     values[i] = objective_values(self.objectives, stats)
                 except Exception as e:
                     error = f"{type(e).__name__}: {e}"

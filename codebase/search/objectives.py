@@ -19,7 +19,8 @@ from search_space.base import SearchSpace
 
 ERROR = "top1_err"
 MEASURED = {"cpu": "latency_cpu", "gpu": "latency_gpu"}
-OBJECTIVE_HELP = "flops, params, cpu, gpu, lut:PATH, or a comma-separated list of them (2 to 3 of them)"
+OBJECTIVE_HELP = ("flops, params, flops_ofa (OFA spaces), cpu, gpu, lut:PATH, "
+                  "or a comma-separated list of 1 to 3 of them")
 
 
 @dataclass
@@ -50,15 +51,29 @@ def complexity_function(space: SearchSpace, n_classes: int) -> Callable[[np.ndar
     return other
 
 
+def objective_names(spec: str) -> list[str]:
+    """The `--sec_obj` list as names, whitespace stripped: "flops, cpu" -> ["flops", "cpu"]."""
+    return [s.strip() for s in str(spec).split(",") if s.strip()]
+
+
+def measured_devices(spec: str) -> tuple[str, ...]:
+    """The devices whose latency the evaluator must measure for `spec` ("cpu", "gpu")."""
+    names = objective_names(spec)
+    return tuple(device for device in MEASURED if device in names)
+
+
 def parse_objectives(spec: str, space: SearchSpace, n_classes: int) -> list[Objective]:
     """[top1_err] + the objectives named in `spec` (e.g. "flops", "flops,lut:note10_lut")."""
-    names = [s.strip() for s in str(spec).split(",") if s.strip()]
+    names = objective_names(spec)
     if not 1 <= len(names) <= 3:
         raise ValueError(f"--sec_obj: expected {OBJECTIVE_HELP}; got '{spec}'")
     out = [Objective(ERROR, "measured")]
     complexity = None
     for name in names:
         if name in ("flops", "params", "flops_ofa"):
+            if name == "flops_ofa" and space.name != "ofa":
+                raise ValueError(f"--sec_obj flops_ofa: OFA's FLOPs convention exists for OFA spaces only, "
+                                 f"not '{space.name}'; use flops")
             complexity = complexity or complexity_function(space, n_classes)
             out.append(Objective(name, "exact", lambda X, key=name, c=complexity: c(X)[key]))
         elif name in MEASURED:
@@ -84,6 +99,16 @@ def _lut_objective(path: str, space: SearchSpace, n_classes: int) -> Callable[[n
 
     latency(np.stack([space.smallest(), space.largest()]))  # fail now, naming a missing key, not mid-search
     return latency
+
+
+def complete_stats(objectives: list[Objective], stats: dict[str, Any], genome: np.ndarray) -> dict[str, Any]:
+    """`stats` plus the exact objectives an evaluator does not report (a look-up-table latency),
+    computed from the genome, so that net.stats holds every objective of the run."""
+    missing = {o.name: o for o in objectives if o.kind == "exact" and o.name not in stats}
+    if not missing:
+        return stats
+    row = np.atleast_2d(np.asarray(genome, dtype=int))
+    return {**stats, **{name: float(np.asarray(o.compute(row))[0]) for name, o in missing.items()}}
 
 
 def objective_values(objectives: list[Objective], stats: dict[str, Any]) -> list[float]:

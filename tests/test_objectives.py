@@ -1,0 +1,34 @@
+"""--sec_obj parsing: names, measured devices, and objectives a space cannot provide."""
+
+import numpy as np
+import pytest
+
+from codebase.search.objectives import complete_stats, measured_devices, objective_names, parse_objectives
+from search_space import OFASearchSpace
+
+
+def test_names_and_devices_ignore_spaces():
+    assert objective_names(" flops , cpu,") == ["flops", "cpu"]
+    assert measured_devices("flops, cpu") == ("cpu",)
+    assert measured_devices("gpu,params, cpu") == ("cpu", "gpu")
+    assert measured_devices("flops,lut:cpu_table") == ()
+
+
+def test_flops_ofa_is_refused_outside_ofa_spaces():
+    from search_space import get_search_space
+
+    macro = get_search_space("nsganet_macro")
+    with pytest.raises(ValueError, match="flops_ofa: OFA's FLOPs convention exists for OFA spaces only"):
+        parse_objectives("flops_ofa", macro, 10)
+    assert [o.name for o in parse_objectives("flops_ofa", OFASearchSpace(), 10)] == ["top1_err", "flops_ofa"]
+
+
+def test_complete_stats_fills_only_missing_exact_objectives():
+    space = OFASearchSpace()
+    objectives = parse_objectives("flops,params", space, 10)
+    genome = space.largest()
+    flops, params = (float(o.compute(genome[None])[0]) for o in objectives[1:])
+    stats = complete_stats(objectives, {"top1": 50.0, "flops": 1.0}, genome)
+    assert stats == {"top1": 50.0, "flops": 1.0, "params": pytest.approx(params)}  # a reported value is kept
+    assert complete_stats(objectives, {"top1": 1.0}, genome)["flops"] == pytest.approx(flops)
+    assert np.isfinite(flops) and flops > 0
