@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from search_space.ofa import MAX_DEPTH, N_STAGES, OFASearchSpace
+from search_space.ofa import MAX_DEPTH, N_STAGES, OFASearchSpace, compact_subnet
 
 BASE_STAGE_WIDTH = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
 STAGE_STRIDES = (2, 2, 2, 1, 2)  # the five searchable stages (the first block has stride 1)
@@ -143,18 +143,20 @@ def genome_complexity(space: OFASearchSpace, X: np.ndarray, n_classes: int = 100
 
 def subnet_complexity(subnet: dict[str, Any], width_mult: float = 1.0, n_classes: int = 1000,
                       resolution: int | None = None) -> dict[str, float]:
-    """{"params", "flops", "flops_ofa"} in millions for one subnet description (ks/e/d/r)."""
-    d = [int(v) for v in subnet["d"]]
+    """{"params", "flops", "flops_ofa"} in millions for one subnet description (ks/e/d/r; compact or
+    20-entry padded ks/e, r as R or [R]); `resolution` overrides r."""
+    if isinstance(subnet, dict) and resolution is not None:
+        subnet = {**subnet, "r": int(resolution)}
+    c = compact_subnet(subnet)
     ks, e = np.zeros((1, N_STAGES * MAX_DEPTH), np.int64), np.zeros((1, N_STAGES * MAX_DEPTH), np.int64)
     active = np.zeros_like(ks, dtype=bool)
     layer = 0
     for s in range(N_STAGES):
-        for j in range(d[s]):
+        for j in range(c["d"][s]):
             slot = s * MAX_DEPTH + j
-            ks[0, slot], e[0, slot], active[0, slot] = subnet["ks"][layer], subnet["e"][layer], True
+            ks[0, slot], e[0, slot], active[0, slot] = c["ks"][layer], c["e"][layer], True
             layer += 1
-    r = np.array([resolution if resolution is not None else int(subnet["r"])])
-    return to_millions(ofa_layer_complexity(ks, e, active, r, width_mult, n_classes))
+    return to_millions(ofa_layer_complexity(ks, e, active, np.array([c["r"]]), width_mult, n_classes))
 
 
 def to_millions(cost: Cost) -> dict[str, Any]:

@@ -111,6 +111,8 @@ def read_yaml(path: str | Path) -> Any:
         raise ValueError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
     except yaml.YAMLError as e:
         raise ValueError(f"{path}: corrupt YAML file ({e})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text (YAML) file") from None
 
 
 def save_torch(path: str | Path, obj: Any) -> Path:

@@ -163,11 +163,7 @@ class OFASearchSpace:
 
         Raises ValueError naming the offending field.
         """
-        if not isinstance(subnet, dict):
-            raise ValueError(f"subnet: expected a JSON object with keys ks, e, d, r; got {type(subnet).__name__}")
-        for key in ("ks", "e", "d", "r"):
-            if key not in subnet:
-                raise ValueError(f"subnet: missing field '{key}' (expected keys ks, e, d, r)")
+        _check_keys(subnet)
         d = _int_list(subnet["d"], "d")
         if len(d) != N_STAGES:
             raise ValueError(f"subnet field 'd': expected {N_STAGES} entries, got {len(d)}")
@@ -176,20 +172,41 @@ class OFASearchSpace:
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)):
             raise ValueError(f"subnet field 'r': expected an integer resolution, got {r!r}")
         _check_choices([int(r)], self.resolutions, "r", "resolutions")
-        out = {"d": d, "r": int(r)}
-        per_layer = (("ks", self.kernel_sizes, "kernel sizes"), ("e", self.expand_ratios, "expand ratios"))
-        for key, choices, what in per_layer:
-            values = _int_list(subnet[key], key)
-            if len(values) == N_LAYERS and sum(d) != N_LAYERS:  # padded form: one entry per layer slot
-                values = [values[s * MAX_DEPTH + j] for s in range(N_STAGES) for j in range(d[s])]
-            if len(values) != sum(d):
-                raise ValueError(
-                    f"subnet field '{key}': expected sum(d) = {sum(d)} entries "
-                    f"(or {N_LAYERS} padded), got {len(values)}"
-                )
-            _check_choices(values, choices, key, what)
-            out[key] = values
-        return {"ks": out["ks"], "e": out["e"], "d": out["d"], "r": out["r"]}
+        out = compact_subnet(subnet)
+        _check_choices(out["ks"], self.kernel_sizes, "ks", "kernel sizes")
+        _check_choices(out["e"], self.expand_ratios, "e", "expand ratios")
+        return out
+
+
+def compact_subnet(subnet: Any) -> dict[str, Any]:
+    """{"ks", "e", "d", "r"} with one ks/e entry per active layer, from either the compact or the 20-entry
+    padded form and "r" as R or [R]; checks the structure, not a space's choices (see validate)."""
+    _check_keys(subnet)
+    d = _int_list(subnet["d"], "d")
+    if len(d) != N_STAGES or not all(1 <= v <= MAX_DEPTH for v in d):
+        raise ValueError(f"subnet field 'd': expected {N_STAGES} depths in 1..{MAX_DEPTH}, got {d}")
+    r = subnet_resolution(subnet)
+    if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1:
+        raise ValueError(f"subnet field 'r': expected a positive integer resolution, got {r!r}")
+    out: dict[str, Any] = {}
+    for key in ("ks", "e"):
+        values = _int_list(subnet[key], key)
+        if len(values) == N_LAYERS and sum(d) != N_LAYERS:  # padded form: one entry per layer slot
+            values = [values[s * MAX_DEPTH + j] for s in range(N_STAGES) for j in range(d[s])]
+        if len(values) != sum(d):
+            raise ValueError(
+                f"subnet field '{key}': expected sum(d) = {sum(d)} entries (or {N_LAYERS} padded), got {len(values)}"
+            )
+        out[key] = values
+    return {"ks": out["ks"], "e": out["e"], "d": d, "r": int(r)}
+
+
+def _check_keys(subnet: Any) -> None:
+    if not isinstance(subnet, dict):
+        raise ValueError(f"subnet: expected a JSON object with keys ks, e, d, r; got {type(subnet).__name__}")
+    for key in ("ks", "e", "d", "r"):
+        if key not in subnet:
+            raise ValueError(f"subnet: missing field '{key}' (expected keys ks, e, d, r)")
 
 
 def _int_list(values: Any, key: str) -> list[int]:

@@ -68,6 +68,20 @@ def test_single_subnet_matches_batch():
             assert single[key] == pytest.approx(batch[key][i], rel=1e-12)
 
 
+def test_padded_subnet_and_wrapped_resolution_count_the_same_network():
+    compact = {"ks": [3, 5, 7, 3, 5, 7, 3, 5, 7, 3, 5, 7, 3, 5, 7], "e": [3, 4, 6] * 5, "d": [3, 2, 2, 4, 4], "r": 192}
+    padded, layer = {"ks": [7] * 20, "e": [6] * 20, "d": compact["d"], "r": [192]}, 0  # 7/6 in the unused slots
+    for stage, depth in enumerate(compact["d"]):
+        for j in range(depth):
+            padded["ks"][4 * stage + j], padded["e"][4 * stage + j] = compact["ks"][layer], compact["e"][layer]
+            layer += 1
+    assert subnet_complexity(padded, 1.2, 1000) == pytest.approx(subnet_complexity(compact, 1.2, 1000), rel=1e-12)
+    at_160 = subnet_complexity(compact, 1.2, resolution=160)
+    assert subnet_complexity({**compact, "r": 160}, 1.2) == pytest.approx(at_160)
+    with pytest.raises(ValueError, match="field 'ks': expected sum"):
+        subnet_complexity({**compact, "ks": [3] * 7})
+
+
 def test_head_size_follows_the_number_of_classes():
     c = subnet_complexity({"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": 224}, 1.2, 1000)
     # Hand-computed: a 1000-class head costs 1536*1000 MACs more than a 10-class one, and 1536*990+990 params.

@@ -199,7 +199,7 @@ def test_missing_layer_names_key_and_table(note10, tmp_path):
     with pytest.raises(ValueError, match=r"'Conv-input:224x224x3-output:112x112x16'") as err:
         note10.predict(subnet, width_mult=1.0)
     assert "224_lookup_table.yaml" in str(err.value)
-    with pytest.raises(ValueError, match=r"'Logits-input:1x1x1536-output:10'"):
+    with pytest.raises(ValueError, match=r"'Logits-input:1x1x1536-output:10' .*build_latency_lut.py --n_classes 10"):
         note10.predict(subnet, n_classes=10)
     with pytest.raises(ValueError, match="no table for resolution 200"):
         note10.predict({**subnet, "r": 200})
@@ -226,6 +226,19 @@ def test_bad_tables_are_refused(tmp_path):
         LatencyTable.load(tmp_path / "y.yaml")
     with pytest.raises(ValueError, match="file not found"):
         LatencyTable.load(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("mean", ["null", ".nan", "-100", "abc", ".inf"])
+def test_a_latency_that_is_no_finite_non_negative_number_is_refused(tmp_path, mean):
+    (tmp_path / "t.yaml").write_text(f"MBConv-a:\n  mean: 1.5\nMBConv-b:\n  mean: {mean}\n")
+    with pytest.raises(ValueError, match="t.yaml: entry 'MBConv-b' has mean .*expected a latency >= 0"):
+        LatencyTable.load(tmp_path / "t.yaml")
+
+
+def test_a_binary_file_is_refused_naming_it(tmp_path):
+    (tmp_path / "t.yaml").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match="t.yaml: not a text"):
+        LatencyTable.load(tmp_path / "t.yaml")
 
 
 # ---------------------------------------------------------------- vectorised over genomes
@@ -259,7 +272,7 @@ def test_predict_genomes_missing_entry(tmp_path):
     [
         ({"d": [2] * 4}, "field 'd'"),
         ({"ks": [3] * 9}, "field 'ks': expected sum\\(d\\) = 10"),
-        ({"e": ["x"] * 10}, "field 'e': expected a list of integers"),
+        ({"e": ["x"] * 10}, "field 'e': expected integers, got 'x'"),
         ({"r": [160, 176]}, "field 'r'"),
         ({"r": 0}, "field 'r'"),
     ],

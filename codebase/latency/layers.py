@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codebase.complexity import STAGE_ACTS, STAGE_SE, STAGE_STRIDES, make_divisible, mbv3_widths
-from search_space.ofa import MAX_DEPTH, N_LAYERS, N_STAGES
+from search_space.ofa import N_STAGES, compact_subnet
 
 # The network's geometry is defined once, in codebase.complexity.
 STAGE_H_SWISH = tuple(act == "h_swish" for act in STAGE_ACTS)
@@ -92,35 +92,10 @@ def _head(size: int, c_in: int, w: Widths, n_classes: int) -> list[Layer]:
     ]
 
 
-def _ints(values: Any, key: str) -> list[int]:
-    try:
-        return [int(v) for v in values]
-    except (TypeError, ValueError):
-        raise ValueError(f"subnet field '{key}': expected a list of integers, got {values!r}") from None
-
-
 def compact_layers(subnet: dict[str, Any]) -> tuple[list[int], list[int], list[int], int]:
     """(ks, e, d, r) of a subnet, ks/e with one entry per active layer (20-entry padded form accepted)."""
-    if not isinstance(subnet, dict) or any(k not in subnet for k in ("ks", "e", "d", "r")):
-        raise ValueError(f"subnet: expected a dict with keys ks, e, d, r; got {subnet!r}")
-    d = _ints(subnet["d"], "d")
-    if len(d) != N_STAGES or not all(1 <= v <= MAX_DEPTH for v in d):
-        raise ValueError(f"subnet field 'd': expected {N_STAGES} depths in 1..{MAX_DEPTH}, got {d}")
-    r = subnet["r"]
-    if isinstance(r, (list, tuple)) and len(r) == 1:  # some tools write r as [R]
-        r = r[0]
-    out = []
-    for key in ("ks", "e"):
-        values = _ints(subnet[key], key)
-        if len(values) == N_LAYERS and sum(d) != N_LAYERS:
-            values = [values[s * MAX_DEPTH + j] for s in range(N_STAGES) for j in range(d[s])]
-        if len(values) != sum(d):
-            raise ValueError(f"subnet field '{key}': expected sum(d) = {sum(d)} entries, got {len(values)}")
-        out.append(values)
-    r = _ints([r], "r")[0]
-    if r < 1:
-        raise ValueError(f"subnet field 'r': expected a positive resolution, got {r!r}")
-    return out[0], out[1], d, r
+    c = compact_subnet(subnet)
+    return c["ks"], c["e"], c["d"], c["r"]
 
 
 def subnet_layers(subnet: dict[str, Any], width_mult: float = 1.0, n_classes: int = 1000) -> list[Layer]:

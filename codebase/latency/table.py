@@ -104,7 +104,13 @@ def _means(entries: dict[str, Any], path: Path) -> dict[str, float]:
     for key, entry in entries.items():
         if not isinstance(entry, dict) or "mean" not in entry:
             raise ValueError(f"{path}: entry '{key}' has no 'mean' field")
-        out[str(key)] = float(entry["mean"])
+        try:
+            value = float(entry["mean"])
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not np.isfinite(value) or value < 0:  # a latency is a finite, non-negative number of ms
+            raise ValueError(f"{path}: entry '{key}' has mean {entry['mean']!r}; expected a latency >= 0 (ms)")
+        out[str(key)] = value
     return out
 
 
@@ -187,7 +193,11 @@ class LatencyTable:
         if ms is None:
             key = self._key(layer)
             if key is not None and key not in self.tables[table]:
-                raise ValueError(f"latency table {self._where(table)} has no entry '{key}'")
+                hint = ""
+                if layer.kind == "classifier":  # the published tables time a 1000-class head only
+                    hint = (f" (a table times the classifier of the class count it was measured for; measure one "
+                            f"for {layer.c_out} classes with scripts/build_latency_lut.py --n_classes {layer.c_out})")
+                raise ValueError(f"latency table {self._where(table)} has no entry '{key}'{hint}")
             ms = self._cache[(table, layer)] = 0.0 if key is None else self.tables[table][key]
         return ms
 

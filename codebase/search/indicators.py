@@ -6,19 +6,21 @@ import numpy as np
 
 
 def nondominated(F: np.ndarray) -> np.ndarray:
-    """Indices of the non-dominated rows of F (first front), ascending."""
+    """Indices of the non-dominated rows of F (first front), ascending. A row with a NaN or infinite
+    value is never on it (NaN compares false, so the sort would let such a row hide the real front)."""
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     F = np.asarray(F, dtype=float)
-    if len(F) == 0:
+    finite = np.flatnonzero(np.isfinite(F).all(axis=1)) if F.ndim == 2 else np.zeros(0, dtype=int)
+    if len(finite) == 0:
         return np.zeros(0, dtype=int)
-    return np.sort(NonDominatedSorting().do(F, only_non_dominated_front=True))
+    return np.sort(finite[NonDominatedSorting().do(F[finite], only_non_dominated_front=True)])
 
 
 def hypervolume(F: np.ndarray, ref_point: np.ndarray) -> float:
     """Hypervolume dominated by F and bounded by ref_point; points beyond the reference add nothing."""
     F, ref = np.asarray(F, dtype=float), np.asarray(ref_point, dtype=float)
-    F = F[np.all(F < ref, axis=1)] if len(F) else F
+    F = F[np.isfinite(F).all(axis=1) & np.all(F < ref, axis=1)] if len(F) else F
     if len(F) == 0:
         return 0.0
     F = F[nondominated(F)]

@@ -1,0 +1,29 @@
+"""Non-dominated sets and hypervolume against hand-computed values, non-finite rows included."""
+
+import numpy as np
+import pytest
+
+from codebase.search.indicators import hypervolume, nondominated
+
+
+def test_nondominated_by_hand():
+    F = [[1, 4], [2, 2], [3, 3], [4, 1], [2, 2.5]]
+    assert nondominated(F).tolist() == [0, 1, 3]
+
+
+def test_a_non_finite_row_never_hides_the_front():
+    F = [[1, 1], [np.nan, 0], [2, 0], [0, -np.inf], [0.5, 3]]
+    assert nondominated(F).tolist() == [0, 2, 4]
+    assert nondominated([[np.nan, 1.0]]).tolist() == []
+
+
+def test_hypervolume_by_hand_ignores_non_finite_rows():
+    # (1,3), (2,2), (3,1) against (4,4): 3 + 2 + 1 = 6
+    F = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    assert hypervolume(F, [4, 4]) == pytest.approx(6.0)
+    assert hypervolume(np.vstack([F, [[np.nan, 0.0], [0.0, -np.inf], [5.0, 0.0]]]), [4, 4]) == pytest.approx(6.0)
+
+
+def test_three_objective_hypervolume_by_hand():
+    # boxes [0,2]x[0,2]x[1,2] and [1,2]x[0,2]x[0,2] (volume 4 each) overlap in [1,2]x[0,2]x[1,2] (2): 6
+    assert hypervolume([[0, 0, 1], [1, 0, 0], [np.nan, 0, 0]], [2, 2, 2]) == pytest.approx(6.0)
