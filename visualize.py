@@ -26,7 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    name = Path(args.arch).stem if args.arch.endswith(".json") else args.arch
+    # a file (net_I.subnet, arch.json) names the drawings by its stem, so they land in --out
+    is_file = args.arch.endswith(".json") or Path(args.arch).is_file()
+    name = Path(args.arch).stem if is_file else args.arch
     try:
         arch = load_arch(args.arch, args.net_type)
         if args.net_type == "micro":
@@ -39,12 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = arch if isinstance(arch, dict) else {"genome": arch}
             if "genome" not in spec:
                 raise ValueError(f"{args.arch}: macro architecture needs a 'genome' field")
-            genome = spec["genome"]
-            if genome and all(isinstance(b, int) for b in genome):  # a flat bit string
-                from search_space.nsganet_macro import MacroSearchSpace
-
-                genome = MacroSearchSpace().decode(genome)["genome"]
-            files = render_macro(genome, args.out, name, args.format, spec.get("decoder", "residual"))
+            files = render_macro(spec["genome"], args.out, name, args.format, spec.get("decoder", "residual"))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -115,12 +115,7 @@ def build_network(
         spec = arch if isinstance(arch, dict) else {"genome": arch}
         if "genome" not in spec:
             raise ValueError("macro architecture: missing field 'genome'")
-        genome = spec["genome"]
-        if len(genome) and all(isinstance(g, (int, np.integer)) for g in genome):  # flat bit string
-            from search_space.nsganet_macro import MacroSearchSpace
-
-            genome = MacroSearchSpace().decode(np.asarray(genome))["genome"]
-        return build_macro_network(genome, init_channels, n_classes, spec.get("decoder", "residual"),
+        return build_macro_network(spec["genome"], init_channels, n_classes, spec.get("decoder", "residual"),
                                    spec.get("channels"))
     raise ValueError(f"net_type must be 'micro' or 'macro', got '{net_type}'")
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from codebase.networks.drawing import macro_graph
 from codebase.networks.genotypes import MACRO_NSGANET, macro_architecture
-from codebase.networks.nsganet_macro import build_macro_network
+from codebase.networks.nsganet_macro import build_macro_network, macro_genome
 from codebase.nsganet_profile import count_flops, count_params, profile
 from search_space.nsganet_macro import MacroSearchSpace, edge_position, phase_graph
 
@@ -170,3 +171,40 @@ def test_bad_input_is_rejected():
         profile("macro", "NSGANet", auxiliary=True)
     with pytest.raises(ValueError, match="unknown macro architecture"):
         profile("macro", "NoSuchNet")
+
+
+def test_malformed_nested_genomes_give_one_clear_error():
+    phases = [list(map(list, p)) for p in MACRO_NSGANET]
+    two = [[[2], *phases[0][1:]], *phases[1:]]  # a non-bit value used to count as a connection
+    bad = {
+        "not a list": (5, "non-empty list of phases"),
+        "not a bit": (two, "inputs of node 2 must be 1 bit"),
+        "node not a list": ([[[1], [0, 0], 5], *phases[1:]], "phase 0: skip bit must be 1 bit"),
+        "skip not a list": ([[*phases[0][:-1], 0], *phases[1:]], "skip bit must be 1 bit"),
+        "phase too short": ([[[1]], *phases[1:]], "phase 0: expected the input bits"),
+        "string bits": ([[["1"], *phases[0][1:]], *phases[1:]], "inputs of node 2"),
+        "flat, wrong length": ([1, 0, 1], "expected shape"),
+    }
+    for what, (genome, message) in bad.items():
+        for build in (lambda g: profile("macro", {"genome": g}, init_channels=8),
+                      lambda g: build_macro_network(g, init_channels=8),
+                      lambda g: macro_graph(g, "t")):
+            with pytest.raises(ValueError, match=message) as info:
+                build(genome)
+            assert "\n" not in str(info.value), what
+    with pytest.raises(ValueError, match="channels"):
+        profile("macro", {"genome": MACRO_NSGANET, "channels": 5})
+    with pytest.raises(ValueError, match="channels"):
+        build_macro_network(MACRO_NSGANET, channels=[[3, 8], [8], [8, 8]])
+
+
+def test_checked_genome_keeps_the_network():
+    # numpy or boolean bits are still bits; the checked genome builds the same network
+    as_numpy = [[list(np.asarray(node, dtype=np.int64)) for node in phase] for phase in MACRO_NSGANET]
+    assert macro_genome(as_numpy) == MACRO_NSGANET == macro_genome(SPACE.encode({"genome": MACRO_NSGANET}))
+    small = {"init_channels": 8}
+    assert profile("macro", {"genome": np.asarray(SPACE.encode({"genome": MACRO_NSGANET}))}, **small) == profile(
+        "macro", {"genome": MACRO_NSGANET}, **small)
+    four_nodes = [[[1], [1, 0], [0, 1, 1], [1]]] * 2  # other phase and node counts than the search space's
+    net = build_macro_network(four_nodes, init_channels=8)
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)

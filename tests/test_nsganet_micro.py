@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from codebase.checkpoints import load_into
 from codebase.networks.genotypes import DARTS_V2, MICRO_GENOTYPES, OPERATIONS, NSGANet, genotype_from_dict
-from codebase.networks.nsganet_micro import build_micro_network
+from codebase.networks.nsganet_micro import build_micro_network, from_original_names
+from codebase.networks.operations import DilConv, ReLUConvBN, SepConv
 from codebase.nsganet_profile import count_flops, count_params, profile
 from search_space.nsganet_micro import MicroSearchSpace
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 SPACE = MicroSearchSpace()
 FIVE_BLOCK = [name for name, g in MICRO_GENOTYPES.items() if len(g.normal) == 10]
 
@@ -215,3 +224,110 @@ def test_bad_input_is_rejected():
         SPACE.canonical(np.r_[0, 5, np.zeros(38, dtype=int)])
     with pytest.raises(ValueError, match="unknown micro architecture"):
         profile("micro", "NoSuchNet")
+
+
+# ---------------------------------------------------------------- reviewed defects
+def test_reduction_cell_may_not_concatenate_its_unreduced_inputs(tmp_path):
+    bad = NSGANet.to_dict() | {"reduce_concat": [1, 3, 4, 5, 6]}
+    with pytest.raises(ValueError, match=r"reduce_concat': 1 is not a state in 2\.\.6 .*unreduced"):
+        genotype_from_dict(bad)
+    with pytest.raises(ValueError, match="reduce_concat"):
+        profile("micro", bad, layers=3, init_channels=8)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(bad))
+    out = subprocess.run([sys.executable, "evaluator.py", "--profile", "--net_type", "micro", "--arch", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         timeout=300)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert out.stderr.startswith("error: ") and "reduce_concat" in out.stderr
+
+
+def test_normal_cell_may_concatenate_its_inputs():
+    # a normal cell's inputs have its blocks' resolution and width (preprocess0 reduces after a reduction)
+    g = NSGANet.to_dict() | {"normal_concat": [0, 1, 2, 4, 5, 6]}
+    for options, size in (({}, 32), ({"filter_increment": 2}, 32), ({"imagenet": True}, 224)):
+        net = build_micro_network(g, init_channels=8, layers=5, auxiliary=True, **options).train()
+        logits, aux = net(torch.randn(2, 3, size, size))
+        assert logits.shape == aux.shape == (2, 10)
+        assert [c.out_channels // len(c.concat) for c in net.cells if not c.reduction][0] == 8
+
+
+def test_auxiliary_head_does_not_change_the_logits_with_3_cells():
+    # with 3 cells the auxiliary head reads the last cell's output, which global pooling reads after it
+    torch.manual_seed(0)
+    with_aux = build_micro_network(NSGANet, init_channels=8, layers=3, auxiliary=True).train()
+    plain = build_micro_network(NSGANet, init_channels=8, layers=3).train()
+    plain.load_state_dict({k: v for k, v in with_aux.state_dict().items() if not k.startswith("auxiliary")})
+    x = torch.randn(4, 3, 32, 32)
+    logits, aux = with_aux(x)
+    assert aux.shape == (4, 10)
+    assert torch.equal(logits, plain(x))
+
+
+def test_imagenet_auxiliary_head_has_no_batchnorm_after_its_768_conv():
+    # as the original AuxiliaryHeadImageNet, whose BatchNorm2d(768) is commented out; the CIFAR head keeps it
+    imagenet = build_micro_network(NSGANet, init_channels=8, layers=5, n_classes=7, auxiliary=True, imagenet=True)
+    cifar = build_micro_network(NSGANet, init_channels=8, layers=5, n_classes=7, auxiliary=True)
+    names = [n for n, _ in imagenet.auxiliary_head.named_parameters()]
+    assert names == ["features.2.weight", "features.3.weight", "features.3.bias", "features.5.weight",
+                     "classifier.weight", "classifier.bias"]
+    c = imagenet.cells[imagenet.aux_index].out_channels
+    n_params = sum(p.numel() for p in imagenet.auxiliary_head.parameters())
+    assert n_params == c * 128 + 2 * 128 + 128 * 768 * 4 + 768 * 7 + 7
+    assert "features.6.weight" in dict(cifar.auxiliary_head.named_parameters())  # BatchNorm2d(768)
+
+
+def _original_state_dict(net: nn.Module, imagenet: bool = False) -> dict[str, torch.Tensor]:
+    """net's weights under the original code's names (models/micro_models.py and its operations in
+    ianwhale/nsga-net): ImageNet stem `stem0`, cell operations `_ops`, squeeze-excite `se_layer`,
+    and ReLUConvBN / SepConv / DilConv with their layers inside a Sequential named `op`."""
+    wrapped = {name for name, m in net.named_modules() if isinstance(m, (ReLUConvBN, SepConv, DilConv))}
+    out = {}
+    for key, value in net.state_dict().items():
+        module, _, leaf = key.rpartition(".")
+        owner, _, index = module.rpartition(".")
+        parts = (f"{owner}.op.{index}" if owner in wrapped else module).split(".")
+        parts = ["_ops" if p == "ops" else "se_layer" if p == "se" else p for p in parts]
+        if imagenet and parts[0] == "stem":
+            parts[0] = "stem0"
+        out[".".join([*parts, leaf])] = value
+    return out
+
+
+@pytest.mark.parametrize("options", [
+    {"genotype": NSGANet, "filter_increment": 4, "SE": True, "auxiliary": True},
+    {"genotype": MICRO_GENOTYPES["AmoebaNet"], "SE": True},  # conv_7x1_1x7, stride-2 skip (FactorizedReduce)
+    {"genotype": MICRO_GENOTYPES["ENAS"], "imagenet": True, "auxiliary": True},
+])
+def test_original_weights_load_under_our_names(options):
+    options = dict(options)
+    genotype, size = options.pop("genotype"), 64 if options.get("imagenet") else 32
+    torch.manual_seed(0)
+    source = build_micro_network(genotype, init_channels=8, layers=6, **options)
+    for m in source.modules():  # non-trivial running statistics, so buffers are checked too
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    original = _original_state_dict(source, options.get("imagenet", False))
+    assert any("._ops." in k and ".op." in k for k in original) and original.keys() != source.state_dict().keys()
+    target = build_micro_network(genotype, init_channels=8, layers=6, **options)
+    load_into(target, from_original_names(original), "original weights")
+    assert from_original_names(source.state_dict()).keys() == source.state_dict().keys()  # ours pass unchanged
+    x = torch.randn(2, 3, size, size)
+    source.eval(), target.eval()
+    with torch.no_grad():
+        assert torch.equal(source(x), target(x))
+
+
+def test_original_weights_load_through_model_path(tmp_path):
+    from codebase.io import save_torch
+    from codebase.models import build_nsganet_model
+
+    torch.manual_seed(0)
+    source = build_nsganet_model("micro", "NSGANet", 6, 8, 4, True, True, 10)
+    save_torch(tmp_path / "original.pt", {"state_dict": _original_state_dict(source)})
+    loaded = build_nsganet_model("micro", "NSGANet", 6, 8, 4, True, True, 10, weights=tmp_path / "original.pt")
+    x = torch.randn(2, 3, 32, 32)
+    source.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(source(x), loaded(x))

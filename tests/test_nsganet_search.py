@@ -114,3 +114,18 @@ def test_one_candidate_learns_a_separable_task(tmp_path):
     x = trainer.space.base.initialize(1, np.random.default_rng(0))[0]
     result = trainer.evaluate(trainer.space.decode(x))
     assert result["n_vld"] == 10 and result["top1"] >= 90.0
+
+
+def test_configured_space_copies_and_pickles():
+    import copy
+    import pickle
+
+    from codebase.evaluators.nsganet_train import ConfiguredSpace
+    from search_space import get_search_space
+
+    space = ConfiguredSpace(get_search_space("nsganet_micro"), init_channels=4, layers=3, n_classes=10)
+    x = space.base.initialize(1, np.random.default_rng(0))[0]
+    for twin in (copy.copy(space), copy.deepcopy(space), pickle.loads(pickle.dumps(space))):
+        assert twin.network_options == space.network_options and twin.n_var == space.n_var
+        assert np.array_equal(twin.complexity(x[None]), space.complexity(x[None]))
+    assert not hasattr(ConfiguredSpace.__new__(ConfiguredSpace), "base")  # half-built: AttributeError, no recursion

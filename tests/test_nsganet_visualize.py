@@ -74,3 +74,26 @@ def test_profile_accepts_genome_files(tmp_path):
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps([1] * 48))
     assert profile("macro", str(flat), init_channels=8)["params"] > 0
+
+
+@needs_dot
+def test_non_json_file_is_named_by_its_stem_and_drawn_into_out(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    subnet = run / "net_3.subnet"  # what the search writes
+    subnet.write_text(json.dumps({"genome": MACRO_NSGANET}))
+    out = tmp_path / "drawings"
+    assert visualize.main([str(subnet), "--net_type", "macro", "--format", "svg", "--out", str(out)]) == 0
+    assert [p.name for p in out.iterdir()] == ["net_3_macro.svg"]
+    assert not any(p.suffix == ".svg" for p in run.iterdir())
+    assert capsys.readouterr().out.strip() == str(out / "net_3_macro.svg")
+
+
+@pytest.mark.parametrize("genome", [5, [[[1], [0, 0], 5]] * 3, [[[2], [0, 0], [0]]] * 3])
+def test_malformed_macro_genome_exits_2_with_one_line(tmp_path, capsys, genome):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"genome": genome}))
+    assert visualize.main([str(path), "--net_type", "macro", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: macro genome") and "\n" not in err
+    assert list(tmp_path.iterdir()) == [path]

@@ -36,6 +36,9 @@ class ConfiguredSpace:
         self.network_options = network_options
 
     def __getattr__(self, name: str) -> Any:  # everything else (genomes, encode/decode) is the base space's
+        # copy and pickle look attributes up before __init__ ran: without `base`, forwarding would recurse
+        if name == "base" or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
         return getattr(self.base, name)
 
     def build_network(self, x: np.ndarray, **options: Any) -> torch.nn.Module:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from codebase.networks.genotypes import Genotype, genotype_from_dict
+from codebase.networks.nsganet_macro import flatten_phase, macro_genome
 from search_space.nsganet_macro import phase_graph
 
 FORMATS = ("pdf", "png", "svg")
@@ -48,13 +49,16 @@ def cell_graph(pairs: Sequence[tuple[str, int]], concat: Sequence[int], title: s
     return g
 
 
-def macro_graph(genome: Sequence[Sequence[Sequence[int]]], title: str, node_label: str = "node", fmt: str = "png"):
-    """All phases left to right, joined by max-pooling; removed phases are left out."""
+def macro_graph(genome: Any, title: str, node_label: str = "node", fmt: str = "png"):
+    """All phases left to right, joined by max-pooling; removed phases are left out.
+
+    genome: nested or a flat bit string, checked by nsganet_macro.macro_genome (ValueError).
+    """
+    phases = [phase_graph(flatten_phase(phase), len(phase)) for phase in macro_genome(genome)]
     g = _digraph(title, fmt)
     g.attr(label=title, labelloc="t", fontname="helvetica", fontsize="24")
     g.node("image", fillcolor="darkseagreen2")
     previous = "image"
-    phases = [phase_graph([int(b) for node in phase for b in node], len(phase)) for phase in genome]
     active = [(p, graph) for p, graph in enumerate(phases) if graph is not None]
     for i, (p, graph) in enumerate(active):
         if i:
@@ -100,8 +104,8 @@ def render_micro(genotype: Genotype | dict[str, Any], out_dir: str | Path, name:
     return [_render(normal, out_dir / f"{name}_normal"), _render(reduction, out_dir / f"{name}_reduction")]
 
 
-def render_macro(genome: Sequence[Sequence[Sequence[int]]], out_dir: str | Path, name: str, fmt: str = "png",
+def render_macro(genome: Any, out_dir: str | Path, name: str, fmt: str = "png",
                  decoder: str = "residual") -> list[Path]:
-    """Draw the phase DAGs of a nested macro genome; returns the file written."""
+    """Draw the phase DAGs of a macro genome (nested or flat bit string); returns the file written."""
     label = "dense" if decoder == "dense" else "conv3x3"
     return [_render(macro_graph(genome, f"{name}: macro network", label, fmt), Path(out_dir) / f"{name}_macro")]

@@ -2,7 +2,8 @@
 
 A micro genotype lists, per cell type, two (operation, input) pairs per block: inputs 0 and 1 are
 the outputs of the two previous cells, input k >= 2 is the output of block k - 2. The `concat` lists
-name the states whose concatenation is the cell output.
+name the states whose concatenation is the cell output; a reduction cell may only concatenate its
+blocks (k >= 2), since its inputs 0 and 1 are still at twice the output resolution.
 
 Sources: NSGANet (Lu et al., GECCO 2019, released code); DARTS V2 (Liu et al., ICLR 2019); NASNet-A
 (Zoph et al., CVPR 2018), AmoebaNet-A (Real et al., AAAI 2019) and ENAS (Pham et al., ICML 2018) as
@@ -60,9 +61,15 @@ def genotype_from_dict(arch: Any) -> Genotype:
         concat = arch[f"{cell}_concat"]
         if not isinstance(concat, (list, tuple)) or not concat:
             raise ValueError(f"micro genotype field '{cell}_concat': expected a non-empty list of states")
+        # a reduction cell's inputs (states 0, 1) are still at twice its output resolution: only its
+        # blocks can be concatenated (a normal cell's inputs match its blocks, so any state works there)
+        first = 2 if cell == "reduce" else 0
         for s in concat:
-            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < n_states:
-                raise ValueError(f"micro genotype field '{cell}_concat': {s!r} is not a state in 0..{n_states - 1}")
+            if isinstance(s, bool) or not isinstance(s, int) or not first <= s < n_states:
+                why = " (states 0 and 1 are the cell's unreduced inputs)" if first and s in (0, 1) else ""
+                raise ValueError(
+                    f"micro genotype field '{cell}_concat': {s!r} is not a state in {first}..{n_states - 1}{why}"
+                )
         fields[cell] = pairs
         fields[f"{cell}_concat"] = [int(s) for s in concat]
     return Genotype(**fields)

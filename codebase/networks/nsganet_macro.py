@@ -15,11 +15,13 @@ Like the original, every phase owns its width-adapting convolution even when it 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from search_space.nsganet_macro import PhaseGraph, phase_graph
+from search_space.nsganet_macro import MacroSearchSpace, PhaseGraph, phase_graph
 
 DECODERS = ("residual", "dense")
 DENSE_GROWTH = 64
@@ -96,6 +98,8 @@ class MacroNetwork(nn.Module):
         super().__init__()
         if decoder not in DECODERS:
             raise ValueError(f"macro decoder must be one of {DECODERS}, got '{decoder}'")
+        genome = macro_genome(genome)
+        channels = _check_channels(channels)
         graphs = [g for g in (phase_graph(flatten_phase(p), len(p)) for p in genome) if g is not None]
         if len(channels) < len(graphs):
             raise ValueError(
@@ -118,6 +122,37 @@ class MacroNetwork(nn.Module):
         return self.classifier(self.global_pooling(self.features(x)).flatten(1))
 
 
+def macro_genome(genome: Any) -> list[list[list[int]]]:
+    """The checked nested genome of a nested one, or of a flat bit string of the 48-bit search space.
+
+    Every phase needs as many node lists as the first; MacroSearchSpace.encode does the checking, so a
+    malformed genome or a non-bit value is one ValueError naming the phase.
+    """
+    if isinstance(genome, np.ndarray):
+        genome = genome.tolist()
+    if not isinstance(genome, (list, tuple)) or not genome:
+        raise ValueError(f"macro genome: expected a non-empty list of phases or a flat bit string, got {genome!r:.80}")
+    if all(isinstance(g, (int, np.integer)) for g in genome):  # flat bit string
+        return MacroSearchSpace().decode(np.asarray(genome))["genome"]
+    first = genome[0]
+    if not isinstance(first, (list, tuple)) or len(first) < 2:
+        raise ValueError(f"macro genome phase 0: expected the input bits of nodes 2..n then [skip] "
+                         f"(at least 2 lists), got {first!r:.80}")
+    space = MacroSearchSpace(n_phases=len(genome), n_nodes=len(first))
+    return space.decode(space.encode(genome))["genome"]
+
+
+def _check_channels(channels: Any) -> list[tuple[int, int]]:
+    pairs = channels.tolist() if isinstance(channels, np.ndarray) else channels
+    if isinstance(pairs, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2
+        and all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c > 0 for c in p)
+        for p in pairs
+    ):
+        return [(int(a), int(b)) for a, b in pairs]
+    raise ValueError(f"macro channels: expected a list of [in, out] positive integer pairs, got {channels!r:.80}")
+
+
 def flatten_phase(phase: Sequence[Sequence[int]]) -> list[int]:
     """Nested phase ([node-2 bits], ..., [node-n bits], [skip]) to the flat gene order."""
     return [int(b) for node_bits in phase for b in node_bits]
@@ -136,7 +171,8 @@ def build_macro_network(
     decoder: str = "residual",
     channels: Sequence[Sequence[int]] | None = None,
 ) -> MacroNetwork:
-    """Network for a nested macro genome; channels default to default_channels(init_channels)."""
+    """Network for a macro genome (nested or flat bits); channels default to default_channels(init_channels)."""
+    genome = macro_genome(genome)  # before counting phases: a flat bit string has 48 entries, not 3
     if channels is None:
         channels = default_channels(init_channels, len(genome))
     return MacroNetwork(genome, channels, n_classes, decoder)

@@ -8,10 +8,13 @@ Three channel schedules share one network class:
 
 In training mode with an auxiliary head, forward returns (logits, auxiliary_logits); otherwise logits.
 Set `drop_path_prob` on the network (e.g. each epoch) to drop non-identity cell branches.
+Weights of the original NSGA-Net code load after `from_original_names` (its module names differ).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -68,18 +71,24 @@ class Cell(nn.Module):
 
 
 class AuxiliaryHead(nn.Module):
-    """Classifier on the features after the second reduction (8x8 on CIFAR, 14x14 on ImageNet)."""
+    """Classifier on the features after the second reduction (8x8 on CIFAR, 14x14 on ImageNet).
+
+    The ImageNet head has no BatchNorm after its 768-channel conv, like the original's
+    AuxiliaryHeadImageNet (left out there for consistency with the paper's experiments).
+    """
 
     def __init__(self, c: int, n_classes: int, imagenet: bool = False):
         super().__init__()
         self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
+            # not in place: the input is the network's feature map, still needed after the head
+            # (with 3 cells it is the last cell's output, which the main classifier pools)
+            nn.ReLU(inplace=False),
             nn.AvgPool2d(5, stride=2 if imagenet else 3, padding=0, count_include_pad=False),
             nn.Conv2d(c, 128, 1, bias=False),
             nn.BatchNorm2d(128),
             nn.ReLU(inplace=True),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
+            *([] if imagenet else [nn.BatchNorm2d(768)]),
             nn.ReLU(inplace=True),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)  # 1x1 already at the nominal input sizes; guards larger ones
@@ -195,3 +204,24 @@ def build_micro_network(
         kind = "cifar"
     return MicroNetwork(genotype, init_channels, layers, n_classes, auxiliary, SE, kind,
                         filter_increment or 0, drop_path_prob)
+
+
+# The original code (ianwhale/nsga-net, models/micro_models.py and its DARTS-style operations) names
+# the ImageNet stem `stem0`, a cell's operations `_ops` and its squeeze-excite `se_layer`, and its
+# ReLUConvBN, SepConv and DilConv keep their layers in a Sequential called `op`.
+_ORIGINAL_NAMES = (
+    (re.compile(r"^stem0\."), "stem."),
+    (re.compile(r"\._ops\."), ".ops."),
+    (re.compile(r"\.se_layer\."), ".se."),
+    (re.compile(r"\.(ops\.\d+|preprocess[01])\.op\."), r".\1."),
+)
+
+
+def from_original_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict of the original NSGA-Net micro networks under this module's names; ours pass unchanged."""
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in _ORIGINAL_NAMES:
+            key = pattern.sub(replacement, key)
+        out[key] = value
+    return out
