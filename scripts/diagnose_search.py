@@ -11,7 +11,8 @@
 5. The genes whose effect the surrogate gets most wrong on the true front: the error change of
    raising one gene by one choice (true, predicted by the surrogate, and by an additive one-hot ridge
    regression fitted on 2,000 random architectures: more random data does not reveal them).
-6. How the run got there: per stretch of iterations, how many picks landed on the archive's front,
+6. How the run got there (and how uniform the initial design, the archive's front and the true front
+   are in their kernel and expand choices): per stretch of iterations, how many picks landed on the archive's front,
    how many genes each pick is from the archive it was chosen from, how far the picks are from the
    true front, and the normalised hypervolume so far.
 7. Whether any surrogate could pick the true front out of a pool of 1-4-gene mutants of both
@@ -20,7 +21,9 @@
 8. How much one more step of the climb could gain: every single-gene neighbour of the run's final
    front, 40 of them picked greedily by hypervolume gain (as subset selection `hv` does) with the
    oracle's errors, with the surrogate's, and with the surrogate refitted after `--probes` random
-   single-gene neighbours were evaluated and added to its data; how well the surrogate predicts
+   changes of front members (of each `--probe_genes` size: single-gene neighbours, or several genes
+   at once, a random design that measures a sum of local effects per evaluation) were evaluated and
+   added to its data; how well the surrogate predicts
    each move's error change (Kendall tau), and how alike the moves' true effects are at adjacent
    front members (so whether what one move teaches would carry over along the front).
 """
@@ -118,6 +121,20 @@ def gene_effects(oracle: OFAOracle, models: list, X: np.ndarray) -> list[tuple]:
     return sorted(rows, key=lambda r: -abs(r[2] - r[3]))
 
 
+def gene_agreement(space, X: np.ndarray) -> tuple[float, float, float]:
+    """How uniform a set of architectures is: per active layer slot, the share of the rows (using that
+    layer) that hold its most common kernel / expand choice, averaged over slots; and the mean kernel size."""
+    from search_space.ofa import EXPAND_GENES, KERNEL_GENES
+
+    ks, _, active, _ = space.layer_arrays(X)
+    shares = []
+    for genes in (KERNEL_GENES, EXPAND_GENES):
+        per_slot = [np.bincount(X[active[:, i], g]).max() / active[:, i].sum()
+                    for i, g in enumerate(genes) if active[:, i].sum() >= 5]
+        shares.append(float(np.mean(per_slot)))
+    return shares[0], shares[1], float(ks[active].mean())
+
+
 def genes_apart(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """(len(X),) how many genes each row of X differs in from its nearest row of Y."""
     return (X[:, None, :] != Y[None, :, :]).sum(axis=2).min(axis=1)
@@ -163,8 +180,23 @@ def single_gene_neighbours(space, X: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return N[keep], parents[keep]
 
 
+def multi_gene_probes(space, X: np.ndarray, genes: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n architectures, each a random row of X with `genes` of its active layers' kernel/expand genes set
+    to another random choice: a random design that measures the sum of several local gene effects at once."""
+    from search_space.ofa import EXPAND_GENES, KERNEL_GENES
+
+    out = []
+    for _ in range(n):
+        x = X[rng.integers(len(X))].copy()
+        active = space.active_layers(x[None])[0]
+        for g in rng.choice(np.concatenate([KERNEL_GENES[active], EXPAND_GENES[active]]), genes, replace=False):
+            x[g] = rng.choice([v for v in range(space.xu[g] + 1) if v != x[g]])
+        out.append(x)
+    return space.canonical(np.array(out))
+
+
 def one_step(oracle: OFAOracle, predictor: str, AX: np.ndarray, AF: np.ndarray, reference: dict, nhv,
-             picks: int = 40, probes: int = 120, seed: int = 0) -> None:
+             picks: int = 40, probes: int = 120, seed: int = 0, probe_genes: tuple[int, ...] = (1,)) -> None:
     """Section 8: the hypervolume one more step from the final front could add, and how much of it
     the surrogate finds (see the module docstring)."""
     from scipy.stats import kendalltau
@@ -194,13 +226,17 @@ def one_step(oracle: OFAOracle, predictor: str, AX: np.ndarray, AF: np.ndarray, 
     tau = kendalltau(predicted_change, true_change)[0]
     print(f"  {predictor} on the error change of each move: Kendall tau {tau:.3f}")
     rng = np.random.default_rng(seed)
-    extra = rng.choice(len(N), min(probes, len(N)), replace=False)
-    XP, FP = np.concatenate([AX, N[extra]]), np.concatenate([AF, NF[extra]])
-    refit = get_acc_predictor(predictor, search_space=space, seed=0).fit(XP, FP[:, 0])
-    refit_change = refit.predict(N) - refit.predict(AX)[parent]
-    print(f"  after {len(extra)} random neighbours were evaluated and added to its data: tau "
-          f"{kendalltau(refit_change, true_change)[0]:.3f}; hv with them {nhv(FP):.4f}, plus {picks} picked by "
-          f"the refitted model {gain_of(refit.predict(N), XP, FP):.4f}")
+    for genes in probe_genes:  # 1: random single-gene neighbours; more: random multi-gene probes
+        if genes == 1:
+            P = N[rng.choice(len(N), min(probes, len(N)), replace=False)]
+        else:
+            P = multi_gene_probes(space, AX[front], genes, probes, rng)
+        XP, FP = np.concatenate([AX, P]), np.concatenate([AF, bench.true_objectives(oracle, P)])
+        refit = get_acc_predictor(predictor, search_space=space, seed=0).fit(XP, FP[:, 0])
+        refit_change = refit.predict(N) - refit.predict(AX)[parent]
+        print(f"  after {len(P)} random {genes}-gene changes of front members were evaluated and added to its data: "
+              f"tau {kendalltau(refit_change, true_change)[0]:.3f}; hv with them {nhv(FP):.4f}, plus {picks} picked "
+              f"by the refitted model {gain_of(refit.predict(N), XP, FP):.4f}")
     moves: dict[int, dict[tuple, float]] = {}
     for j in range(len(N)):
         genes = np.flatnonzero(N[j] != space.canonical(AX[parent[j]][None])[0])
@@ -254,6 +290,8 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=200_000)
     p.add_argument("--extra", type=int, default=150)
     p.add_argument("--probes", type=int, default=120, help="section 8: neighbours evaluated to refit the model")
+    p.add_argument("--probe_genes", type=int, nargs="+", default=[1, 3, 6],
+                   help="section 8: genes changed per probe (1: single-gene neighbours)")
     args = p.parse_args()
     oracle = OFAOracle(args.oracle_path, oracle_space())
     space, reference = oracle.space, read_json(bench.REFERENCE)
@@ -272,6 +310,11 @@ def main() -> None:
           f"it trails the reference by {trail.mean():.3f} error points on average (max {trail.max():.3f})")
 
     progress(AX, AF, TX, nhv, bench.PROTOCOL["n_doe"], bench.PROTOCOL["n_iter"])
+    print("how uniform each set is (share of rows holding a layer's most common choice; mean kernel size):")
+    for name, X in (("initial design", AX[: bench.PROTOCOL["n_doe"]]), ("archive front", AX[front]),
+                    ("true front", TX)):
+        kernel, expand, mean_ks = gene_agreement(space, X)
+        print(f"  {name:>14} ({len(X):3d}): kernel {kernel:.2f}, expand {expand:.2f}; mean kernel size {mean_ks:.2f}")
 
     model = get_acc_predictor(args.predictor, search_space=space, seed=0).fit(AX, AF[:, 0])
     bias_true = model.predict(TX) - TF[:, 0]
@@ -312,7 +355,8 @@ def main() -> None:
         print(f"  {name}: 40 picked by the archive's model {picked(alone, AF):.4f}; with {args.extra} pool "
               f"members added to its training data {picked(more, AF):.4f}")
 
-    one_step(oracle, args.predictor, AX, AF, reference, nhv, probes=args.probes, seed=args.seed)
+    one_step(oracle, args.predictor, AX, AF, reference, nhv, probes=args.probes, seed=args.seed,
+             probe_genes=tuple(args.probe_genes))
 
 
 if __name__ == "__main__":

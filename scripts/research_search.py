@@ -6,11 +6,14 @@ Variants: `base` (the engine as is), `local:KEEP` (the inner search's population
 best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands),
 `doe_flops` (the initial design spread evenly over FLOPs: one random architecture per FLOPs band out
 of 40 x n_doe samples), `confidence:K` (the searched error is the prediction minus K predicted std,
-K of either sign; the engine's `explore` takes K > 0 only).
+K of either sign; the engine's `explore` takes K > 0 only), `rank_fill` (the inner search starts from
+the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
-scale per layer gene group, ARD, log scales tied to their mean by a Gaussian prior of std 1 / 0.3).
+scale per layer gene group, ARD, log scales tied to their mean by a Gaussian prior of std 1 / 0.3),
+`gpa_trend` (gp_additive on the residual of a least-squares line in log FLOPs: the model learns
+efficiency, not size), `gpa_log` (gp_additive on log error).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -104,6 +107,22 @@ def with_confidence(k: float):
     return predict
 
 
+def with_rank_fill(original):
+    """MSuNAS._surrogate_picks with the inner search started from the archive's best inner_pop genomes
+    (NSGA-II's survival: non-dominated rank, then crowding) instead of its non-dominated front only."""
+    from codebase.search import engine
+
+    def picks(self, models, archive, n, ref_point, seed):
+        front_only = engine.nondominated
+        engine.nondominated = lambda F: pymoo_adapter.survivors(F, min(self.s.inner_pop, len(F)), seed)
+        try:
+            return original(self, models, archive, n, ref_point, seed)
+        finally:
+            engine.nondominated = front_only
+
+    return picks
+
+
 def register_variants() -> None:
     from acc_predictor import get_acc_predictor, register_acc_predictor
     from acc_predictor.base import Predictor
@@ -155,6 +174,44 @@ def register_variants() -> None:
 
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
+    class Warped(Predictor):
+        """gp_additive fitted on a transformed error: `trend` subtracts a least-squares line in log FLOPs
+        (exact, closed form), `log` takes the logarithm."""
+
+        name = "warped"
+
+        def __init__(self, search_space=None, seed: int = 0, mode: str = "trend", **_) -> None:
+            super().__init__(search_space, "int", seed)
+            self.mode = mode
+            self.gp = get_acc_predictor("gp_additive", search_space=self.search_space, seed=seed)
+
+        def _trend_features(self, X):
+            from codebase.complexity import genome_complexity, to_millions
+
+            flops = to_millions(genome_complexity(self.search_space, self.search_space.canonical(X), 1000))["flops"]
+            return np.column_stack([np.ones(len(X)), np.log(np.atleast_1d(flops))])
+
+        def fit(self, X, y):
+            y = np.asarray(y, dtype=float)
+            if self.mode == "trend":
+                A = self._trend_features(X)
+                self.coef = np.linalg.lstsq(A, y, rcond=None)[0]
+                self.gp.fit(X, y - A @ self.coef)
+            else:
+                self.gp.fit(X, np.log(y))
+            self.fitted = True
+            return self
+
+        def predict(self, X):
+            if self.mode == "trend":
+                return self.gp.predict(X) + self._trend_features(X) @ self.coef
+            return np.exp(self.gp.predict(X))
+
+        def predict_std(self, X):
+            return self.gp.predict_std(X)
+
+    register_acc_predictor("gpa_trend", lambda **k: Warped(mode="trend", **k))
+    register_acc_predictor("gpa_log", lambda **k: Warped(mode="log", **k))
     ARDGP = _ard_gp_class()
     register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
@@ -260,7 +317,7 @@ def parse_settings(items: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", default="base", help="base | local:KEEP | bands | doe_flops | confidence:K")
+    p.add_argument("--variant", default="base", help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -280,6 +337,10 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._predict = with_confidence(float(arg))
+    elif name == "rank_fill":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._surrogate_picks = with_rank_fill(MSuNAS._surrogate_picks)
     elif name not in ("base", "bands"):
         raise SystemExit(f"unknown variant {args.variant}")
     settings = {"predictor": args.predictor, **parse_settings(args.set)}
