@@ -1,8 +1,9 @@
 """Adaptive switching: pick the surrogate that ranks best in k-fold cross-validation, refit it.
 
 Every model of the pool is scored by Kendall's tau between its out-of-fold predictions and the
-truth, fold by fold; the winner has the best mean minus standard deviation (a good and steady
-ranker), and is refitted on all data. `winner` names it; `scores` keeps each model's figures.
+truth, fold by fold (at most `n_folds` folds of at least 5 points each); the winner has the best mean
+minus standard deviation (a good and steady ranker), and is refitted on all data. `winner` names it;
+`scores` keeps each model's figures.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from scipy import stats
 from acc_predictor.base import Predictor, check_genomes, check_training_data
 
 DEFAULT_POOL = ("rbf", "gp", "carts", "mlp")
+MIN_FOLD = 5
 
 
 class AdaptiveSwitching(Predictor):
@@ -56,7 +58,9 @@ class AdaptiveSwitching(Predictor):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AdaptiveSwitching:
         X, y = check_training_data(X, y, self.search_space.n_var)
-        n_folds = min(self.n_folds, len(X))
+        # at least MIN_FOLD points per fold: a tau over 1-2 points is NaN or +-1, noise that would pick
+        # the winner (with 10 points and 10 folds every model scored 0 and the first always won)
+        n_folds = max(2, min(self.n_folds, len(X) // MIN_FOLD))
         folds = np.array_split(np.random.default_rng(self.seed).permutation(len(X)), n_folds)
         self.scores = {}
         for name in self.pool:

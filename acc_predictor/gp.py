@@ -17,7 +17,7 @@ from pydacefit.dace import DACE
 from pydacefit.regr import regr_constant, regr_linear
 
 from acc_predictor.base import Predictor
-from acc_predictor.encoding import Projection
+from acc_predictor.encoding import Projection, choose_projection
 from acc_predictor.rbf import merge_duplicates
 
 
@@ -38,34 +38,43 @@ class GP(Predictor):
         F, y = merge_duplicates(F, y)
         self.keep = np.flatnonzero(F.std(axis=0) > 0)
         F = F[:, self.keep]
-        self.projection = None
-        if F.shape[1] and np.linalg.matrix_rank(F - F.mean(axis=0)) < F.shape[1]:
+        self.projection, self.constant = None, float(np.mean(y))
+        if F.shape[1] > len(F) // 2 and np.std(y) > 0:
+            # few points per feature: the leading half of the directions or all of them, whichever ranks
+            # better out of fold (with all of them below 48 points in the OFA space the trend is constant
+            # and every prediction was the mean; just above, the linear trend interpolates on its own)
+            self.projection = choose_projection(F, y, lambda Z, t, Zt: self._dace_predict(self._dace(Z, t), Zt),
+                                                self.seed, half_when_few=True)
+            F = self.projection(F)
+        elif F.shape[1] and np.linalg.matrix_rank(F - F.mean(axis=0)) < F.shape[1]:
             self.projection = Projection(F)  # dependent columns: keep the spanned directions
             F = self.projection(F)
-        self.constant = float(np.mean(y))
-        self.model = None
+        self.model = self._dace(F, y)  # None: nothing to regress on, predict the mean
+
+    def _dace(self, F: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
+        """DACE's fitted model (its dict plus the trend used), or None when there is nothing to fit."""
         if F.shape[1] == 0 or len(F) < 3 or np.std(y) == 0:
-            return  # nothing to regress on: predict the mean
+            return None
         # a linear trend needs more points than features; otherwise a constant trend
-        self.regr = regr_linear if len(F) >= F.shape[1] + 2 else regr_constant
+        regr = regr_linear if len(F) >= F.shape[1] + 2 else regr_constant
         lo, hi = self.theta_bounds
-        dace = DACE(
-            regr=self.regr, corr=corr_gauss, theta=np.array([1.0]), thetaL=np.array([lo]), thetaU=np.array([hi])
-        )
+        dace = DACE(regr=regr, corr=corr_gauss, theta=np.array([1.0]), thetaL=np.array([lo]), thetaU=np.array([hi]))
         dace.fit(F, y)
-        self.model = dace.model
+        return {**dace.model, "regr": regr}
+
+    def _dace_predict(self, m: dict[str, Any] | None, F: np.ndarray) -> np.ndarray:
+        if m is None:
+            return np.full(len(F), self.constant)
+        Z = (F - m["mX"]) / m["sX"]
+        train = m["nX"]
+        sq = (Z**2).sum(1)[:, None] + (train**2).sum(1)[None, :] - 2.0 * Z @ train.T
+        R = np.exp(-float(m["theta"].ravel()[0]) * np.maximum(sq, 0.0))
+        y = m["regr"](Z) @ m["beta"] + R @ m["gamma"]
+        return (y * m["sY"] + m["mY"])[:, 0]
 
     def _features(self, F: np.ndarray) -> np.ndarray:
         F = F[:, self.keep]
         return self.projection(F) if self.projection is not None else F
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
-        if self.model is None:
-            return np.full(len(F), self.constant)
-        m = self.model
-        Z = (self._features(F) - m["mX"]) / m["sX"]
-        train = m["nX"]
-        sq = (Z**2).sum(1)[:, None] + (train**2).sum(1)[None, :] - 2.0 * Z @ train.T
-        R = np.exp(-float(m["theta"].ravel()[0]) * np.maximum(sq, 0.0))
-        y = self.regr(Z) @ m["beta"] + R @ m["gamma"]
-        return (y * m["sY"] + m["mY"])[:, 0]
+        return self._dace_predict(self.model, self._features(F))

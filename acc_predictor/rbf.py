@@ -2,7 +2,8 @@
 
 The original used pySOT's RBFInterpolant; scipy's RBFInterpolator is the same model and maintained.
 Features are first rotated onto the directions the training data span (`Projection`), so one-hot
-encodings (linearly dependent columns) keep the linear tail solvable.
+encodings (linearly dependent columns) keep the linear tail solvable; with few points, only the
+leading half of them when that ranks better out of fold (`choose_projection`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from scipy.interpolate import RBFInterpolator
 
 from acc_predictor.base import Predictor
-from acc_predictor.encoding import Projection
+from acc_predictor.encoding import choose_projection
 
 
 def merge_duplicates(F: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,14 +43,15 @@ class RBF(Predictor):
 
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:
         F, y = merge_duplicates(F, y)
-        self.projection = Projection(F)
+        self.projection = choose_projection(F, y, lambda Z, t, Zt: self._interpolant(Z, t)(Zt), self.seed)
         self.constant = float(np.mean(y))
         self.model = None
         if self.projection.rank == 0:  # a single distinct point: predict its value
             return
-        self.model = RBFInterpolator(
-            self.projection(F), y, kernel=self.kernel, degree=self.degree, smoothing=self.smoothing
-        )
+        self.model = self._interpolant(self.projection(F), y)
+
+    def _interpolant(self, Z: np.ndarray, y: np.ndarray) -> RBFInterpolator:
+        return RBFInterpolator(Z, y, kernel=self.kernel, degree=self.degree, smoothing=self.smoothing)
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
         if self.model is None:

@@ -110,6 +110,22 @@ def test_adaptive_switching_rejects_a_model_that_ranks_backwards(monkeypatch):
     assert model.scores["backwards"]["tau_mean"] == pytest.approx(-model.scores["rbf"]["tau_mean"])
 
 
+@pytest.mark.parametrize("n", [10, 14, 20])
+def test_adaptive_switching_on_a_small_archive_still_rejects_a_backwards_model(monkeypatch, n):
+    # with one point per fold every tau was NaN (scored 0) and the first pool member always won
+    import acc_predictor
+    from acc_predictor.rbf import RBF
+
+    class Backwards(RBF):
+        def _predict(self, F):
+            return -super()._predict(F)
+
+    monkeypatch.setitem(acc_predictor._REGISTRY, "backwards", Backwards)
+    X, y = data(n, 10)
+    model = build("as", pool=("backwards", "rbf"), n_folds=10).fit(X, y)
+    assert model.winner == "rbf" and model.scores["rbf"]["tau_mean"] > 0
+
+
 def test_adaptive_switching_passes_an_explicit_encoding_to_its_pool():
     X, y = data(40, 11)
     Xt = data(30, 12)[0]
@@ -237,3 +253,21 @@ def test_projection_is_a_rotation_for_full_rank_data():
     np.testing.assert_allclose(d_after, d_before, atol=1e-10)
     dependent = np.hstack([F, F[:, :2] + F[:, 2:4]])  # rank 5 in 7 columns
     assert Projection(dependent).rank == 5
+
+
+@pytest.mark.parametrize("n", [20, 30, 47])
+def test_gp_ranks_with_fewer_points_than_features_need(n):
+    # below 48 points (46 genes + 2) the GP fell back to a constant trend whose likelihood is best where
+    # the correlation is the identity: every prediction was the training mean
+    from scipy.stats import kendalltau
+
+    def target(X):
+        Z = X / np.maximum(SPACE.xu, 1)
+        weights = np.random.default_rng(7).normal(size=SPACE.n_var)
+        return Z @ weights + 2.0 * np.sin(3 * Z[:, :23].sum(1)) * Z[:, 23:].mean(1)
+
+    X = SPACE.sample(n, np.random.default_rng(2))
+    Xt = SPACE.sample(400, np.random.default_rng(1))
+    pred = get_acc_predictor("gp").fit(X, target(X)).predict(Xt)
+    assert np.std(pred) > 0.3 * np.std(target(Xt))
+    assert kendalltau(pred, target(Xt)).statistic > 0.3  # the old fit: 0.06 at n = 30

@@ -237,10 +237,11 @@ class MSuNAS:
         return {"genomes": X_plan.tolist(), "notes": notes}
 
     def _next_population(self, previous: dict[str, Any] | None, F: np.ndarray, n_old: int) -> list[int]:
-        """NSGA-II survival of the previous population plus this iteration's children (archive indices)."""
+        """NSGA-II (NSGA-III for 3+ objectives) survival of the previous population plus this iteration's
+        children (archive indices)."""
         pool = np.arange(len(F)) if previous is None else np.r_[previous["population"], np.arange(n_old, len(F))]
         pool = pool.astype(int)
-        kept = pymoo_adapter.survivors(F[pool], self.s.n_doe, seed=self.s.seed)
+        kept = pymoo_adapter.survivors(F[pool], self.s.n_doe, seed=self.s.seed, by_reference_directions=True)
         return pool[kept].tolist()
 
     def _random_unique(self, n: int, exclude: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -27,16 +27,27 @@ def make_algorithm(space: SearchSpace, n_obj: int, pop_size: int, sampling: np.n
     """NSGA-II (2 objectives) or NSGA-III (3+), seeded with `sampling` as its first population."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.algorithms.moo.nsga3 import NSGA3
-    from pymoo.util.ref_dirs import get_reference_directions
 
     crossover, mutation = _operators(space)
     kwargs = dict(pop_size=pop_size, n_offsprings=n_offsprings, sampling=np.asarray(sampling, dtype=float),
                   crossover=crossover, mutation=mutation, eliminate_duplicates=True)
     if n_obj <= 2:
         return NSGA2(**kwargs)
-    partitions = {3: 12, 4: 6}.get(n_obj, 4)
-    ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
-    return NSGA3(ref_dirs=ref_dirs, **kwargs)
+    return NSGA3(ref_dirs=reference_directions(n_obj, pop_size), **kwargs)
+
+
+def reference_directions(n_obj: int, pop_size: int) -> np.ndarray:
+    """Das-Dennis directions with the most partitions whose count (C(p + m - 1, m - 1)) still fits the
+    population: NSGA-III niches one survivor per direction, so more directions than members leave
+    niches empty (pymoo warns)."""
+    from math import comb
+
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    partitions = 1
+    while comb(partitions + 1 + n_obj - 1, n_obj - 1) <= pop_size:
+        partitions += 1
+    return get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
 
 
 def _problem(space: SearchSpace, n_obj: int, objectives: Callable[[np.ndarray], np.ndarray]):
@@ -91,9 +102,11 @@ def _fill_population(space: SearchSpace, X: np.ndarray, n: int, rng: np.random.G
     return X
 
 
-def survivors(F: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of the n rows NSGA-II's (or NSGA-III's) environmental selection keeps."""
+def survivors(F: np.ndarray, n: int, seed: int, by_reference_directions: bool = False) -> np.ndarray:
+    """Indices of the n rows NSGA-II's environmental selection keeps (non-dominated rank, then crowding),
+    or with `by_reference_directions` and 3+ objectives NSGA-III's (rank, then reference-direction niches)."""
     from pymoo.algorithms.moo.nsga2 import RankAndCrowding
+    from pymoo.algorithms.moo.nsga3 import ReferenceDirectionSurvival
     from pymoo.core.population import Population
     from pymoo.core.problem import Problem
 
@@ -102,7 +115,11 @@ def survivors(F: np.ndarray, n: int, seed: int) -> np.ndarray:
         return np.arange(len(F))
     pop = Population.new(F=F, index=np.arange(len(F)))
     problem = Problem(n_var=1, n_obj=F.shape[1])
-    kept = RankAndCrowding().do(problem, pop, n_survive=n, random_state=np.random.default_rng(seed))
+    if by_reference_directions and F.shape[1] >= 3:
+        survival = ReferenceDirectionSurvival(reference_directions(F.shape[1], n))
+    else:
+        survival = RankAndCrowding()
+    kept = survival.do(problem, pop, n_survive=n, random_state=np.random.default_rng(seed))
     return np.sort(kept.get("index").astype(int))
 
 
@@ -111,12 +128,16 @@ def offspring(space: SearchSpace, X: np.ndarray, F: np.ndarray, n: int, seed: in
     from pymoo.core.evaluator import Evaluator
     from pymoo.core.population import Population
 
+    F = np.asarray(F, dtype=float)
     n_obj = F.shape[1]
+    known = {row.tobytes(): f for row, f in zip(space.canonical(np.asarray(X, dtype=int)), F)}
     algorithm = make_algorithm(space, n_obj, len(X), X, n_offsprings=n)
-    problem = _problem(space, n_obj, lambda x: np.zeros((len(x), n_obj)))
+    # the problem answers with the population's true objectives, so tournaments rank on them (setting F
+    # on a pymoo Population does not mark it evaluated: the Evaluator would overwrite it)
+    problem = _problem(space, n_obj, lambda x: np.array([known[row.tobytes()] for row in x]))
     algorithm.setup(problem, seed=seed, verbose=False)
-    pop = Population.new(X=np.asarray(X, dtype=float), F=np.asarray(F, dtype=float))
-    Evaluator().eval(problem, pop, skip_already_evaluated=True)
+    pop = Population.new(X=np.asarray(X, dtype=float))
+    Evaluator().eval(problem, pop)
     algorithm.ask()  # the initial population, already evaluated
     algorithm.tell(infills=pop)
     children = algorithm.ask()
