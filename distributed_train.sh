@@ -1,17 +1,19 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Fine-tune on several GPUs of this machine: ./distributed_train.sh NUM_PROC DATA_DIR [train_imagenet.py options]
 # (multi-node: run torchrun yourself with --nnodes/--rdzv options and the same arguments)
-set -euo pipefail
-if [ "$#" -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
-  echo "usage: $0 NUM_PROC DATA_DIR [train_imagenet.py options]" >&2
-  exit 2
-fi
+# POSIX sh: the original README starts it as `sh distributed_train.sh ...` (dash on Debian/Ubuntu)
+set -eu
+case "${1:-}" in
+  '' | *[!0-9]*)
+    echo "usage: $0 NUM_PROC DATA_DIR [train_imagenet.py options]" >&2
+    exit 2 ;;
+esac
 NUM_PROC=$1
 shift
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # the active environment's torchrun, else the repository's .venv (the Quickstart never activates it)
 if [ -z "${TORCHRUN:-}" ]; then
-  if command -v torchrun >/dev/null; then TORCHRUN=torchrun
+  if command -v torchrun >/dev/null 2>&1; then TORCHRUN=torchrun
   elif [ -x "$HERE/.venv/bin/torchrun" ]; then TORCHRUN="$HERE/.venv/bin/torchrun"
   else TORCHRUN="python3 -m torch.distributed.run"; fi
 fi

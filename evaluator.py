@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from codebase.cli import run_main
 
@@ -125,6 +126,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         write_json(args.save, stats)
     if args.save_config:
         export_subnet(options, subnet, args.save_config, evaluator=evaluator)
+        # as post_search's export folders: validation.py reads the image size from net.subnet
+        write_json(Path(args.save_config) / "net.subnet", evaluator.space.validate(subnet))
+        write_json(Path(args.save_config) / "net.stats", stats)
     return stats
 
 

@@ -117,11 +117,28 @@ class RankGroup:
         """Rank 0: share `pending` (plan index, subnet) out; yields rank 0's own outcomes as they come
         (so their files are written at once), then everyone else's."""
         self._broadcast({"op": "evaluate", "pending": pending})
-        for i, subnet in _share(pending, self.rank, self.world_size):
-            yield (i, *evaluate_safely(evaluate, subnet))
-        for outcomes in self._gather([])[1:]:
-            for i, stats, error in outcomes:
-                yield i, stats, error
+        gathered = False
+        try:
+            for i, subnet in _share(pending, self.rank, self.world_size):
+                yield (i, *evaluate_safely(evaluate, subnet))
+            others, gathered = self._gather([]), True
+            for outcomes in others[1:]:
+                for i, stats, error in outcomes:
+                    yield i, stats, error
+        finally:
+            if not gathered and not self.broken:
+                # the caller stopped early (its own error, e.g. a full disk): still meet the other ranks at
+                # the gather they wait in, so that `stop` releases them now and not after the timeout
+                self._gather([])
+
+    def share_error(self, error: Exception | None) -> None:
+        """Every rank learns whether rank 0's step failed (instead of waiting at a barrier it never
+        reaches); ranks > 0 raise rank 0's error text, rank 0 its own error."""
+        text = self._broadcast(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        if text is not None:
+            raise ValueError(f"rank 0: {text}")
 
     def stop(self) -> None:
         """Rank 0: release the other ranks (they return from `serve`)."""

@@ -59,12 +59,15 @@ def default_vld_size(dataset: str, n_train: int) -> int:
 
 
 def resolve_n_classes(dataset: str, data: str | Path | None, n_classes: int | None) -> int:
-    if n_classes is not None:
-        if n_classes < 2:
-            raise ValueError(f"--n_classes must be at least 2, got {n_classes}")
-        return int(n_classes)
+    if n_classes is not None and n_classes < 2:
+        raise ValueError(f"--n_classes must be at least 2, got {n_classes}")
     known = dataset_info(dataset).n_classes
-    return known if known is not None else len(get_dataset(dataset, data, "train").classes)
+    known = known if known is not None else len(get_dataset(dataset, data, "train").classes)
+    if n_classes is None:
+        return known
+    if n_classes < known:  # labels >= n_classes would end every evaluation in an index error
+        raise ValueError(f"--n_classes {n_classes} is smaller than the {known} classes of {dataset}")
+    return int(n_classes)
 
 
 def split_indices(dataset: str, data: str | Path | None, vld_size: int | None,

@@ -47,6 +47,19 @@ class FlakyEvaluator(OracleEvaluator):
 
 
 register_evaluator("flaky_oracle", lambda **kw: FlakyEvaluator(**kw))
+if os.environ.get("FLAKY_DISK_FULL_AT") and os.environ.get("RANK", "0") == "0":  # rank 0 cannot write
+    from codebase.search import engine
+
+    real_write, writes = engine.write_json, []
+
+    def write_json(path, obj):
+        if path.name.startswith("net_") and path.suffix == ".stats":
+            writes.append(path)
+            if len(writes) == int(os.environ["FLAKY_DISK_FULL_AT"]):
+                raise OSError(28, "No space left on device")
+        return real_write(path, obj)
+
+    engine.write_json = write_json
 if __name__ == "__main__":
     run_main(msunas.main)
 """
@@ -219,6 +232,23 @@ def test_a_failing_evaluation_on_one_rank_is_recorded(single_run, tmp_path, flak
     reference = {json.dumps(e[0], sort_keys=True): e[1:] for e in load(single_run / "iter_0.stats")["archive"]}
     for entry in load(save / "iter_0.stats")["archive"]:  # the same plan; only the failures are missing
         np.testing.assert_array_equal(entry[1:], reference[json.dumps(entry[0], sort_keys=True)])
+
+
+@needs_oracle
+def test_an_error_on_rank_0_mid_evaluation_ends_every_rank_at_once(tmp_path, flaky):
+    # rank 0 fails writing its 2nd result while rank 1 waits to hand its results over: rank 1 used to
+    # wait in that gather for the whole --dist_timeout, and rank 0's error was lost in the noise
+    start = time.time()
+    out = run(flaky, *oracle_args(tmp_path / "run", "flaky_oracle"), "--n_gpus", "2", "--dist_timeout", "90",
+              env={"FLAKY_DISK_FULL_AT": "2"})
+    assert out.returncode != 0 and time.time() - start < 60, out.stderr[-3000:]
+    assert "No space left on device" in out.stderr and "lost contact" not in out.stderr
+
+
+def test_share_error_passes_rank_0s_outcome(one_rank_group):
+    one_rank_group.share_error(None)  # nothing failed: nothing raised
+    with pytest.raises(ValueError, match="training failed"):
+        one_rank_group.share_error(ValueError("training failed"))
 
 
 def launch_by_hand(flaky, save, env, timeout_s):

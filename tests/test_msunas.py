@@ -263,3 +263,23 @@ def test_failed_evaluations_are_recorded_and_skipped(tmp_path):
     expected = ok.max(axis=0) + 0.01 * (ok.max(axis=0) - ok.min(axis=0))
     first = json.loads((tmp_path / "iter_0.stats").read_text())
     assert first["ref_point"] == pytest.approx(expected.tolist())
+
+
+def test_an_initial_design_that_mostly_failed_goes_on_with_random_architectures(tmp_path):
+    # 1 of 12 initial evaluations returned: iteration 1 used to fail fitting (and every resume again)
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+
+    class MostlyFailing(ToyEvaluator):
+        def evaluate(self, subnet):
+            if self.calls < 12 and self.calls != 0:
+                self.calls += 1
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return super().evaluate(subnet)
+
+    stats = _toy_search(tmp_path, space, MostlyFailing(space), n_doe=12, iterations=3, n_iter=4, inner_pop=16,
+                        inner_gens=3)
+    assert stats["n_evaluations"] == 1 + 3 * 4
+    first = json.loads((tmp_path / "iter_1.stats").read_text())
+    assert any("too few to fit a surrogate" in n for n in first["notes"])
+    last = json.loads((tmp_path / "iter_3.stats").read_text())
+    assert last["notes"] == [] and "tau" in last["surrogate"]  # 9 successes by then: the surrogate is back

@@ -118,6 +118,26 @@ def test_other_class_count_gets_a_new_head_and_keeps_the_body(imagenet_checkpoin
         load_supernet_weights(supernet, path.parent / "extra.pth")
 
 
+def test_a_new_head_is_the_same_in_every_process_and_is_never_scored_untrained(imagenet_checkpoint, folder_data):
+    # the head of a 1000-class checkpoint is replaced for a 3-class task: it must not depend on the process's
+    # random state (ranks and reruns would score different heads), and scoring it untrained is refused
+    from codebase.evaluators import supernet as module
+
+    path, _ = imagenet_checkpoint
+    heads = []
+    for seed in (11, 12):
+        module._SUPERNETS.clear()
+        torch.manual_seed(seed)
+        net = module.load_supernet(path, 1.0, 3)
+        assert net.new_head
+        heads.append(net.classifier.linear.weight.clone())
+    assert torch.equal(heads[0], heads[1])
+    module._SUPERNETS.clear()
+    with pytest.raises(ValueError, match="scored with an untrained head; fine-tune each subnet"):
+        SupernetEvaluator(**OPTIONS, data=str(folder_data), supernet_path=str(path))
+    module._SUPERNETS.clear()
+
+
 def test_batchnorm_recalibration_is_the_cumulative_batch_average():
     torch.manual_seed(3)
     net = extract_subnet(build_supernet(1.0, 10), SMALL).eval()
@@ -253,10 +273,21 @@ def test_cli_round_trip(evaluator, folder_data, task_checkpoint, tmp_path):
     for key in expected:
         assert saved[key] == pytest.approx(expected[key], rel=1e-4, abs=1e-6), key
     assert (tmp_path / "export" / "net.config").is_file() and (tmp_path / "export" / "net.inherited").is_file()
+    # validation.py reads the image size from net.subnet beside net.config
+    assert json.loads((tmp_path / "export" / "net.subnet").read_text()) == MIXED
+    assert json.loads((tmp_path / "export" / "net.stats").read_text()) == saved
+    from codebase.models import resolve_image_size
+
+    assert resolve_image_size(None, "folder", config=tmp_path / "export" / "net.config") == MIXED["r"]
 
     bad = subprocess.run([sys.executable, str(ROOT / "evaluator.py"), "--subnet", str(tmp_path / "net.subnet")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--supernet_path" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_n_classes_below_the_data_sets_classes_is_refused(folder_data, task_checkpoint):
+    with pytest.raises(ValueError, match="--n_classes 2 is smaller than the 3 classes of folder"):
+        SupernetEvaluator(**{**OPTIONS, "n_classes": 2}, data=str(folder_data), supernet_path=str(task_checkpoint))
 
 
 def test_fine_tuning_trains_the_subnet_not_the_supernet(evaluator, folder_data, task_checkpoint):

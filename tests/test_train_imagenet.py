@@ -114,3 +114,12 @@ def test_teacher_is_the_supernets_largest_subnet(setup):
         load_teacher(teacher_path, 1.0, 10)
     with pytest.raises(ValueError, match="teacher-width"):
         load_teacher(teacher_path, 1.2, 3)
+
+
+def test_distributed_train_runs_under_plain_sh():
+    # the original README starts it with `sh`, which is dash on Debian/Ubuntu (no pipefail, no [[ ]])
+    usage = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), "two"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage:" in usage.stderr and "Illegal" not in usage.stderr
+    out = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), "1", "/nonexistent", "--help"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "usage: train_imagenet.py" in out.stdout, out.stderr[-2000:]

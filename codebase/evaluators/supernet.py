@@ -36,6 +36,7 @@ from torch import nn
 
 from codebase.complexity import subnet_complexity
 from codebase.data import decode_uint8_subset, uint8_to_input
+from codebase.distributed import RankGroup
 from codebase.io import load_torch, save_torch, write_json
 from codebase.supernet_training import (
     SupernetTrainConfig,
@@ -140,9 +141,12 @@ def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Mod
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, float(width_mult), int(n_classes))
     if key not in _SUPERNETS:
-        supernet = build_supernet(width_mult, n_classes)
+        with torch.random.fork_rng(devices=[]):  # a new head is the same in every process and rank
+            torch.manual_seed(0)
+            supernet = build_supernet(width_mult, n_classes)
         state, _TRAINED_WITH[str(path.resolve())] = _checkpoint_state(path)
-        if _load_state(supernet, state, path):
+        supernet.new_head = _load_state(supernet, state, path)
+        if supernet.new_head:
             log.info("supernet %s: new head of %d classes (the checkpoint's head has another class count)",
                      path, n_classes)
         _SUPERNETS.clear()  # one supernet in memory at a time
@@ -190,6 +194,11 @@ class SupernetEvaluator:
             supernet_path = self._auto_supernet(save, supernet_epochs, quiet)
         self.supernet_path = str(supernet_path)
         self.supernet = load_supernet(supernet_path, self.space.width_mult, self.n_classes)
+        if self.supernet.new_head and self.n_epochs == 0:
+            raise ValueError(f"--supernet_path {supernet_path}: its classifier has another class count than the "
+                             f"task's {self.n_classes}, so every subnet would be scored with an untrained head; "
+                             f"fine-tune each subnet (--n_epochs 1 or more) or train a supernet for this task "
+                             f"(omit --supernet_path)")
         self._check_training_split()
 
         # a fixed calibration subset of the training images (never the validation ones)
@@ -223,14 +232,20 @@ class SupernetEvaluator:
                                      epochs=epochs, vld_size=self.vld_size, seed=self.seed)
         dist = torch.distributed
         distributed = dist.is_available() and dist.is_initialized()
+        error = None
         if _rank() == 0:
             log.info("no --supernet_path: training a supernet into %s (%d epochs)", folder, epochs)
             if not quiet:
                 print(f"no --supernet_path: training a supernet for {self.dataset} into {folder}")
-            train_supernet(config, folder, device=str(self.device), progress=not quiet,
-                           num_workers=self.num_workers)
-        if distributed:
-            dist.barrier()  # the other ranks load what rank 0 trained
+            try:
+                train_supernet(config, folder, device=str(self.device), progress=not quiet,
+                               num_workers=self.num_workers)
+            except Exception as e:
+                if not distributed:
+                    raise
+                error = e
+        if distributed:  # the other ranks load what rank 0 trained, or learn that it failed
+            RankGroup(dist.get_rank(), dist.get_world_size()).share_error(error)
         return folder / "checkpoint.pth"
 
     # -------------------------------------------------------------- per subnet

@@ -59,6 +59,9 @@ class Archive:
     subnets: list[dict[str, Any]]
 
 
+MIN_SURROGATE_POINTS = 5  # fewer successful evaluations than this: random architectures, not a surrogate
+
+
 def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
     """A given hypervolume reference point has one value per objective (msunas.py checks it before writing)."""
     if ref_point is not None and len(ref_point) != len(names):
@@ -167,9 +170,15 @@ class MSuNAS:
     def _plan_surrogate(self, k: int, archive: Archive, ref_point: np.ndarray,
                         rng: np.random.Generator) -> dict[str, Any]:
         seed = iteration_seed(self.s.seed, k)
+        notes = []
+        if len(archive.X) < MIN_SURROGATE_POINTS:  # most of the initial design failed: nothing to fit yet
+            X_plan = self._random_unique(self.s.n_iter, archive.X, rng)
+            notes.append(f"iter {k}: only {len(archive.X)} successful evaluations, too few to fit a surrogate; "
+                         f"evaluating {len(X_plan)} random architectures instead")
+            log.warning(notes[-1])
+            return {"genomes": X_plan.tolist(), "notes": notes, "model": None}
         models = self._fit_models(archive.X, archive.F, seed)
         X_plan = self._surrogate_picks(models, archive, self.s.n_iter, ref_point, seed)
-        notes = []
         if len(X_plan) < self.s.n_iter:
             extra = self._random_unique(self.s.n_iter - len(X_plan), np.concatenate([archive.X, X_plan]), rng)
             notes.append(f"iter {k}: only {len(X_plan)} new candidates from the surrogate search; "
@@ -309,9 +318,13 @@ class MSuNAS:
 
         predicted = {tuple(g): p for g, p in zip(plan["genomes"], plan["predicted"])}
         pred = np.array([predicted[tuple(x.tolist())][0] for x in X_new])
-        out.update({k: float(v) for k, v in correlation(pred, F_new[:, 0]).items()})
+        # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN
+        out.update({k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, F_new[:, 0]).items()})
         return out
 
 
 def _quality_text(q: dict[str, Any]) -> str:
-    return f", surrogate tau {q['tau']:.3f} rmse {q['rmse']:.3f}" if "tau" in q else ""
+    if "tau" not in q:
+        return ""
+    tau = "undefined" if q["tau"] is None else f"{q['tau']:.3f}"
+    return f", surrogate tau {tau} rmse {q['rmse']:.3f}"
