@@ -7,7 +7,8 @@ best predicted one-gene neighbours of the archive front), `bands` (shorthand for
 `doe_flops` (the initial design spread evenly over FLOPs: one random architecture per FLOPs band out
 of 40 x n_doe samples), `confidence:K` (the searched error is the prediction minus K predicted std,
 K of either sign; the engine's `explore` takes K > 0 only), `rank_fill` (the inner search starts from
-the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone).
+the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
+`mutation:M` (the inner search mutates M genes per child on average instead of 1).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -121,6 +122,20 @@ def with_rank_fill(original):
             engine.nondominated = front_only
 
     return picks
+
+
+def with_mutation_rate(genes: float):
+    """pymoo_adapter._operators with PM's per-gene probability genes / n_var (the default is 1 / n_var)."""
+
+    def operators(space, mutation_eta: float = 1.0):
+        from pymoo.operators.crossover.pntx import TwoPointCrossover
+        from pymoo.operators.mutation.pm import PM
+        from pymoo.operators.repair.rounding import RoundingRepair
+
+        return TwoPointCrossover(prob=0.9), PM(eta=mutation_eta, prob_var=genes / space.n_var,
+                                               repair=RoundingRepair(), vtype=float)
+
+    return operators
 
 
 def register_variants() -> None:
@@ -317,7 +332,8 @@ def parse_settings(items: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", default="base", help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill")
+    p.add_argument("--variant", default="base",
+                   help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -337,6 +353,8 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._predict = with_confidence(float(arg))
+    elif name == "mutation":
+        pymoo_adapter._operators = with_mutation_rate(float(arg))
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
