@@ -30,6 +30,19 @@ def _sq_dist(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.maximum((A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T, 0.0)
 
 
+def likelihood_terms(K: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """The negative log marginal likelihood of targets t under covariance K (without the constant) and
+    W = alpha alpha^T - K^-1, from which each hyper-parameter's gradient is -0.5 * sum(W * dK);
+    None when K is not positive definite."""
+    try:
+        chol = cho_factor(K, lower=True)
+    except np.linalg.LinAlgError:
+        return None
+    alpha = cho_solve(chol, t)
+    W = np.outer(alpha, alpha) - cho_solve(chol, np.eye(len(t)))
+    return float(0.5 * t @ alpha + np.log(np.diag(chol[0])).sum()), W
+
+
 class AdditiveGP(Predictor):
     name = "gp_additive"
 
@@ -69,13 +82,10 @@ class AdditiveGP(Predictor):
         def neg_log_likelihood(p: np.ndarray) -> tuple[float, np.ndarray]:
             v_lin, v_se, ls2, v_noise = np.exp(p)
             K, K_se = kernel(p)
-            try:
-                chol = cho_factor(K, lower=True)
-            except np.linalg.LinAlgError:
+            terms = likelihood_terms(K, t)
+            if terms is None:
                 return 1e10, np.zeros_like(p)
-            alpha = cho_solve(chol, t)
-            W = np.outer(alpha, alpha) - cho_solve(chol, eye)
-            value = 0.5 * t @ alpha + np.log(np.diag(chol[0])).sum()
+            value, W = terms
             # d K / d log(parameter), one per parameter
             dK = (v_lin * K_lin, v_se * K_se, v_se * K_se * (0.5 * D / ls2), v_noise * eye)
             return float(value), np.array([-0.5 * np.sum(W * d) for d in dK])

@@ -239,7 +239,7 @@ def _ard_gp_class():
     from scipy.linalg import cho_factor, cho_solve
     from scipy.optimize import minimize
 
-    from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist
+    from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist, likelihood_terms
 
     class ARD(AdditiveGP):
         def __init__(self, search_space=None, encoding: str = "onehot", seed: int = 0, prior_std: float = 1.0):
@@ -264,19 +264,16 @@ def _ard_gp_class():
 
             def nll(p):
                 K, K_se = kernel(p)
-                try:
-                    chol = cho_factor(K, lower=True)
-                except np.linalg.LinAlgError:
+                terms = likelihood_terms(K, t)
+                if terms is None:
                     return 1e10, np.zeros_like(p)
-                alpha = cho_solve(chol, t)
-                W = np.outer(alpha, alpha) - cho_solve(chol, eye)
+                value, W = terms
                 grad = np.r_[-0.5 * np.sum(W * K_lin) * np.exp(p[0]), -0.5 * np.sum(W * K_se) * np.exp(p[1]),
                              -0.5 * np.trace(W) * np.exp(p[2]),
                              -0.25 * np.tensordot(Dg, W * K_se * np.exp(p[1]), axes=([1, 2], [0, 1])) * np.exp(-p[3:])]
                 centred = p[3:] - p[3:].mean()
                 grad[3:] += centred / self.prior_std**2
-                value = 0.5 * t @ alpha + np.log(np.diag(chol[0])).sum() + 0.5 * np.sum(centred**2) / self.prior_std**2
-                return float(value), grad
+                return value + 0.5 * float(np.sum(centred**2)) / self.prior_std**2, grad
 
             v_lin, v_se, ls2, v_noise = self.params
             p0 = np.r_[v_lin, v_se, v_noise, np.full(self.n_groups, ls2 + np.log(self.d_scale))]
