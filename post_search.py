@@ -18,11 +18,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--expr", required=True, help="an iter_K.stats file of a search run")
     p.add_argument("--save", default="chosen", help="folder for the chosen architectures")
     p.add_argument("-n", type=int, default=1, help="architectures to choose (the most accurate is added)")
@@ -69,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.io import write_json
 
     args = build_parser().parse_args(argv)
+    out = Path(args.save)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--save {out}: is a file, not a folder for the chosen architectures")
     result = selection.load_search_result(args.expr)
     prefer = None if args.prefer in (None, "", "None", "none") else args.prefer
     preference = selection.parse_preference(prefer, result.objectives) if prefer else None
     choices, notes = selection.choose(result, args.n, preference)
+    notes = result.notes + notes
     chosen = [result.subnets[c.index] for c in choices]
     exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
-    out = Path(args.save)
     names = selection.folder_names(result, [c.index for c in choices])
     found = selection.evaluation_stats_index(result.run_dir)
     summary = []

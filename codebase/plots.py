@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from codebase.io import atomic_write, read_json
-from codebase.search.indicators import hypervolume, nondominated
+from codebase.search.indicators import hypervolume, nondominated, reference_point
 
 log = logging.getLogger("msunas")
 
@@ -98,12 +98,43 @@ def plot_iteration(stats: dict[str, Any], path: str | Path) -> Path:
 
 # ---------------------------------------------------------------------------------------- whole run
 def load_run(save: str | Path) -> list[dict[str, Any]]:
-    """Every `iter_K.stats` of a run folder, by K; ValueError when there is none."""
+    """Every `iter_K.stats` of a run folder, by K; ValueError when there is none. The original tool's files
+    (no objectives, iteration, n_evaluations or ref_point) are read too: see `complete_stats`."""
     save = Path(save)
     files = [p for p in save.glob("iter_*.stats") if p.stem.split("_", 1)[1].isdigit()]
     if not files:
         raise ValueError(f"{save}: no iter_K.stats files (not a search run folder?)")
-    return [read_json(p) for p in sorted(files, key=lambda p: int(p.stem.split("_", 1)[1]))]
+    return [complete_stats(read_json(p), p) for p in sorted(files, key=lambda p: int(p.stem.split("_", 1)[1]))]
+
+
+def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
+    """An `iter_K.stats` with what the original tool's lacked filled in: objectives [top1_err, flops] (as its
+    post_search.py assumed), the iteration from the file name, n_evaluations from the archive. ValueError
+    naming the file for one that is no iter_K.stats."""
+    from codebase.selection import LEGACY_OBJECTIVES, legacy_archive
+
+    if not isinstance(stats, dict) or not isinstance(stats.get("archive"), list) or not stats["archive"]:
+        raise ValueError(f"{path}: not an iter_K.stats file (needs a non-empty 'archive')")
+    if "objectives" not in stats and not legacy_archive(stats["archive"]):
+        raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives')")
+    out = {"objectives": list(LEGACY_OBJECTIVES), "iteration": int(path.stem.split("_", 1)[1]),
+           "n_evaluations": len(stats["archive"]), **stats}
+    if any(not isinstance(e, list) or len(e) != len(out["objectives"]) + 1 for e in out["archive"]):
+        raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(out['objectives'])}]")
+    return out
+
+
+def objective_values(stats: dict[str, Any]) -> np.ndarray:
+    """The archive's objective vectors, (n, n_obj)."""
+    return np.array([e[1:] for e in stats["archive"]], dtype=float).reshape(-1, len(stats["objectives"]))
+
+
+def run_reference_point(run: list[dict[str, Any]]) -> np.ndarray:
+    """The run's hypervolume reference point; for a file without one (the original tool's), the engine's
+    rule applied to the run's first archive (its nadir pushed out by 1 % of the range)."""
+    if run[0].get("ref_point") is not None:
+        return np.asarray(run[0]["ref_point"], dtype=float)
+    return reference_point(objective_values(run[0]))
 
 
 def plot_hypervolume(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path,
@@ -126,7 +157,7 @@ def plot_surrogate(runs: list[dict[str, Any]], path: str | Path) -> Path | None:
     measurements (iteration 0 only, or predictor none)."""
     from matplotlib.ticker import MaxNLocator
 
-    rows = [(s["iteration"], s["surrogate"]) for s in runs if "tau" in s.get("surrogate", {})]
+    rows = [(s["iteration"], s["surrogate"]) for s in runs if "tau" in (s.get("surrogate") or {})]
     if not rows:
         return None
     k = np.array([r[0] for r in rows])
@@ -155,8 +186,11 @@ def plot_run(save: str | Path) -> list[Path]:
     save = Path(save)
     runs = load_run(save)
     n = np.array([s["n_evaluations"] for s in runs])
-    hv = np.array([s["hv"] for s in runs])
-    ref = ", ".join(f"{v:.4g}" for v in runs[-1]["ref_point"])
+    ref_point = run_reference_point(runs)
+    # a file without its reference point (the original tool's) has a differently normalised hv: recompute it
+    hv = np.array([s["hv"] if s.get("ref_point") is not None else hypervolume(objective_values(s), ref_point)
+                   for s in runs])
+    ref = ", ".join(f"{v:.4g}" for v in ref_point)
     title = f"{save.name}: hypervolume of ({', '.join(runs[-1]['objectives'])})\nreference point ({ref})"
     out = [plot_hypervolume([(save.name, n, hv)], save / "plots" / "hv.png", title)]
     surrogate = plot_surrogate(runs, save / "plots" / "surrogate.png")
@@ -174,11 +208,11 @@ def common_hypervolumes(saves: Sequence[str | Path]) -> tuple[list[tuple[np.ndar
         if n != names[0]:
             raise ValueError(f"runs optimised different objectives: {saves[0]} has {names[0]}, {save} has {n}; "
                              "their hypervolumes cannot be compared")
-    ref = np.max([r[0]["ref_point"] for r in runs], axis=0)
+    ref = np.max([run_reference_point(r) for r in runs], axis=0)
     curves = []
     for run in runs:
         n = np.array([s["n_evaluations"] for s in run])
-        hv = np.array([hypervolume(np.array([e[1:] for e in s["archive"]], dtype=float), ref) for s in run])
+        hv = np.array([hypervolume(objective_values(s), ref) for s in run])
         curves.append((n, hv))
     return curves, ref, names[0]
 

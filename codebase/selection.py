@@ -21,7 +21,8 @@ knee measure, the idea behind pymoo's HighTradeoffPoints) is
 
 in objectives normalised to [0, 1] over the front: what you lose when you move from i to j, per
 unit you gain. A knee has a large mu: every move away from it costs much more than it brings.
-Members whose mu is a local maximum among their nearest front neighbours come first (so that the
+Members whose mu is a local maximum among their front neighbours (with two objectives the members
+just before and after along the front; with more, the 2 (m - 1) nearest) come first (so that the
 picks are different knees, not one knee and its neighbours), then the rest, each by decreasing mu.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class SearchResult:
     subnets: list[Any]
     F: np.ndarray  # (n, n_obj), minimised
     run_dir: Path
+    notes: list[str] = field(default_factory=list)  # what the user should know about how the file was read
 
     @property
     def front(self) -> np.ndarray:
@@ -74,6 +76,11 @@ def load_search_result(path: str | Path) -> SearchResult:
     """Read an `iter_K.stats` file; ValueError naming what is wrong with it."""
     path = Path(path)
     stats = read_json(path)
+    notes = []
+    if isinstance(stats, dict) and "objectives" not in stats and legacy_archive(stats.get("archive")):
+        stats = {**stats, "objectives": list(LEGACY_OBJECTIVES)}
+        notes.append(f"{path.name} names no objectives (the original tool's format): read as "
+                     f"[subnet, {', '.join(LEGACY_OBJECTIVES)}]")
     if not isinstance(stats, dict) or "archive" not in stats or "objectives" not in stats:
         raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives' and 'archive')")
     names = list(stats["objectives"])
@@ -90,7 +97,17 @@ def load_search_result(path: str | Path) -> SearchResult:
         raise ValueError(f"{path}: the archive's objective values must be numbers") from None
     if not np.all(np.isfinite(F)):
         raise ValueError(f"{path}: the archive holds non-finite objective values")
-    return SearchResult(names, [entry[0] for entry in archive], F, path.parent)
+    return SearchResult(names, [entry[0] for entry in archive], F, path.parent, notes)
+
+
+# the original tool's iter_K.stats had no "objectives": its archive entries were [subnet, top1_err, sec_obj],
+# and its post_search.py took sec_obj to be FLOPs (net-flops@<value>)
+LEGACY_OBJECTIVES = [ERROR, "flops"]
+
+
+def legacy_archive(archive: Any) -> bool:
+    """True for a non-empty archive of [subnet, top1_err, sec_obj] entries (the original tool's)."""
+    return isinstance(archive, list) and bool(archive) and all(isinstance(e, list) and len(e) == 3 for e in archive)
 
 
 # ---------------------------------------------------------------------------------------- preferences
@@ -172,11 +189,16 @@ def knee_order(F: np.ndarray) -> np.ndarray:
     n, m = F.shape
     if n <= 2:
         return np.argsort(-mu, kind="stable")
-    N = normalise(F)
-    dist = np.linalg.norm(N[:, None, :] - N[None, :, :], axis=2)
-    np.fill_diagonal(dist, np.inf)
-    k = min(n - 1, 2 * (m - 1))  # on a 2-objective front: the two neighbours along the front
-    neighbours = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    if m == 2:  # the neighbours along the front (sorted by the first objective), whatever their distance
+        along = np.argsort(F[:, 0], kind="stable")
+        position = np.empty(n, dtype=int)
+        position[along] = np.arange(n)
+        neighbours = [along[[p for p in (position[i] - 1, position[i] + 1) if 0 <= p < n]] for i in range(n)]
+    else:  # the 2 (m - 1) nearest front members, in normalised objectives
+        N = normalise(F)
+        dist = np.linalg.norm(N[:, None, :] - N[None, :, :], axis=2)
+        np.fill_diagonal(dist, np.inf)
+        neighbours = list(np.argsort(dist, axis=1, kind="stable")[:, :min(n - 1, 2 * (m - 1))])
     local_max = np.array([mu[i] >= mu[neighbours[i]].max() for i in range(n)])
     # sort key: local maxima first, then decreasing mu; ties by index for determinism
     return np.lexsort((np.arange(n), -mu, ~local_max))
@@ -284,9 +306,13 @@ Exporter = Callable[[Any, Path], None]
 def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
                         exporter: Exporter | None = None) -> Path:
     """Write `net.subnet` and `net.stats` into folder; `exporter(subnet, folder)` adds net.config and
-    net.inherited (supernet weights) when given."""
+    net.inherited (supernet weights) when given. Without one, those of an earlier export into the same
+    folder (another architecture, perhaps) are removed, so that they never sit beside this net.subnet."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if exporter is None:
+        for stale in ("net.config", "net.inherited"):
+            (folder / stale).unlink(missing_ok=True)
     write_json(folder / "net.subnet", subnet)
     write_json(folder / "net.stats", stats, indent=2)
     if exporter is not None:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codebase.cli import run_main  # noqa: E402
+from codebase.cli import OneLineParser, run_main  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     from codebase import plots
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="search run folders (holding iter_K.stats)")
     p.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
     p.add_argument("--out", default="runs_hv.png", help="PNG file for the overlay")
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         if not Path(run).is_dir():
             raise ValueError(f"{run}: not a folder")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out}: is a folder; give the PNG file to write, e.g. {Path(args.out) / 'hv.png'}")
     if args.each:
         for run in args.runs:
             for stats in plots.load_run(run):

@@ -142,3 +142,47 @@ def test_search_engine_draws_its_plots_and_survives_a_broken_plot(tmp_path, monk
         stats = MSuNAS(tmp_path / "b", space, Toy(), parse_objectives("flops", space, 10), settings).run(
             progress=False)
     assert stats["n_evaluations"] == 10 and "no fonts on this machine" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------- review: defects found
+def write_original_stats(save, k, archive, tau):
+    """The original msunas.py's iter_K.stats: no objectives, iteration, n_evaluations or ref_point."""
+    save.mkdir(parents=True, exist_ok=True)
+    (save / f"iter_{k}.stats").write_text(json.dumps({
+        "archive": [[{"k": k, "i": i}, *f] for i, f in enumerate(archive)], "candidates": [], "hv": 0.3,
+        "surrogate": {"model": "rbf", "name": "rbf", "winner": "rbf", "rmse": 1.0, "rho": 0.9, "tau": tau}}))
+
+
+def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
+    a, old = tmp_path / "a", tmp_path / "original"
+    write_stats(a, 0, [[1, 3]], [4, 4])
+    write_original_stats(old, 1, [[1, 3], [2, 1]], 0.5)
+    write_original_stats(old, 2, [[1, 3], [2, 1], [3, 0.5]], 0.6)
+    curves, ref, names = plots.common_hypervolumes([a, old])
+    # the original run's reference point, by the engine's rule from its first archive: nadir (2, 3) plus 1 % of
+    # the range (1, 2) = (2.01, 3.02); the common one is the worst of (4, 4) and that: (4, 4)
+    assert ref.tolist() == pytest.approx([4, 4]) and names == ["top1_err", "flops"]
+    # by hand against (4, 4): [1,3],[2,1] -> 1 x 1 + 2 x 3 = 7; plus [3,0.5] -> 1 x 1 + 1 x 3 + 1 x 3.5 = 7.5
+    assert curves[1][0].tolist() == [2, 3] and curves[1][1].tolist() == pytest.approx([7, 7.5])
+    assert [p.name for p in plots.plot_run(old)] == ["hv.png", "surrogate.png"]
+    out = subprocess.run([sys.executable, "scripts/plot_runs.py", str(a), str(old), "--out", str(tmp_path / "c.png"),
+                          "--each"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert_png(tmp_path / "c.png", min_kb=10)
+    assert_png(old / "plots" / "iter_2.png", min_kb=10)
+
+
+@pytest.mark.parametrize("how", ["out_is_a_folder", "stats_without_archive", "bad_option"])
+def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
+    write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
+    args = [str(tmp_path / "a"), "--out", str(tmp_path / "hv.png")]
+    if how == "out_is_a_folder":
+        args[-1] = str(tmp_path)
+    elif how == "stats_without_archive":
+        (tmp_path / "a" / "iter_1.stats").write_text(json.dumps({"hv": 1.0}))
+    else:
+        args.append("--bogus")
+    out = subprocess.run([sys.executable, "scripts/plot_runs.py", *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr

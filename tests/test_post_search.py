@@ -433,3 +433,64 @@ def test_pairwise_combinations_cover_every_objective():
     pairs = _panels(["top1_err", "flops", "params", "latency"])
     assert sorted(tuple(sorted(p)) for p in pairs) == list(combinations(range(4), 2))
     assert all(y == 0 for x, y in pairs if 0 in (x, y))
+
+
+# ---------------------------------------------------------------------------------------- review: defects found
+def test_knee_picks_compare_with_the_neighbours_along_a_two_objective_front():
+    # by hand (already normalised): mu = 1/3, 1/3, 5/6, 6/5, 1/2, 2/3, 1/2. The sharpest knee is member 3;
+    # member 2 is its neighbour along the front (mu 5/6 < 6/5), so it is no knee of its own although its two
+    # nearest points in space (members 1 and 0) both lie on its left. Member 5 (mu 2/3 against 1/2 and 1/2 on
+    # either side) is the second knee.
+    N = np.array([[0, 1], [0.05, 0.85], [0.1, 0.7], [0.35, 0.4], [0.65, 0.25], [0.8, 0.1], [1, 0]])
+    F = N * [20, 600] + [10, 100]
+    assert trade_off(F) == pytest.approx([1 / 3, 1 / 3, 5 / 6, 6 / 5, 1 / 2, 2 / 3, 1 / 2])
+    assert list(knee_order(F)[:2]) == [3, 5]
+    choices, _ = choose(result_of(F), 2)
+    assert [c.index for c in choices] == [3, 5, 0]  # and the most accurate
+
+
+def test_post_search_reads_the_original_tools_stats_file(tmp_path):
+    # the original msunas.py wrote {"archive": [[subnet, top1_err, sec_obj], ...], "candidates", "hv",
+    # "surrogate"}: no "objectives"; its post_search.py read it and named folders net-flops@<value>
+    import post_search as script
+
+    run = tmp_path / "search-imagenet"
+    run.mkdir()
+    subnets = [{"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 160 + 16 * i} for i in range(len(LINE))]
+    (run / "iter_30.stats").write_text(json.dumps({
+        "archive": [[s, *f] for s, f in zip(subnets, LINE)], "candidates": [], "hv": 0.4,
+        "surrogate": {"model": "rbf", "name": "rbf", "winner": "rbf", "rmse": 1.0, "rho": 0.9, "tau": 0.8}}))
+    out = tmp_path / "final"
+    assert script.main(["--expr", str(run / "iter_30.stats"), "--save", str(out), "-n", "1",
+                        "--prefer", "top1#80+flops#300"]) == 0
+    chosen = json.loads((out / "choices.json").read_text())["choices"]
+    # asf 0 at (20 % error, 300 MFLOPs); the most accurate (10 %, 500) is added
+    assert [c["folder"] for c in chosen] == ["net-flops@300", "net-flops@500"]
+    assert json.loads((out / "net-flops@300" / "net.subnet").read_text()) == subnets[2]
+    assert json.loads((out / "net-flops@300" / "net.stats").read_text()) == {"top1": 80.0, "flops": 300.0}
+
+
+def test_a_new_export_leaves_no_weights_of_another_architecture_behind(tmp_path):
+    # an earlier export with --supernet_path wrote net.config/net.inherited into net-flops@300; a later choice
+    # with the same folder name but without weights must not sit next to the old architecture's weights
+    folder = tmp_path / "final" / "net-flops@300"
+    folder.mkdir(parents=True)
+    for name, text in [("net.subnet", '{"old": 1}'), ("net.config", "{}"), ("net.inherited", "weights")]:
+        (folder / name).write_text(text)
+    export_architecture({"new": 2}, {"top1": 80.0, "flops": 300.0}, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["net.stats", "net.subnet"]
+    assert json.loads((folder / "net.subnet").read_text()) == {"new": 2}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-n", "x"], "argument -n: invalid int value: 'x'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--save", "FILE"], "--save"),
+])
+def test_post_search_usage_errors_are_one_line_exit_2(tmp_path, extra, message):
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    (tmp_path / "file").write_text("not a folder")
+    extra = [str(tmp_path / "file") if a == "FILE" else a for a in extra]
+    out = post_search("--expr", expr, *extra)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
