@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from codebase.networks.drawing import FORMATS, render_macro, render_micro
+from codebase.networks.nsganet_macro import macro_spec
 from codebase.nsganet_profile import load_arch
 
 
@@ -38,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                 arch = MicroSearchSpace().decode(arch)
             files = render_micro(arch, args.out, name, args.format)
         else:
-            spec = arch if isinstance(arch, dict) else {"genome": arch}
-            if "genome" not in spec:
-                raise ValueError(f"{args.arch}: macro architecture needs a 'genome' field")
+            spec = macro_spec(arch)
             files = render_macro(spec["genome"], args.out, name, args.format, spec.get("decoder", "residual"))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,7 +22,7 @@ from torch import nn
 
 from codebase.io import read_json
 from codebase.networks.genotypes import macro_architecture, micro_genotype
-from codebase.networks.nsganet_macro import build_macro_network
+from codebase.networks.nsganet_macro import build_macro_network, macro_spec
 from codebase.networks.nsganet_micro import build_micro_network
 
 CONVENTIONS = ("nsganet", "macs")
@@ -112,9 +112,7 @@ def build_network(
     if net_type == "macro":
         if auxiliary:
             raise ValueError("the macro network has no auxiliary head; drop --auxiliary")
-        spec = arch if isinstance(arch, dict) else {"genome": arch}
-        if "genome" not in spec:
-            raise ValueError("macro architecture: missing field 'genome'")
+        spec = macro_spec(arch)
         return build_macro_network(spec["genome"], init_channels, n_classes, spec.get("decoder", "residual"),
                                    spec.get("channels"))
     raise ValueError(f"net_type must be 'micro' or 'macro', got '{net_type}'")

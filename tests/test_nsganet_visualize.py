@@ -97,3 +97,15 @@ def test_malformed_macro_genome_exits_2_with_one_line(tmp_path, capsys, genome):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: macro genome") and "\n" not in err
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_macro_dict_without_genome_exits_2_and_profile_refuses_it(tmp_path, capsys):
+    from codebase.nsganet_profile import build_network
+
+    path = tmp_path / "nogenome.json"
+    path.write_text(json.dumps({"channels": [[3, 32], [32, 64], [64, 128]]}))
+    assert visualize.main([str(path), "--net_type", "macro", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: macro architecture: missing field 'genome'"
+    with pytest.raises(ValueError, match="missing field 'genome'"):
+        build_network("macro", {"decoder": "dense"})

@@ -122,6 +122,15 @@ class MacroNetwork(nn.Module):
         return self.classifier(self.global_pooling(self.features(x)).flatten(1))
 
 
+def macro_spec(arch: Any) -> dict[str, Any]:
+    """{"genome", optional "channels" and "decoder"} of such a dict or of a bare genome (nested or flat bits);
+    ValueError for a dict without a genome."""
+    spec = arch if isinstance(arch, dict) else {"genome": arch}
+    if "genome" not in spec:
+        raise ValueError("macro architecture: missing field 'genome'")
+    return spec
+
+
 def macro_genome(genome: Any) -> list[list[list[int]]]:
     """The checked nested genome of a nested one, or of a flat bit string of the 48-bit search space.
 
