@@ -9,7 +9,7 @@
     torchrun --nproc_per_node 4 train_cifar.py ...          # several GPUs (DDP); gloo on CPU
 
 Writes DIR/args.yaml, DIR/checkpoint.pth (every epoch), DIR/model.pth, DIR/metrics.csv, DIR/net.config.
-Defaults follow the originals: fine-tuning SGD-Nesterov lr 0.01, wd 4e-5, 150 epochs, batch 96;
+Defaults follow the originals: fine-tuning SGD (momentum 0.9, no Nesterov) lr 0.01, wd 4e-5, 150 epochs, batch 96;
 NSGA-Net from scratch SGD lr 0.025, wd 3e-4, 600 epochs, batch 96, auxiliary weight 0.4.
 """
 
@@ -19,14 +19,14 @@ import argparse
 import json
 import os
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 
-OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": True}
+OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": False}
 NSGANET_DEFAULTS = {"lr": 0.025, "weight_decay": 3e-4, "epochs": 600, "nesterov": False}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="cifar10", help="cifar10, cifar100, cinic10, digits, ... (codebase/data)")
     p.add_argument("--data", help="folder holding the data set")
     p.add_argument("--model", default=None, help="a name for the run folder (as the original README used it)")

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", help="data folder (ImageNet: train/ and val/ class folders)")
     p.add_argument("--dataset", default="imagenet", help="imagenet or any data set of codebase/data")
     p.add_argument("--model", default="nsganetv2", help="a name for the output folder")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.resume and not args.output:
         raise ValueError("--resume needs --output DIR (the run to continue)")
-    if args.mixup > 0 and args.batch_size % 2:
+    if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ValueError("--mixup/--cutmix need an even --batch-size")
     args.output = args.output or default_output(args)
     finetune_imagenet(args)

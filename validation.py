@@ -4,6 +4,8 @@
         [--img-size R] [-b 256] [-j 4] [--save out.json]
     python validation.py --dataset cifar10 --data DATA --net_type micro --arch NSGANet --init_channels 34 \
         --filter_increment 4 --auxiliary --pretrained weights.pt
+    python validation.py --net_type macro --model_path weights.pt --data DATA    # NSGA-Net's test.py flags:
+    python validation.py --task cifar100 --net_type micro ... --model_path weights.pt   # CIFAR-10 unless --task
 
 Weights: a state dict, {"state_dict": ...} (net.init, net.inherited, train_cifar.py's model.pth and
 checkpoint.pth), timm checkpoints (--use-ema takes "state_dict_ema"/"model_ema"), `module.` prefixes.
@@ -18,14 +20,16 @@ import argparse
 import json
 from typing import Any
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="imagenet", help="imagenet, cifar10, cifar100, cinic10, ... (codebase/data)")
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", "--task", dest="dataset", default=None,
+                   help="imagenet, cifar10, cifar100, cinic10, ... (codebase/data); default: imagenet, and cifar10 "
+                        "with --net_type (as NSGA-Net's validation/test.py)")
     p.add_argument("--data", help="folder holding the data set")
-    p.add_argument("--model", "--model-config", "--model_config", dest="model_config",
+    p.add_argument("-m", "--model", "--model-config", "--model_config", dest="model_config",
                    help="net.config of the architecture (ofa MobileNetV3, either spelling)")
     p.add_argument("--pretrained", "--initial-checkpoint", "--model_path", dest="pretrained", required=True,
                    help="weight file")
@@ -49,16 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def validate(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
     from torch.utils.data import DataLoader
 
     from codebase.data import eval_transform, get_dataset
-    from codebase.finetune import n_classes_of
+    from codebase.finetune import n_classes_of, resolve_device
     from codebase.models import build_nsganet_model, build_ofa_model, model_complexity, resolve_image_size
     from codebase.training import evaluate
 
     if bool(args.net_type) == bool(args.model_config):
         raise ValueError("give either --model net.config or --net_type micro|macro")
+    if args.dataset is None:  # NSGA-Net networks are CIFAR-10 networks unless told otherwise
+        args.dataset = "cifar10" if args.net_type else "imagenet"
     n_classes = n_classes_of(args.dataset, args.data)
     size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.pretrained, bool(args.net_type))
     if args.net_type:
@@ -66,7 +71,7 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
                                     args.auxiliary, args.SE, n_classes, args.pretrained, args.use_ema)
     else:
         model = build_ofa_model(args.model_config, args.pretrained, n_classes, keep_head=True, use_ema=args.use_ema)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device)
     test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, size))
     loader = DataLoader(test_set, batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
                         pin_memory=device.type == "cuda")

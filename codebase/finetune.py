@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
-from codebase.checkpoints import load_weights
+from codebase.checkpoints import check_compatible, load_weights
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
 from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
 
@@ -30,6 +30,24 @@ METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_to
 
 
 # ---------------------------------------------------------------------------------------- processes
+def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
+    """--device: cuda when available if not given; a bad name or a missing GPU is a ValueError (one line)."""
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA device is available")
+        index = local_rank if device.index is None else device.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+        return torch.device("cuda", index)
+    return device
+
+
 class Processes:
     """This process's place among the torchrun workers (a single process when not under torchrun)."""
 
@@ -37,15 +55,9 @@ class Processes:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError("--device cuda: no CUDA device is available")
-            torch.cuda.set_device(local)
-            self.device = torch.device("cuda", local)
-        else:
-            self.device = torch.device(device)
+        self.device = resolve_device(device, local)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
@@ -109,7 +121,7 @@ def evaluate_everywhere(model: nn.Module, dataset: Dataset, processes: Processes
 # ------------------------------------------------------------------------------------- augmentation
 class Cutout:
     """Zero one random square of side `length` (clipped at the border) in a (C, H, W) tensor (DeVries &
-    Taylor 2017, as DARTS and NSGA-Net apply it after normalisation)."""
+    Taylor 2017). NSGA-Net (as DARTS) applies it after normalisation, NSGANetV2 before (a black square)."""
 
     def __init__(self, length: int) -> None:
         self.length = int(length)
@@ -123,8 +135,10 @@ class Cutout:
         return img
 
 
-def training_transform(dataset: str, image_size: int, autoaugment: bool = False, cutout: int = 0) -> T.Compose:
-    """codebase.data.train_transform, with AutoAugment before ToTensor and Cutout at the end when asked.
+def training_transform(dataset: str, image_size: int, autoaugment: bool = False, cutout: int = 0,
+                       cutout_before_normalize: bool = False) -> T.Compose:
+    """codebase.data.train_transform, with AutoAugment before ToTensor and Cutout at the end when asked
+    (or just before Normalize: the square is then black, not the mean colour).
 
     Cutout lengths are given at the data set's native size (16 px on CIFAR) and scaled to image_size.
     """
@@ -138,8 +152,19 @@ def training_transform(dataset: str, image_size: int, autoaugment: bool = False,
         steps.insert(at, T.AutoAugment(policy, interpolation=T.InterpolationMode.BICUBIC))
     if cutout > 0:
         scale = image_size / info.native_size if info.native_size else 1.0
-        steps.append(Cutout(max(1, round(cutout * scale))))
+        cut = Cutout(max(1, round(cutout * scale)))
+        if cutout_before_normalize:
+            steps.insert(next(i for i, s in enumerate(steps) if isinstance(s, T.Normalize)), cut)
+        else:
+            steps.append(cut)
     return T.Compose(steps)
+
+
+def finetune_transform(args: argparse.Namespace) -> T.Compose:
+    """train_cifar's training transform: Cutout as each original placed it (NSGANetV2's train_cifar.py before
+    Normalize, NSGA-Net's train.py after it)."""
+    return training_transform(args.dataset, args.img_size, args.autoaugment,
+                              args.cutout_length if args.cutout else 0, cutout_before_normalize=not args.net_type)
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -222,9 +247,7 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
     from codebase.data import get_dataset
 
     folder = run_folder(args)
-    train_set = get_dataset(args.dataset, args.data, "train",
-                            training_transform(args.dataset, args.img_size, args.autoaugment,
-                                               args.cutout_length if args.cutout else 0))
+    train_set = get_dataset(args.dataset, args.data, "train", finetune_transform(args))
     sampler = DistributedSampler(train_set, processes.world, processes.rank, shuffle=True, seed=args.seed,
                                  drop_last=True) if processes.world > 1 else None
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
@@ -240,6 +263,7 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
         if not checkpoint_path.is_file():
             raise ValueError(f"--resume {args.resume}: no checkpoint.pth in {folder}")
         state = load_torch(checkpoint_path, map_location=str(processes.device))
+        check_compatible(model, state["state_dict"], str(checkpoint_path))  # one error line, not a traceback
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from codebase.checkpoints import load_into, load_weights
+from codebase.checkpoints import check_compatible, load_into, load_weights
 from codebase.finetune import Processes, evaluate_everywhere, n_classes_of
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
 from codebase.training import accuracy, autocast, distillation_loss, restore_rng_state, rng_state, seed_everything
@@ -58,16 +58,20 @@ def train_loader(args: argparse.Namespace, processes: Processes) -> tuple[DataLo
     from codebase.data import dataset_info, get_dataset
 
     info = dataset_info(args.dataset)
-    transform = create_transform(args.img_size, is_training=True, auto_augment=args.aa, interpolation="bicubic",
-                                 mean=info.mean, std=info.std, re_prob=args.reprob, re_mode=args.remode,
-                                 re_count=args.recount, color_jitter=args.color_jitter,
-                                 hflip=0.5 if info.hflip else 0.0)
+    try:  # timm asserts on an unknown policy or random-erasing mode
+        transform = create_transform(args.img_size, is_training=True, auto_augment=args.aa or None,
+                                     interpolation="bicubic", mean=info.mean, std=info.std, re_prob=args.reprob,
+                                     re_mode=args.remode, re_count=args.recount, color_jitter=args.color_jitter,
+                                     hflip=0.5 if info.hflip else 0.0)
+    except (AssertionError, KeyError) as e:
+        raise ValueError(f"--aa {args.aa} / --remode {args.remode}: not a timm augmentation setting ({e})") from None
     dataset = get_dataset(args.dataset, args.data, "train", transform)
     sampler = DistributedSampler(dataset, processes.world, processes.rank, shuffle=True, seed=args.seed,
                                  drop_last=True) if processes.world > 1 else None
+    # no persistent workers: fresh ones each epoch take their seeds from the main random state, which the
+    # checkpoint holds, so a resumed run augments exactly as the uninterrupted one
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, drop_last=True, pin_memory=processes.device.type == "cuda",
-                        persistent_workers=args.workers > 0)
+                        num_workers=args.workers, drop_last=True, pin_memory=processes.device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"{args.dataset}: the training set holds fewer than one batch ({args.batch_size}) "
                          f"per process")
@@ -124,6 +128,7 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     start = 0
     if args.resume:
         state = load_torch(folder / "checkpoint.pth", map_location=str(device))
+        check_compatible(model, state["state_dict"], str(folder / "checkpoint.pth"))  # one line, no traceback
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -98,7 +98,7 @@ def build_nsganet_model(net_type: str, arch: str, layers: int, init_channels: in
 # ------------------------------------------------------------------------------------ image size
 def _image_size_of_config(config_path: Path) -> int | None:
     config = read_json(config_path)
-    for key in ("image_size", "r", "resolution"):
+    for key in ("image_size", "img_size", "r", "resolution"):  # img_size: released NSGANetV2 / NAT configs
         if isinstance(config.get(key), int):
             return config[key]
     subnet = config_path.parent / "net.subnet"

@@ -211,18 +211,22 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | tup
 
 
 def rng_state() -> dict[str, torch.Tensor]:
-    """This process's torch, Python and numpy random states as tensors (checkpoints load weights_only)."""
+    """This process's torch (CPU, and CUDA once in use: dropout and drop-path masks on a GPU come from it),
+    Python and numpy random states as tensors (checkpoints load weights_only)."""
     import random
 
     import numpy as np
 
     version, python_state, gauss = random.getstate()
     _, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (timm's Mixup draws from it)
-    return {"torch": torch.get_rng_state(),
-            "python": torch.tensor([version, *python_state], dtype=torch.int64),
-            "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
-            "numpy": torch.tensor(np.asarray(keys, dtype=np.int64)),
-            "numpy_extra": torch.tensor([pos, has_gauss, cached], dtype=torch.float64)}
+    state = {"torch": torch.get_rng_state(),
+             "python": torch.tensor([version, *python_state], dtype=torch.int64),
+             "python_gauss": torch.tensor([] if gauss is None else [gauss], dtype=torch.float64),
+             "numpy": torch.tensor(np.asarray(keys, dtype=np.int64)),
+             "numpy_extra": torch.tensor([pos, has_gauss, cached], dtype=torch.float64)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.stack([g.cpu() for g in torch.cuda.get_rng_state_all()])
+    return state
 
 
 def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor) -> None:
@@ -241,6 +245,9 @@ def restore_rng_state(state: dict[str, torch.Tensor] | torch.Tensor) -> None:
     pos, has_gauss, cached = state["numpy_extra"].tolist()
     keys = state["numpy"].numpy().astype(np.uint32)
     np.random.set_state(("MT19937", keys, int(pos), int(has_gauss), cached))  # noqa: NPY002
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all([g for g in cuda.cpu()])
 
 
 def seed_everything(seed: int) -> None:

@@ -126,3 +126,89 @@ def test_bad_arguments_are_rejected(setup):
         main_inline("train_cifar", [*common, "--net_type", "micro"])
     with pytest.raises(ValueError, match="cifar-10-batches-py"):
         main_inline("train_cifar", [*common[:3], "/nonexistent", *common[4:], "--evaluate"])
+
+
+def test_resume_into_another_network_or_a_bad_device_is_one_error(setup, tmp_path):
+    folder, common = setup
+    run = tmp_path / "run"
+    assert main_inline("train_cifar", [*common, "--epochs", "1", "--save", run]) == 0
+    # the same folder resumed with an NSGA-Net network: an error naming a tensor, not load_state_dict's traceback
+    at = common.index("--model-config")
+    other = [*common[:at], *common[at + 4:], "--net_type", "micro", "--layers", "3", "--init_channels", "4",
+             "--filter_increment", "2"]
+    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor '"):
+        main_inline("train_cifar", [*other, "--resume", run])
+    with pytest.raises(ValueError, match="--device foo"):
+        main_inline("train_cifar", [*common, "--device", "foo", "--save", tmp_path / "other"])
+
+
+def test_finetuning_optimizer_is_the_originals_plain_momentum_sgd():
+    """NSGANetV2's train_cifar.py: optim.SGD(lr=0.01, momentum=0.9, weight_decay=4e-5), no Nesterov. Two steps on
+    f(w) = w^2 / 2 from w = 1 (gradient w + wd * w), by hand: heavy-ball momentum v = 0.9 v + g, w -= lr v."""
+    import train_cifar
+    from codebase.training import sgd_cosine
+
+    args = train_cifar.resolve(train_cifar.build_parser().parse_args(["--model-config", "net.config"]))
+    w = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    optimizer, _ = sgd_cosine([w], args.lr, args.epochs, 10**6, args.momentum, args.weight_decay,
+                              nesterov=args.nesterov)
+    expected, v = 1.0, 0.0
+    for _ in range(2):
+        optimizer.zero_grad()
+        (w ** 2 / 2).sum().backward()
+        optimizer.step()
+        g = expected * (1 + 4e-5)
+        v = 0.9 * v + g
+        expected -= 0.01 * v
+    assert w.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_checkpoint_random_state_includes_the_gpu_generators(monkeypatch):
+    """On a GPU dropout and drop-path masks come from the CUDA generators: --resume must restore them too (the
+    CPU generator alone repeats a CPU run only). Stand-in CUDA functions record what is saved and restored."""
+    from codebase.training import restore_rng_state, rng_state
+
+    generators = [torch.arange(16, dtype=torch.uint8), torch.arange(16, 32, dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [g.clone() for g in generators])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(list(states)))
+    state = rng_state()
+    generators = [torch.zeros(16, dtype=torch.uint8)] * 2  # the generators move on after the checkpoint
+    restore_rng_state(state)
+    assert len(restored) == 1
+    assert [g.tolist() for g in restored[0]] == [list(range(16)), list(range(16, 32))]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_restored_random_state_repeats_gpu_dropout():
+    from codebase.training import restore_rng_state, rng_state
+
+    torch.manual_seed(0)
+    x = torch.ones(4096, device="cuda")
+    torch.nn.functional.dropout(x, 0.5)  # the CUDA generator is in use
+    state = rng_state()
+    first = torch.nn.functional.dropout(x, 0.5)
+    restore_rng_state(state)
+    assert torch.equal(torch.nn.functional.dropout(x, 0.5), first)
+
+
+def test_cutout_fills_like_each_original():
+    """NSGANetV2's train_cifar.py cuts out before Normalize (a black square); NSGA-Net (DARTS) after it (zeros of
+    the normalised image, i.e. the mean colour). A cutout of 64 px covers the whole 32 px image wherever it lands."""
+    from PIL import Image
+
+    import train_cifar
+    from codebase.finetune import finetune_transform
+
+    grey = Image.new("RGB", (32, 32), (90, 120, 200))
+    base = ["--dataset", "cifar10", "--img-size", "32", "--cutout", "--cutout_length", "64"]
+    ofa = train_cifar.resolve(train_cifar.build_parser().parse_args([*base, "--model-config", "net.config"]))
+    black = torch.tensor([-0.49139968 / 0.24703233, -0.48215827 / 0.24348505, -0.44653124 / 0.26158768])
+    out = finetune_transform(ofa)(grey)
+    assert out.shape == (3, 32, 32)
+    torch.testing.assert_close(out, black.view(3, 1, 1).expand(3, 32, 32), rtol=1e-6, atol=1e-6)
+    nsga = train_cifar.resolve(train_cifar.build_parser().parse_args([*base, "--net_type", "micro"]))
+    assert torch.equal(finetune_transform(nsga)(grey), torch.zeros(3, 32, 32))

@@ -123,3 +123,51 @@ def test_distributed_train_runs_under_plain_sh():
     out = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), "1", "/nonexistent", "--help"],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0 and "usage: train_imagenet.py" in out.stdout, out.stderr[-2000:]
+
+
+def test_resume_with_loader_workers_equals_the_uninterrupted_run(setup, tmp_path):
+    # with worker processes the augmentations draw from the workers' random state: a resumed run must seed its
+    # workers exactly as the uninterrupted run did in that epoch (persistent workers kept epoch 1's seeds)
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "1", "--lr", ".024", "--model-ema", "--reprob", "0.2", "--quiet",
+            "--device", "cpu"]
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "1", "--output", tmp_path / "run"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "2", "--output", tmp_path / "run",
+                                                 "--resume"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "2", "--output", tmp_path / "straight"]]) == 0
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "straight")
+    resumed, straight = load_torch(tmp_path / "run" / "model.pth"), load_torch(tmp_path / "straight" / "model.pth")
+    for key in ("state_dict", "state_dict_ema"):
+        for name, tensor in straight[key].items():
+            assert torch.equal(resumed[key][name], tensor), (key, name)
+
+
+def test_bad_arguments_are_one_error_line(setup, tmp_path):
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--quiet", "--device", "cpu"]
+
+    def main(*extra):
+        return train_imagenet.main([str(a) for a in [*argv, *extra]])
+
+    with pytest.raises(ValueError, match="even --batch-size"):  # timm's Mixup asserts on odd batches, cutmix too
+        main("--cutmix", "1.0", "-b", "3", "--output", tmp_path / "a")
+    with pytest.raises(ValueError, match="--aa bogus"):
+        main("--aa", "bogus", "--output", tmp_path / "b")
+    with pytest.raises(ValueError, match="--device foo"):
+        main("--device", "foo", "--output", tmp_path / "c")
+    # resuming a run with another architecture names the first tensor that differs
+    assert main("--output", tmp_path / "run") == 0
+    other, _, _ = tiny_export(tmp_path / "other", n_classes=3)
+    cfg = json.loads(other.read_text())
+    cfg["classifier"]["in_features"] = cfg["feature_mix_layer"]["out_channels"] = 64
+    other.write_text(json.dumps(cfg))
+    at = argv.index("--model-config")
+    changed = [*argv[:at], "--model-config", other, *argv[at + 4:]]
+    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor 'feature_mix_layer"):
+        train_imagenet.main([str(a) for a in [*changed, "--output", tmp_path / "run", "--resume"]])

@@ -145,6 +145,11 @@ def test_image_size_comes_from_the_run_or_the_subnet(export, tmp_path):
     save_torch(run_dir / "model.pth", {"state_dict": {}})
     assert resolve_image_size(None, "cifar10", folder / "net.config", run_dir / "model.pth") == 48
     assert resolve_image_size(64, "cifar10", folder / "net.config", run_dir / "model.pth") == 64
+    # the released NSGANetV2 / NAT net.config files carry the size as "img_size" (their validation.py read it)
+    released = tmp_path / "released"
+    released.mkdir()
+    write_json(released / "net.config", {**json.loads(Path(config).read_text()), "img_size": 208})
+    assert resolve_image_size(None, "cifar10", released / "net.config", weights) == 208
 
 
 def test_mismatch_names_the_first_tensor_and_exits_2(export, tmp_path):
@@ -185,3 +190,78 @@ def test_nsganet_network_validation(tmp_path, export):
     assert result["params"] == pytest.approx(count_params(net) / 1e6)
     assert result["flops"] == pytest.approx(count_flops(net, 32) / 1e6)
     assert np.isfinite(result["loss"]) and code == 0
+
+
+CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)  # published CIFAR-100 channel statistics
+CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
+
+
+def test_original_nsganet_test_py_commands_work(export, tmp_path):
+    """The NSGA-Net README's `validation/test.py --net_type ... --model_path W` evaluates CIFAR-10 without
+    naming a data set, and `--task cifar100` picks CIFAR-100; NSGANetV2's validation.py spelled --model `-m`."""
+    from codebase.nsganet_profile import build_network
+
+    config, weights, net, data, written = export
+    torch.manual_seed(2)
+    micro = build_network("micro", "NSGANet", layers=3, init_channels=4, filter_increment=2, auxiliary=True,
+                          SE=False, n_classes=10)
+    path = save_torch(tmp_path / "weights.pt", micro.state_dict())
+    import validation
+
+    shape = ["--net_type", "micro", "--arch", "NSGANet", "--layers", "3", "--init_channels", "4",
+             "--filter_increment", "2", "--auxiliary"]
+    assert run_inline(validation.main, *shape, "--model_path", path, "--data", data, "-j", "0", "--save",
+                      tmp_path / "c10.json") == 0
+    result = json.loads((tmp_path / "c10.json").read_text())
+    top1, loss, _ = _independent_top1(micro, written)
+    assert result["dataset"] == "cifar10" and result["n"] == 24
+    assert result["top1"] == pytest.approx(top1, abs=1e-4) and result["loss"] == pytest.approx(loss, rel=1e-4)
+
+    from tests.data_fixtures import write_cifar100
+
+    c100 = write_cifar100(tmp_path / "c100", n_train=2, n_test=6, seed=4)
+    torch.manual_seed(3)
+    micro100 = build_network("micro", "NSGANet", layers=3, init_channels=4, filter_increment=2, auxiliary=True,
+                             SE=False, n_classes=100)
+    path100 = save_torch(tmp_path / "weights100.pt", micro100.state_dict())
+    assert run_inline(validation.main, "--task", "cifar100", *shape, "--model_path", path100, "--data",
+                      tmp_path / "c100", "-j", "0", "--save", tmp_path / "c100.json") == 0
+    result = json.loads((tmp_path / "c100.json").read_text())
+    images, labels = c100["test"]
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    x = (x - torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR100_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits = micro100.eval()(x)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    y = torch.from_numpy(labels)
+    assert result["dataset"] == "cifar100" and result["n"] == 6
+    assert result["top1"] == pytest.approx(100.0 * (logits.argmax(1) == y).float().mean().item(), abs=1e-4)
+    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-4)
+
+    # NSGANetV2's validation.py: -m net.config
+    assert run_inline(validation.main, "--dataset", "cifar10", "--data", data, "-m", config, "--pretrained", weights,
+                      "--img-size", "32", "-j", "0", "--save", tmp_path / "m.json") == 0
+    top1, loss, _ = _independent_top1(net, written)
+    assert json.loads((tmp_path / "m.json").read_text())["top1"] == pytest.approx(top1, abs=1e-4)
+
+
+def test_bad_device_is_one_error_line(export):
+    config, weights, _, data, _ = export
+    import validation
+
+    argv = ["--dataset", "cifar10", "--data", data, "--model", config, "--pretrained", weights, "--img-size", "32",
+            "-j", "0"]
+    with pytest.raises(ValueError, match="--device foo"):
+        run_inline(validation.main, *argv, "--device", "foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            run_inline(validation.main, *argv, "--device", "cuda")
+
+
+@pytest.mark.parametrize("script", ["validation", "train_cifar", "train_imagenet"])
+def test_usage_errors_are_one_line_and_exit_2(script, capsys):
+    module = __import__(script)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["DATA", "--model-config", "net.config", "--no-such-flag"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
