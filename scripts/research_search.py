@@ -14,7 +14,8 @@ Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
 scale per layer gene group, ARD, log scales tied to their mean by a Gaussian prior of std 1 / 0.3),
 `gpa_trend` (gp_additive on the residual of a least-squares line in log FLOPs: the model learns
-efficiency, not size), `gpa_log` (gp_additive on log error).
+efficiency, not size), `gpa_log` (gp_additive on log error), `mlp_ens` (a deep ensemble of 5 small MLPs on one-hot
+features).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -227,9 +228,54 @@ def register_variants() -> None:
 
     register_acc_predictor("gpa_trend", lambda **k: Warped(mode="trend", **k))
     register_acc_predictor("gpa_log", lambda **k: Warped(mode="log", **k))
+    register_acc_predictor("mlp_ens", _mlp_ensemble_class())
     ARDGP = _ard_gp_class()
     register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
+
+
+def _mlp_ensemble_class():
+    """A deep ensemble: 5 MLPs (2 x 64 ReLU) on one-hot features, each from its own initial weights,
+    trained full batch for 400 Adam steps with weight decay 1e-3 on every point (no held-out split);
+    the prediction is their mean. The oracle itself is a ReLU MLP on these features."""
+    import torch
+    from torch import nn
+
+    from acc_predictor.base import Predictor
+
+    class Ensemble(Predictor):
+        name = "mlp_ens"
+
+        def __init__(self, search_space=None, encoding: str = "onehot", seed: int = 0, members: int = 5, **_):
+            super().__init__(search_space, encoding, seed)
+            self.members = members
+
+        def _fit(self, F, y):
+            self.x_mean, self.x_std = F.mean(0), F.std(0)
+            self.x_std[self.x_std == 0] = 1.0
+            self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
+            Z = torch.as_tensor((F - self.x_mean) / self.x_std, dtype=torch.float32)
+            t = torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)[:, None]
+            self.nets = []
+            with torch.random.fork_rng(devices=[]):
+                for m in range(self.members):
+                    torch.manual_seed(self.seed * 100 + m)
+                    net = nn.Sequential(nn.Linear(Z.shape[1], 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                                        nn.Linear(64, 1))
+                    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
+                    for _ in range(400):
+                        opt.zero_grad()
+                        nn.functional.mse_loss(net(Z), t).backward()
+                        opt.step()
+                    self.nets.append(net.eval())
+
+        def _predict(self, F):
+            Z = torch.as_tensor((F - self.x_mean) / self.x_std, dtype=torch.float32)
+            with torch.no_grad():
+                out = torch.stack([net(Z)[:, 0] for net in self.nets]).mean(0).double().numpy()
+            return out * self.y_std + self.y_mean
+
+    return Ensemble
 
 
 def _ard_gp_class():
