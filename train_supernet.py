@@ -64,16 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         stored = read_yaml(save / "args.yaml")
         if not isinstance(stored, dict):
             raise ValueError(f"{save / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+        defaults = vars(build_parser().parse_args([]))
+        ignored = [k for k in sorted(fields - {"data"}) if k in defaults and getattr(args, k) != defaults[k]]
+        if ignored:  # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise
+            raise ValueError(f"--resume {save} continues with the settings in its args.yaml; drop "
+                             + ", ".join(f"--{k}" for k in ignored) + " (only --data, --device and "
+                             "--num_workers may change)")
         if args.data is not None:  # the one setting a resume may change: the data moved
             stored = {**stored, "data": args.data}
         config = SupernetTrainConfig(**{k: v for k, v in stored.items() if k in fields})
     else:
         save = Path(args.save)
+        if save.exists() and not save.is_dir():
+            raise ValueError(f"--save {save}: not a folder")
         if (save / CHECKPOINT).exists():
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
         config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     config = config.resolved()
-    save.mkdir(parents=True, exist_ok=True)
+    try:
+        save.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file on the way, no permission, ...
+        raise ValueError(f"--save {save}: cannot create the folder ({e.strerror or type(e).__name__})") from None
     if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")

@@ -33,7 +33,8 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call write(file_object) on a temporary file next to `path`, fsync it, rename it over `path`."""
+    """Call write(file_object) on a temporary file next to `path`, fsync it, rename it over `path`, fsync
+    the folder (so the rename survives a power loss)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -51,7 +52,22 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
         except FileNotFoundError:
             pass
         raise
+    _fsync_folder(path.parent)
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX: the directory entry is only on disk after this)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open folders; the rename stays atomic, only not yet durable
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and Windows) refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 _KILL_ENV = "NSGANETV2_TEST_KILL_DURING_WRITE"

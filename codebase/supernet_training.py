@@ -13,14 +13,18 @@ same code the evaluator uses, so a subnet sees the same preprocessing in trainin
 The validation images of the search (train_validation_split with the run's vld_size and seed) are
 held out: the supernet never trains on the images its subnets are scored on.
 
-Checkpoint (atomic, after every epoch): {"state_dict", "config", "epoch", "history", and while
-unfinished "optimizer", "scheduler"}; `state_dict` makes it loadable as an official-format supernet.
+Checkpoint (atomic, after every epoch): {"state_dict", "config", "epoch", "history", "train_set" (see
+training_set_fingerprint), and while unfinished "optimizer", "scheduler"}; `state_dict` makes it loadable
+as an official-format supernet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +66,11 @@ def resolve_n_classes(dataset: str, data: str | Path | None, n_classes: int | No
     if n_classes is not None and n_classes < 2:
         raise ValueError(f"--n_classes must be at least 2, got {n_classes}")
     known = dataset_info(dataset).n_classes
-    known = known if known is not None else len(get_dataset(dataset, data, "train").classes)
+    if known is None:
+        known = len(get_dataset(dataset, data, "train").classes)
+        if known < 2:  # every label 0: a zero loss from the start and 100% for every subnet
+            raise ValueError(f"{dataset}: the training split of {data} has {known} class folder; "
+                             f"classification needs at least 2")
     if n_classes is None:
         return known
     if n_classes < known:  # labels >= n_classes would end every evaluation in an index error
@@ -77,6 +85,22 @@ def split_indices(dataset: str, data: str | Path | None, vld_size: int | None,
     vld_size = default_vld_size(dataset, n_train) if vld_size is None else int(vld_size)
     train_idx, vld_idx = train_validation_split(n_train, vld_size, seed)
     return train_idx, vld_idx, vld_size
+
+
+def training_set_fingerprint(dataset: str, data: str | Path | None) -> dict[str, Any]:
+    """{"n_images", "sha256"} of what the split's indices point at: the class names and, per training
+    image, its label and (image folders) its path under the data folder, so data moved elsewhere keeps
+    it. A checkpoint records it; reusing one after images were added, removed or renamed would shift
+    every index, and the supernet would have trained on the new validation images."""
+    ds = get_dataset(dataset, data, "train")
+    digest = hashlib.sha256(json.dumps([str(c) for c in ds.classes]).encode())
+    digest.update(np.asarray(ds.targets, dtype=np.int64).tobytes())
+    samples = getattr(ds, "samples", None)
+    if samples is not None:
+        base = Path(data).expanduser()
+        for file, _ in samples:
+            digest.update(Path(os.path.relpath(file, base)).as_posix().encode() + b"\0")
+    return {"n_images": len(ds), "sha256": digest.hexdigest()}
 
 
 def augment_uint8(dataset: str, max_resolution: int) -> T.Compose:
@@ -142,12 +166,20 @@ class SupernetTrainConfig:
         """A copy with the defaults filled in from the data (what the checkpoint records)."""
         c = dataclasses.replace(self)
         c.resolutions = tuple(int(r) for r in (c.resolutions or default_resolutions(c.dataset)))
+        if min(c.resolutions, default=1) < 1:
+            raise ValueError(f"supernet training needs resolutions of at least 1 pixel, got {list(c.resolutions)}")
         c.n_classes = resolve_n_classes(c.dataset, c.data, c.n_classes)
         c.vld_size = split_indices(c.dataset, c.data, c.vld_size, c.seed)[2]
         c.data = str(c.data) if c.data is not None else None
         c.init = str(c.init) if c.init else None
         if c.epochs < 1 or c.batch_size < 1 or c.lr <= 0 or c.n_random < 0:
             raise ValueError("supernet training needs epochs >= 1, batch_size >= 1, lr > 0 and n_random >= 0")
+        for name, ok, rule in (("kd_ratio", c.kd_ratio >= 0, ">= 0"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
+                               ("weight_decay", c.weight_decay >= 0, ">= 0"),
+                               ("grad_clip", c.grad_clip >= 0, ">= 0 (0: no clipping)"),
+                               ("dropout_rate", 0 <= c.dropout_rate < 1, "in [0, 1)")):
+            if not ok:
+                raise ValueError(f"supernet training needs {name} {rule}, got {getattr(c, name)}")
         OFASearchSpace(resolutions=c.resolutions, width_mult=c.width_mult)  # validates both
         return c
 
@@ -258,6 +290,7 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
     dev = _resolve_device(device)
     cuda = dev.type == "cuda"
     supernet = build_training_supernet(config)
+    train_set = training_set_fingerprint(config.dataset, config.data)
     ckpt = None
     if path.is_file():
         ckpt = read_checkpoint(path)
@@ -265,6 +298,12 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
         if diffs:
             raise ValueError(f"{path} was trained with other settings ({'; '.join(diffs)}); "
                              f"delete it or train into another folder")
+        trained_on = ckpt.get("train_set")  # absent from checkpoints of earlier versions
+        if isinstance(trained_on, dict) and trained_on.get("sha256") != train_set["sha256"]:
+            raise ValueError(f"{path}: the training images changed since this supernet was trained "
+                             f"({trained_on.get('n_images')} training images then, {train_set['n_images']} now; "
+                             f"the validation hold-out would hold images it trained on); delete it or train "
+                             f"into another folder")
         if checkpoint_complete(ckpt):
             log.info("supernet: reusing %s (%d epochs)", path, ckpt["epoch"])
             return path
@@ -318,7 +357,7 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
                      epoch + 1, config.epochs, record["loss"], record["top1"], record["seconds"])
             done = epoch + 1 == config.epochs
             _save(path, supernet, config, epoch + 1, history, None if done else optimizer,
-                  None if done else scheduler)
+                  None if done else scheduler, train_set)
     finally:
         if bar is not None:
             bar.close()
@@ -326,9 +365,10 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
 
 
 def _save(path: Path, supernet: torch.nn.Module, config: SupernetTrainConfig, epoch: int,
-          history: list[dict[str, Any]], optimizer: Any, scheduler: Any) -> None:
+          history: list[dict[str, Any]], optimizer: Any, scheduler: Any, train_set: dict[str, Any]) -> None:
     state = {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
-    ckpt: dict[str, Any] = {"state_dict": state, "config": config.to_dict(), "epoch": epoch, "history": history}
+    ckpt: dict[str, Any] = {"state_dict": state, "config": config.to_dict(), "epoch": epoch, "history": history,
+                            "train_set": train_set}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
         ckpt["scheduler"] = scheduler.state_dict()

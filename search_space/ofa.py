@@ -56,6 +56,9 @@ class OFASearchSpace:
             if not values or list(values) != sorted(set(values)):
                 raise ValueError(f"search space '{attr}' must be a non-empty increasing list, got {values}")
             object.__setattr__(self, attr, values)
+        if min(self.resolutions) < 1 or min(self.kernel_sizes) < 1 or min(self.expand_ratios) < 1:
+            raise ValueError(f"search space resolutions, kernel sizes and expand ratios must be positive, got "
+                             f"{self.resolutions}, {self.kernel_sizes}, {self.expand_ratios}")
         if max(self.depths) > MAX_DEPTH or min(self.depths) < 1:
             raise ValueError(f"search space 'depths' must lie in 1..{MAX_DEPTH}, got {self.depths}")
         if self.width_mult not in (1.0, 1.2):

@@ -411,3 +411,32 @@ def test_an_unreadable_image_is_one_line_naming_it(tmp_path):
                          cwd=root, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().count("\n") == 0 and "broken.png: not a readable image" in out.stderr
+
+
+def test_sixteen_bit_greyscale_pngs_keep_their_grey_levels(tmp_path):
+    # A 16-bit PNG (mode I;16) holds 0..65535; its 8-bit grey level is round(v * 255 / 65535) = round(v / 257).
+    # PIL's convert("RGB") clips instead, so nearly every pixel of such an image would become 255.
+    write_image_folder(tmp_path, ["train"], ["a", "b"])
+    values = (np.arange(24 * 20, dtype=np.int64).reshape(20, 24) * 137) % 65536
+    path = tmp_path / "train" / "b" / "deep.png"
+    Image.fromarray(values.astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")
+    ds = get_dataset("folder", tmp_path, "train")
+    image, label = ds[[p for p, _ in ds.samples].index(str(path))]
+    expected = np.rint(values / 257.0)
+    got = np.asarray(image).astype(np.int64)
+    assert label == 1 and image.mode == "RGB" and got.shape == (20, 24, 3)
+    for c in range(3):
+        assert np.abs(got[..., c] - expected).max() <= 1
+
+
+def test_a_floating_point_image_is_one_line_naming_it(tmp_path):
+    # PIL's convert("RGB") of a 32-bit float image (mode F) clips it to 0..255: 0..1 data would turn black
+    write_image_folder(tmp_path, ["train"], ["a", "b"])
+    path = tmp_path / "train" / "a" / "float.tif"
+    Image.fromarray(np.linspace(0, 1, 20 * 24, dtype=np.float32).reshape(20, 24)).save(path)
+    assert Image.open(path).mode == "F"
+    ds = get_dataset("folder", tmp_path, "train")
+    with pytest.raises(ValueError, match=r"float.tif: .*floating-point") as error:
+        ds[[p for p, _ in ds.samples].index(str(path))]
+    assert "\n" not in str(error.value)

@@ -99,6 +99,9 @@ def test_bad_subnets_name_the_field(subnet, field):
 def test_bad_space_and_genome_inputs():
     with pytest.raises(ValueError, match="width_mult"):
         OFASearchSpace(width_mult=1.1)
+    for bad in ({"resolutions": (0, 32)}, {"resolutions": (-4,)}, {"kernel_sizes": (0, 3)}):
+        with pytest.raises(ValueError, match="must be positive"):
+            OFASearchSpace(**bad)
     with pytest.raises(ValueError, match="unknown search space"):
         get_search_space("nope")
     with pytest.raises(ValueError, match="gene 45"):

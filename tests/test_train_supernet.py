@@ -170,6 +170,19 @@ def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
     assert abs(correct - round(correct)) < 1e-6 and 0 <= round(correct) <= 6
     with pytest.warns(UserWarning, match="may have trained on the validation images"):
         SupernetEvaluator(**{**options, "vld_size": 5, "supernet_path": str(path)})
+    # same split settings, one image more: every index of the split moved, and --supernet_path says so too
+    import shutil
+    import warnings
+
+    grown = tmp_path / "grown"
+    shutil.copytree(folder_data, grown)
+    first = sorted((grown / "train").rglob("*.png"))[0]
+    shutil.copy(first, first.with_name("extra.png"))
+    with pytest.warns(UserWarning, match="other training images .*18 then, 19 now"):
+        SupernetEvaluator(**{**options, "data": str(grown), "supernet_path": str(path)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unchanged images raise no warning
+        SupernetEvaluator(**{**options, "supernet_path": str(path)})
 
 
 @pytest.mark.slow
@@ -184,6 +197,9 @@ def test_train_supernet_script_and_resume(folder_data, tmp_path):
     assert "largest subnet (r=32" in out.stdout and (tmp_path / "s" / "summary.json").is_file()
     again = run("--dataset", "folder", "--data", str(folder_data), "--save", str(tmp_path / "s"))
     assert again.returncode == 2 and "--resume" in again.stderr
+    changed = run("--resume", str(tmp_path / "s"), "--epochs", "40", "--lr", "0.5")
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
+    assert "drop --epochs, --lr" in changed.stderr
     resumed = run("--resume", str(tmp_path / "s"))
     assert resumed.returncode == 0, resumed.stderr
     import shutil
@@ -194,3 +210,76 @@ def test_train_supernet_script_and_resume(folder_data, tmp_path):
     resumed = run("--resume", str(tmp_path / "s"), "--data", str(moved))
     assert resumed.returncode == 0, resumed.stderr
     assert read_yaml(tmp_path / "s" / "args.yaml")["data"] == str(moved)
+
+
+def test_a_supernet_is_not_reused_once_its_training_images_changed(folder_data, tmp_path):
+    # The hold-out is train_validation_split(n_train, vld_size, seed) over the data set's item order: with one
+    # more image every index names another image, so a supernet trained before would have seen validation
+    # images. Moving the data elsewhere (same files) must still reuse it.
+    import shutil
+
+    data = shutil.copytree(folder_data, tmp_path / "data")
+    config = SupernetTrainConfig(**{**TINY, "epochs": 1, "n_random": 0}, data=str(data))
+    path = train_supernet(config, tmp_path / "run", device="cpu", progress=False)
+    moved = shutil.move(str(data), str(tmp_path / "moved"))
+    assert train_supernet(SupernetTrainConfig(**{**TINY, "epochs": 1, "n_random": 0}, data=moved),
+                          tmp_path / "run", device="cpu", progress=False) == path
+    shutil.copy(Path(moved) / "train" / "a" / "0.png", Path(moved) / "train" / "a" / "00.png")
+    changed = SupernetTrainConfig(**{**TINY, "epochs": 1, "n_random": 0}, data=moved)
+    from codebase.supernet_training import config_differences
+
+    assert config_differences(read_checkpoint(path)["config"], changed.resolved()) == []  # same settings
+    with pytest.raises(ValueError, match="training images changed") as error:
+        train_supernet(changed, tmp_path / "run", device="cpu", progress=False)
+    assert "18 training images then, 19 now" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_train_supernet_save_that_is_a_file_is_one_error_line(tmp_path):
+    import train_supernet as script
+
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    with pytest.raises(ValueError, match=r"--save .*taken: not a folder"):
+        script.main(["--dataset", "digits", "--save", str(taken), "--quiet"])
+    assert taken.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("field, value", [("kd_ratio", -1.0), ("warmup_epochs", -1), ("weight_decay", -1e-4),
+                                          ("grad_clip", -5.0), ("dropout_rate", 1.0), ("resolutions", (-4, 24))])
+def test_settings_that_would_train_nonsense_are_refused(field, value):
+    # a negative kd_ratio pushes the subnets away from the teacher, a dropout rate of 1 zeroes the features,
+    # a resolution below 1 pixel ended the first step in a RuntimeError traceback
+    with pytest.raises(ValueError, match=field):
+        SupernetTrainConfig(dataset="digits", **{field: value}).resolved()
+
+
+def test_checkpoint_writes_sync_the_file_and_then_its_folder(tmp_path, monkeypatch):
+    # os.replace is atomic, but the new directory entry reaches the disk only with an fsync of the folder:
+    # without it a power loss can leave the old checkpoint (or none) after the run reported the new one saved.
+    import os
+    import stat
+
+    from codebase.io import save_torch
+
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = save_torch(tmp_path / "run" / "checkpoint.pth", {"epoch": 3})
+    assert synced == ["file", "folder"]
+    assert torch.load(path, weights_only=True) == {"epoch": 3}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["checkpoint.pth"]  # no temporary file left
+
+
+def test_an_image_folder_with_one_class_is_refused(tmp_path):
+    # one class folder: every label is 0, the loss is zero from the start and every subnet scores 100%
+    from codebase.supernet_training import resolve_n_classes
+
+    write_image_folder(tmp_path, ["train", "test"], ["only"], per_class=3)
+    with pytest.raises(ValueError, match="1 class folder.*at least 2"):
+        resolve_n_classes("folder", tmp_path, None)
+    write_image_folder(tmp_path, ["train", "test"], ["other"], per_class=3)
+    assert resolve_n_classes("folder", tmp_path, None) == 2

@@ -209,14 +209,30 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
 
 
 def read_rgb_image(path: str) -> Image.Image:
-    """An image file as a PIL RGB image; one that PIL cannot read is a ValueError naming the file."""
+    """An image file as a PIL RGB image; one that PIL cannot read is a ValueError naming the file.
+
+    Grey, palette and alpha images become RGB (alpha dropped); 16-bit grey images are scaled to 8 bits
+    (v / 257), floating-point ones (no fixed range) are refused.
+    """
     from PIL import UnidentifiedImageError
 
     try:
         with open(path, "rb") as f:
-            return Image.open(f).convert("RGB")
+            image = Image.open(f)
+            if image.mode == "F":  # no fixed range to map to 0..255; convert("RGB") would clip it
+                raise ValueError(f"{path}: a floating-point image (PIL mode F) has no fixed grey range; "
+                                 f"save it with 8 or 16 bits per channel")
+            if image.mode in _SIXTEEN_BIT_MODES:
+                # convert("RGB") clips 0..65535 to 0..255 (a 16-bit grey PNG turns almost white): rescale
+                grey = np.asarray(image, dtype=np.float64) / 257.0
+                image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
+            return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+#: PIL modes of 16-bit grey images (PNG/TIFF; older Pillow opens 16-bit PNGs as 32-bit "I")
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
 def _shorten(text: str, limit: int = 300) -> str:

@@ -45,6 +45,7 @@ from codebase.supernet_training import (
     resolve_n_classes,
     split_indices,
     train_supernet,
+    training_set_fingerprint,
     training_subset,
     uint8_loader,
 )
@@ -65,6 +66,8 @@ def _checkpoint_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: not a supernet checkpoint (expected {{'state_dict': {{name: tensor}}}})")
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
+    if config is not None and isinstance(ckpt.get("train_set"), dict):
+        config = {**config, "train_set": ckpt["train_set"]}
     return state, config
 
 
@@ -221,6 +224,13 @@ class SupernetEvaluator:
             warnings.warn(f"{self.supernet_path} was trained holding out vld_size={trained.get('vld_size')} "
                           f"with seed={trained.get('seed')}, but this run validates on vld_size={self.vld_size} "
                           f"with seed={self.seed}: it may have trained on the validation images", stacklevel=2)
+        elif trained and trained.get("dataset") == self.dataset and not self.test and "train_set" in trained:
+            # same split settings, but images added, removed or renamed since shift every index of the split
+            now = training_set_fingerprint(self.dataset, self.data)
+            if trained["train_set"].get("sha256") != now["sha256"]:
+                warnings.warn(f"{self.supernet_path} was trained on other training images "
+                              f"({trained['train_set'].get('n_images')} then, {now['n_images']} now): the split "
+                              f"moved, so it may have trained on the validation images", stacklevel=2)
 
     def _auto_supernet(self, save: str | Path | None, epochs: int, quiet: bool) -> Path:
         """Train (or reuse, or resume) a supernet for this task in SAVE/supernet."""
