@@ -25,11 +25,11 @@ import argparse
 import json
 from pathlib import Path
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", action="store_true", help="print params and FLOPs as one JSON line and exit")
     p.add_argument("--subnet", help="a .subnet file: {'ks': [...], 'e': [...], 'd': [...], 'r': R}")
     p.add_argument("--config", help="a net.config file (ofa MobileNetV3 config, either spelling)")
@@ -67,13 +67,17 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     from codebase.ofa_config import config_complexity, load_config
     from search_space.ofa import OFASearchSpace, load_subnet, subnet_resolution
 
+    # None (not given) takes the default; 0 is a head without classes, refused like a negative count
+    if args.n_classes is not None and args.n_classes < 1:
+        raise ValueError(f"--n_classes must be positive, got {args.n_classes}")
     if args.net_type:
         from codebase.nsganet_profile import profile as nsganet_profile
 
         return nsganet_profile(net_type=args.net_type, arch=args.arch, layers=args.layers,
                                init_channels=args.init_channels, filter_increment=args.filter_increment,
-                               auxiliary=args.auxiliary, SE=args.SE, n_classes=args.n_classes or 10)
-    n_classes = args.n_classes or 1000
+                               auxiliary=args.auxiliary, SE=args.SE,
+                               n_classes=10 if args.n_classes is None else args.n_classes)
+    n_classes = 1000 if args.n_classes is None else args.n_classes
     if args.config:
         if not args.img_size:
             raise ValueError("--profile --config needs --img-size (the input resolution)")
@@ -88,8 +92,6 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     space = OFASearchSpace(resolutions=tuple(sorted({int(r)} if isinstance(r, int) else {224})),
                            width_mult=args.width_mult)
     subnet = space.validate({**subnet, "r": r})
-    if n_classes < 1:
-        raise ValueError(f"--n_classes must be positive, got {n_classes}")
     return subnet_complexity(subnet, args.width_mult, n_classes)
 
 

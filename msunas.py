@@ -14,13 +14,17 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import OneLineParser, run_main
+from codebase.cli import OneLineParser, flags_given, run_main
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
     from codebase.distributed import RankGroup
 
 SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inner_pop", "inner_gens", "ref_point")
+# what a resume may change: extend the run, run it elsewhere (the data moved, other devices), display
+RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
+# NSGA-Net's flag names for MSuNAS's settings
+ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,22 +92,43 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.resume:
         # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
-        for alias, name in (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations")):
+        for alias, name in ALIASES:
             if getattr(args, alias) is not None:
                 setattr(args, name, getattr(args, alias))
         args.evaluator = default_evaluator(args)
         return args
     run = Path(args.resume)
     if not (run / "args.yaml").is_file():
+        if (run / "supernet" / "checkpoint.pth").is_file():
+            raise ValueError(f"--resume {run}: the run stopped while training its supernet, before its first "
+                             f"file; run the original command again (without --resume): the supernet training "
+                             f"continues from its last epoch")
         raise ValueError(f"--resume {run}: not a run folder (no args.yaml)")
     stored = read_yaml(run / "args.yaml")
     if not isinstance(stored, dict):
         raise ValueError(f"{run / 'args.yaml'}: corrupt (expected a mapping of arguments)")
-    given = {a.dest for a in parser._actions if f"--{a.dest}" in " ".join(argv or sys.argv[1:])}
-    merged = {**vars(parser.parse_args([])), **stored, "save": str(run), "resume": str(run)}
-    for key in given & {"iterations", "quiet", "n_gpus", "dist_timeout"}:  # extend a run, or run it differently
-        merged[key] = getattr(args, key)
+    given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
+    for alias, name in ALIASES:
+        if alias in given:
+            given[name] = given.pop(alias)
+    defaults = vars(parser.parse_args([]))
+    merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
+    if "save" in given and Path(given["save"]) != run:
+        raise ValueError(f"--resume {run} continues the run in that folder; drop --save {given['save']}")
+    fixed = {k: v for k, v in given.items() if k not in (*RESUMABLE, "save", "resume")}
+    # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored
+    changed = [f"--{k} {_shown(v)} (the run has {_shown(merged.get(k))})" for k, v in fixed.items()
+               if v != merged.get(k)]
+    if changed:
+        raise ValueError(f"--resume {run} continues with the settings in its args.yaml; drop {', '.join(changed)}; "
+                         f"only {', '.join('--' + k for k in RESUMABLE)} (and --n_gens) may change")
+    for key in given.keys() & set(RESUMABLE):
+        merged[key] = given[key]
     return argparse.Namespace(**merged)
+
+
+def _shown(value: object) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -115,6 +140,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
         raise ValueError(f"--n_doe {args.n_doe} is too small to fit a surrogate; use at least 10")
+    from codebase.search.objectives import measured_devices
+
+    if "gpu" in measured_devices(args.sec_obj):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--sec_obj {args.sec_obj}: measuring gpu latency needs a CUDA device, and none is "
+                             f"available (use flops, params, cpu or a latency table lut:PATH)")
 
 
 def setup_logging(save: Path, quiet: bool) -> None:
@@ -159,6 +192,34 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
                          "or choose another folder")
 
 
+def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:
+    """After a bad-input error: remove the empty log.txt (and the folder) this start created, so a refused
+    command leaves nothing behind; a log with content (a supernet was being trained) stays."""
+    logging.getLogger("msunas").handlers.clear()
+    log_file = save / "log.txt"
+    if fresh_log and log_file.is_file() and log_file.stat().st_size == 0:
+        log_file.unlink()
+    if fresh_folder and save.is_dir() and not any(save.iterdir()):
+        save.rmdir()
+
+
+def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str, object]:
+    """args.yaml: the arguments with what the evaluator resolved written in (as timm writes the resolved
+    config): the supernet used, the hold-out size, the class count, the space's resolutions and width."""
+    out = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
+    if args.evaluator == "ofa_oracle":  # its accuracies are ImageNet's, whatever --dataset said
+        out.update(dataset="imagenet", data=None)
+    out["n_classes"] = int(evaluator.n_classes)
+    if getattr(evaluator, "supernet_path", None) is not None:
+        out["supernet_path"] = str(evaluator.supernet_path)
+    if getattr(evaluator, "vld_size", None) is not None:
+        out["vld_size"] = int(evaluator.vld_size)
+    space = evaluator.space
+    if hasattr(space, "resolutions") and hasattr(space, "width_mult"):
+        out["resolutions"], out["width_mult"] = [int(r) for r in space.resolutions], float(space.width_mult)
+    return out
+
+
 def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int:
     """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file,
     the other ranks evaluate their share of each iteration's candidates."""
@@ -167,6 +228,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     from codebase.search.engine import MSuNAS, SearchSettings, check_ref_point
     from codebase.search.objectives import measured_devices, parse_objectives
 
+    fresh_folder, fresh_log = not save.exists(), not (save / "log.txt").exists()
     try:
         check_args(args)
         check_new_run(args, save)
@@ -179,6 +241,8 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written
         error = None
     except ValueError as e:
+        if ranks is None or ranks.rank == 0:
+            remove_empty_start(save, fresh_folder, fresh_log)
         if ranks is None:
             raise
         error = e
@@ -189,7 +253,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
             return 0
     save.mkdir(parents=True, exist_ok=True)
     if not args.resume:
-        write_yaml(save / "args.yaml", {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")})
+        write_yaml(save / "args.yaml", resolved_arguments(args, evaluator))
     settings = SearchSettings(**{k: getattr(args, k) for k in SETTINGS})
     try:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings, ranks=ranks).run(

@@ -8,7 +8,9 @@ With --prefer, the n front members closest to the preference by the achievement 
 function (objectives normalised by their range over the archive); without, the n sharpest knees of
 the front. The most accurate architecture is always added. Each choice gets a folder
 OUT/net-<objective>@<value>/ with net.subnet and net.stats (and net.config, net.inherited with
---supernet_path); OUT/choices.json lists them and OUT/choices.png shows them on the front.
+--supernet_path); OUT/choices.json lists them and OUT/choices.png shows them on the front. A re-run into
+the same OUT first removes the folders of its earlier picks (those its choices.json lists) that are not
+chosen again; nothing else there is touched.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
     names = selection.folder_names(result, [c.index for c in choices])
     found = selection.evaluation_stats_index(result.run_dir)
+    notes += selection.remove_stale_picks(out, names)  # an earlier run's picks that are not chosen again
     summary = []
     for choice, name in zip(choices, names):
         stats = selection.architecture_stats(result, choice.index, found)

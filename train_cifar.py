@@ -4,13 +4,17 @@
         --initial-checkpoint net.inherited --img-size 224 --drop 0.2 --drop-path 0.2 --cutout --autoaugment --save DIR
     python train_cifar.py --net_type micro --arch NSGANet --layers 20 --init_channels 34 --filter_increment 4 \
         --SE --auxiliary --cutout --droprate 0.2 --epochs 600 --dataset cifar10 --data DATA --save DIR
-    python train_cifar.py ... --resume DIR                  # continue from DIR/checkpoint.pth
-    python train_cifar.py ... --evaluate [--resume DIR]     # score the weights (or DIR/model.pth), no training
+    python train_cifar.py --resume DIR                      # continue from DIR/checkpoint.pth with DIR/args.yaml
+    python train_cifar.py --evaluate --resume DIR           # score DIR/model.pth, no training
+    python train_cifar.py ... --evaluate                    # score --initial-checkpoint FILE, no training
     torchrun --nproc_per_node 4 train_cifar.py ...          # several GPUs (DDP); gloo on CPU
 
 Writes DIR/args.yaml, DIR/checkpoint.pth (every epoch), DIR/model.pth, DIR/metrics.csv, DIR/net.config.
 Defaults follow the originals: fine-tuning SGD (momentum 0.9, no Nesterov) lr 0.01, wd 4e-5, 150 epochs, batch 96;
 NSGA-Net from scratch SGD lr 0.025, wd 3e-4, 600 epochs, batch 96, auxiliary weight 0.4.
+--resume DIR continues with the settings in DIR/args.yaml: only --data, --device, --workers, --amp, --quiet and
+--evaluate may change; any other flag must repeat the stored value (with --evaluate the training-only ones,
+e.g. --epochs or --lr, are free: they do not change the scores).
 """
 
 from __future__ import annotations
@@ -18,11 +22,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
-from codebase.cli import OneLineParser, run_main
+from codebase.cli import OneLineParser, flags_given, run_main
 
 OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": False}
 NSGANET_DEFAULTS = {"lr": 0.025, "weight_decay": 3e-4, "epochs": 600, "nesterov": False}
+# what --resume DIR may change: where the data are and how the run is executed (and whether it only scores)
+RESUME_FREE = frozenset({"resume", "data", "device", "workers", "amp", "quiet", "evaluate"})
+# flags that only shape the training: with --evaluate --resume DIR they change nothing
+TRAINING_ONLY = frozenset({"epochs", "batch_size", "lr", "momentum", "weight_decay", "nesterov", "grad_clip", "drop",
+                           "drop_path", "cutout", "cutout_length", "autoaugment", "seed", "auxiliary_weight",
+                           "droprate"})
+PATH_FLAGS = frozenset({"data", "model_config", "pretrained", "arch"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,13 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-path", "--drop_path", dest="drop_path", type=float, default=0.2,
                    help="stochastic depth at the last block (ofa models)")
     p.add_argument("--cutout", action="store_true")
-    p.add_argument("--cutout_length", type=int, default=16, help="at the native size (32 px on CIFAR)")
+    p.add_argument("--cutout_length", type=int, default=None,
+                   help="side in pixels at the data set's native size, scaled with --img-size (default: 16 px, or half "
+                        "the native side where smaller: 4 px on 8-px digits)")
     p.add_argument("--autoaugment", action="store_true")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on with CUDA)")
     p.add_argument("--evaluate", action="store_true", help="only score the weights on the test set")
     p.add_argument("--save", nargs="?", const="", default="", help="run folder (default: exp/train-...)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint.pth")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run in DIR from its checkpoint.pth, with the settings in DIR/args.yaml")
     p.add_argument("-j", "--workers", "--num_workers", dest="workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -80,19 +96,67 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
-    if args.evaluate and not args.pretrained:  # score trained weights, never a fresh initialisation
-        if not args.resume:
-            raise ValueError("--evaluate needs weights: --initial-checkpoint FILE, or --resume DIR for DIR/model.pth")
-        from codebase.finetune import run_folder
+    from codebase.finetune import cutout_length, run_folder
 
-        args.pretrained = str(run_folder(args) / "model.pth")
+    args.cutout_length = cutout_length(args.dataset, args.cutout_length, check=args.cutout)
+    if args.evaluate:  # score trained weights, never a fresh initialisation
+        if args.resume:
+            args.pretrained = str(run_folder(args) / "model.pth")
+        elif not args.pretrained:
+            raise ValueError("--evaluate needs weights: --initial-checkpoint FILE, or --resume DIR for DIR/model.pth")
     return args
+
+
+def _same(key: str, given, stored) -> bool:
+    if given == stored:
+        return True
+    if key in PATH_FLAGS and isinstance(given, str) and isinstance(stored, str):
+        try:
+            return os.path.samefile(given, stored)
+        except OSError:
+            return False
+    return False
+
+
+def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argparse.Namespace:
+    """--resume DIR: the arguments stored in DIR/args.yaml, with the few that a resume may change taken from the
+    command line. A flag that would change the training (or, with --evaluate, the network scored) and differs
+    from the stored value is one error line naming it, not silently ignored."""
+    from codebase.finetune import run_folder
+    from codebase.io import read_yaml
+
+    folder = run_folder(args)
+    path = folder / "args.yaml"
+    if not path.is_file():
+        raise ValueError(f"--resume {args.resume}: not a train_cifar.py run folder (no args.yaml in {folder})")
+    stored = read_yaml(path)
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: corrupt (expected a mapping of arguments)")
+    parser = build_parser()
+    defaults = vars(parser.parse_args([]))
+    names = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in parser._actions}
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
+    free = RESUME_FREE | (TRAINING_ONLY if args.evaluate else frozenset())
+    refused = [names[key] for key, value in given.items()
+               if key not in free and key != "save" and not _same(key, value, stored.get(key, defaults[key]))]
+    if given.get("save") and Path(given["save"]).resolve() != folder.resolve():
+        refused.append("--save")
+    if refused:
+        raise ValueError(f"--resume {args.resume} continues the run with the settings in {path}; drop "
+                         + ", ".join(sorted(refused)) + " (only --data, --device, --workers, --amp, --quiet and "
+                         "--evaluate may change)")
+    settings = {key: stored.get(key, value) for key, value in vars(args).items()}
+    settings.update({key: value for key, value in given.items() if key in free})
+    return argparse.Namespace(**settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import finetune
 
-    args = resolve(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    if args.resume:
+        args = resume_settings(args, argv)
+    args = resolve(args)
     stats = finetune(args)
     if args.evaluate and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}))

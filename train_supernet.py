@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 from pathlib import Path
 
-from codebase.cli import run_main
+from codebase.cli import OneLineParser, flags_given, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     from codebase.supernet_training import SupernetTrainConfig
 
     d = SupernetTrainConfig()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--save", default="supernet-exp", help="output folder (must not hold another supernet)")
     p.add_argument("--resume", metavar="DIR", help="continue the training in DIR with its stored settings")
     p.add_argument("--dataset", default=d.dataset, help="data set name (see codebase/data)")
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         stored = read_yaml(save / "args.yaml")
         if not isinstance(stored, dict):
             raise ValueError(f"{save / 'args.yaml'}: corrupt (expected a mapping of arguments)")
-        defaults = vars(build_parser().parse_args([]))
-        ignored = [k for k in sorted(fields - {"data"}) if k in defaults and getattr(args, k) != defaults[k]]
+        given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
+        ignored = [k for k in sorted(fields - {"data"}) if k in given and given[k] != stored.get(k, given[k])]
         if ignored:  # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise
             raise ValueError(f"--resume {save} continues with the settings in its args.yaml; drop "
                              + ", ".join(f"--{k}" for k in ignored) + " (only --data, --device and "

@@ -11,18 +11,35 @@ import argparse
 import sys
 from pathlib import Path
 
+from codebase.cli import OneLineParser
 from codebase.networks.drawing import FORMATS, render_macro, render_micro
 from codebase.networks.nsganet_macro import macro_spec
 from codebase.nsganet_profile import load_arch
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("arch", help="published name (NSGANet, DARTS_V2, AmoebaNet, ENAS, NASNet) or a JSON file")
     parser.add_argument("--net_type", choices=("micro", "macro"), default="micro")
     parser.add_argument("--format", choices=FORMATS, default="pdf")
     parser.add_argument("--out", default=".", help="folder for the drawings")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def looks_macro(arch: object) -> bool:
+    """Whether a parsed architecture file holds a macro network: {"genome": ...} without the micro cells, a
+    nested genome (phases of node lists), or a flat 48-bit genome (the micro genome has 40 integers)."""
+    if isinstance(arch, dict):
+        return "genome" in arch and "normal" not in arch
+    if isinstance(arch, list) and arch:
+        if all(isinstance(g, list) for g in arch):
+            return True
+        return len(arch) == 48 and all(isinstance(g, int) and g in (0, 1) for g in arch)
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     # a file (net_I.subnet, arch.json) names the drawings by its stem, so they land in --out
     is_file = args.arch.endswith(".json") or Path(args.arch).is_file()
     name = Path(args.arch).stem if is_file else args.arch
+    arch = None
     try:
         arch = load_arch(args.arch, args.net_type)
         if args.net_type == "micro":
@@ -42,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             spec = macro_spec(arch)
             files = render_macro(spec["genome"], args.out, name, args.format, spec.get("decoder", "residual"))
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = "; a macro architecture? add --net_type macro" if args.net_type == "micro" and looks_macro(arch) else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     for f in files:
         print(f)

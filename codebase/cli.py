@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 def run_main(main: Callable[[], int | None]) -> None:
@@ -32,8 +32,21 @@ def error_line(e: BaseException) -> str:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line and exit code 2, like every other bad input."""
+    """argparse whose usage errors are one line and exit code 2, like every other bad input, and whose flags
+    are spelled in full: an abbreviation (`--epoch` for `--epochs`) is an unrecognized argument, not a guess."""
+
+    def __init__(self, *args: Any, allow_abbrev: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def flags_given(build_parser: Callable[[], argparse.ArgumentParser], argv: list[str]) -> dict[str, Any]:
+    """{dest: value} of the options on the command line only, defaults left out: what a resume compares with
+    the run's stored arguments (a flag given with its default value still counts as given)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))

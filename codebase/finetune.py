@@ -135,17 +135,40 @@ class Cutout:
         return img
 
 
+def cutout_length(dataset: str, length: int | None, check: bool = True) -> int:
+    """--cutout_length in pixels at the data set's native size: by default the originals' 16 px, or half the
+    native side where that is smaller (4 px on 8-px digits, where 16 px would blank the whole image); 16 px at
+    the input size for sets of varying size. With `check`, a length that would cover the whole native image is
+    one error line."""
+    from codebase.data import dataset_info
+
+    native = dataset_info(dataset).native_size
+    if length is None:
+        return min(16, native // 2) if native else 16
+    if check and length < 1:
+        raise ValueError(f"--cutout_length {length}: must be at least 1 px")
+    if check and native and length >= native:
+        raise ValueError(f"--cutout_length {length} covers the whole image: it is in pixels at {dataset}'s native "
+                         f"size of {native} px (give less than {native}; the default is {min(16, native // 2)})")
+    return int(length)
+
+
 def training_transform(dataset: str, image_size: int, autoaugment: bool = False, cutout: int = 0,
                        cutout_before_normalize: bool = False) -> T.Compose:
     """codebase.data.train_transform, with AutoAugment before ToTensor and Cutout at the end when asked
     (or just before Normalize: the square is then black, not the mean colour).
 
-    Cutout lengths are given at the data set's native size (16 px on CIFAR) and scaled to image_size.
+    Cutout lengths are given at the data set's native size (16 px on CIFAR, see cutout_length) and scaled to
+    image_size; one that covers the whole image is a ValueError.
     """
     from codebase.data import dataset_info, train_transform
 
     steps = list(train_transform(dataset, image_size).transforms)
     info = dataset_info(dataset)
+    side = info.native_size or image_size
+    if cutout >= side:
+        raise ValueError(f"--cutout_length {cutout} covers the whole image: it is in pixels at {dataset}'s "
+                         f"{'native ' if info.native_size else ''}size of {side} px (give less than {side})")
     if autoaugment:
         policy = T.AutoAugmentPolicy.CIFAR10 if info.native_size else T.AutoAugmentPolicy.IMAGENET
         at = next(i for i, s in enumerate(steps) if isinstance(s, T.ToTensor))
@@ -270,6 +293,9 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
         if "rng" in state and processes.world == 1:
             restore_rng_state(state["rng"])
+        if start >= args.epochs and processes.main:
+            print(f"--resume {args.resume}: the run has finished its {args.epochs} epochs; nothing to train",
+                  file=sys.stderr, flush=True)
     if processes.main:
         folder.mkdir(parents=True, exist_ok=True)
         write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})

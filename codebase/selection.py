@@ -318,3 +318,48 @@ def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
     if exporter is not None:
         exporter(subnet, folder)
     return folder
+
+
+EXPORT_FILES = ("net.subnet", "net.stats", "net.config", "net.inherited")  # what an export writes into its folder
+
+
+def _pick_folder_name(name: Any) -> bool:
+    """Whether name can be a folder that folder_names made: one plain path component `net-...`."""
+    return isinstance(name, str) and name.startswith("net-") and "/" not in name and "\\" not in name \
+        and Path(name).name == name
+
+
+def remove_stale_picks(out: str | Path, keep: list[str]) -> list[str]:
+    """Before a new export into out: remove the folders that an earlier post_search run listed in
+    out/choices.json and that are not chosen again (`keep`), so no stale pick sits beside the new ones.
+
+    Only what an export writes (EXPORT_FILES) is deleted, and a folder only once it is empty: a folder
+    post_search did not list, or a file it did not write, is never touched. Returns one note per folder."""
+    out = Path(out)
+    path = out / "choices.json"
+    if not path.is_file():
+        return []
+    try:
+        folders = [c["folder"] for c in json.loads(path.read_text())["choices"]]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError):
+        return [f"{path}: unreadable, so earlier picks (if any) were left in place"]
+    notes = []
+    for name in dict.fromkeys(f for f in folders if _pick_folder_name(f) and f not in keep):
+        folder = out / name
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            for file in EXPORT_FILES:
+                if (folder / file).is_file() or (folder / file).is_symlink():
+                    (folder / file).unlink()
+            others = sorted(p.name for p in folder.iterdir())
+            if not others:
+                folder.rmdir()
+        except OSError as e:
+            notes.append(f"could not remove {folder} (an earlier pick): {e.strerror or e}")
+            continue
+        if others:
+            notes.append(f"kept {folder} (an earlier pick) for files post_search did not write: {', '.join(others)}")
+        else:
+            notes.append(f"removed {folder}: an earlier pick into this --save, not chosen now")
+    return notes

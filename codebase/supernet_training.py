@@ -10,7 +10,7 @@ each random subnet at a random resolution of the space.
 
 Images are served as uint8 and resized/normalised on the device by codebase.data.uint8_to_input, the
 same code the evaluator uses, so a subnet sees the same preprocessing in training and evaluation.
-The validation images of the search (train_validation_split with the run's vld_size and seed) are
+The validation images of the search (train_validation_split with the run's vld_size and VALID_SEED) are
 held out: the supernet never trains on the images its subnets are scored on.
 
 Checkpoint (atomic, after every epoch): {"state_dict", "config", "epoch", "history", "train_set" (see
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import transforms as T
 
-from codebase.data import dataset_info, get_dataset, train_transform, train_validation_split, uint8_to_input
+from codebase.data import VALID_SEED, dataset_info, get_dataset, train_transform, train_validation_split, uint8_to_input
 from codebase.io import load_torch, save_torch
 from search_space.ofa import NSGANETV2_RESOLUTIONS, OFASearchSpace
 
@@ -78,13 +78,22 @@ def resolve_n_classes(dataset: str, data: str | Path | None, n_classes: int | No
     return int(n_classes)
 
 
-def split_indices(dataset: str, data: str | Path | None, vld_size: int | None,
-                  seed: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(train_idx, vld_idx, vld_size) of the training split: the search's fixed validation hold-out."""
+def split_indices(dataset: str, data: str | Path | None, vld_size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(train_idx, vld_idx, vld_size) of the training split: the search's fixed validation hold-out (the same
+    for every run seed: codebase.data.split.VALID_SEED)."""
     n_train = len(get_dataset(dataset, data, "train"))
     vld_size = default_vld_size(dataset, n_train) if vld_size is None else int(vld_size)
-    train_idx, vld_idx = train_validation_split(n_train, vld_size, seed)
+    train_idx, vld_idx = train_validation_split(n_train, vld_size, VALID_SEED)
     return train_idx, vld_idx, vld_size
+
+
+def split_seed_of(ckpt_or_config: dict[str, Any]) -> int | None:
+    """The seed a checkpoint's validation hold-out was drawn with: VALID_SEED since it is fixed; checkpoints
+    of earlier versions (no "split_seed") drew it with their training seed."""
+    if "split_seed" in ckpt_or_config:
+        return ckpt_or_config["split_seed"]
+    config = ckpt_or_config.get("config", ckpt_or_config)
+    return config.get("seed") if isinstance(config, dict) else None
 
 
 def training_set_fingerprint(dataset: str, data: str | Path | None) -> dict[str, Any]:
@@ -169,7 +178,7 @@ class SupernetTrainConfig:
         if min(c.resolutions, default=1) < 1:
             raise ValueError(f"supernet training needs resolutions of at least 1 pixel, got {list(c.resolutions)}")
         c.n_classes = resolve_n_classes(c.dataset, c.data, c.n_classes)
-        c.vld_size = split_indices(c.dataset, c.data, c.vld_size, c.seed)[2]
+        c.vld_size = split_indices(c.dataset, c.data, c.vld_size)[2]
         c.data = str(c.data) if c.data is not None else None
         c.init = str(c.init) if c.init else None
         if c.epochs < 1 or c.batch_size < 1 or c.lr <= 0 or c.n_random < 0:
@@ -304,6 +313,10 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
                              f"({trained_on.get('n_images')} training images then, {train_set['n_images']} now; "
                              f"the validation hold-out would hold images it trained on); delete it or train "
                              f"into another folder")
+        if split_seed_of(ckpt) != VALID_SEED:
+            raise ValueError(f"{path} held out validation images drawn with seed {split_seed_of(ckpt)} (an earlier "
+                             f"version); the hold-out is now fixed (seed {VALID_SEED}), so it trained on some of "
+                             f"them: delete it or train into another folder")
         if checkpoint_complete(ckpt):
             log.info("supernet: reusing %s (%d epochs)", path, ckpt["epoch"])
             return path
@@ -312,7 +325,7 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
     if dev.type in ("cpu", "cuda"):  # depthwise convolutions are several times faster in NHWC on both
         supernet.to(memory_format=torch.channels_last)
 
-    train_idx, _, _ = split_indices(config.dataset, config.data, config.vld_size, config.seed)
+    train_idx, _, _ = split_indices(config.dataset, config.data, config.vld_size)
     data = training_subset(config.dataset, config.data, train_idx, max(config.resolutions))
     steps = len(data) // config.batch_size if len(data) >= config.batch_size else 1
     optimizer, scheduler = sgd_cosine(supernet.parameters(), config.lr, config.epochs, steps,
@@ -368,7 +381,7 @@ def _save(path: Path, supernet: torch.nn.Module, config: SupernetTrainConfig, ep
           history: list[dict[str, Any]], optimizer: Any, scheduler: Any, train_set: dict[str, Any]) -> None:
     state = {k: v.detach().to("cpu").contiguous() for k, v in supernet.state_dict().items()}
     ckpt: dict[str, Any] = {"state_dict": state, "config": config.to_dict(), "epoch": epoch, "history": history,
-                            "train_set": train_set}
+                            "train_set": train_set, "split_seed": VALID_SEED}
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
         ckpt["scheduler"] = scheduler.state_dict()

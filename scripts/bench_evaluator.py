@@ -47,7 +47,7 @@ def original_one(options: dict) -> dict:
     net = extract_subnet(supernet, subnet)
     train = get_dataset(dataset, options["data"], "train", transform=eval_transform(dataset, r))
     n_train = len(train)
-    train_idx, vld_idx = train_validation_split(n_train, options["vld_size"], options["seed"])
+    train_idx, vld_idx = train_validation_split(n_train, options["vld_size"])
     bn_idx = np.sort(np.random.default_rng(options["seed"]).permutation(train_idx)[:options["bn_size"]])
 
     def batches(n: int) -> list[list[int]]:  # the evaluator's near-equal batches

@@ -15,12 +15,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.latency.build import build_tables  # noqa: E402
 from search_space.ofa import NSGANETV2_RESOLUTIONS  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--save", required=True, help="output folder (<R>_lookup_table.yaml and args.yaml)")
     p.add_argument("--resolutions", type=int, nargs="+", default=list(NSGANETV2_RESOLUTIONS),
                    help="input resolutions (default: the search space's 192..256 step 4)")
@@ -36,7 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n_classes", type=int, default=1000)
     p.add_argument("--no_fold_bn", action="store_true", help="time BatchNorm separately (default: folded)")
     p.add_argument("--channels_last", action="store_true", help="time in channels_last memory format")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

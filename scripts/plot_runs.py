@@ -18,15 +18,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from codebase.cli import OneLineParser, run_main  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    from codebase import plots
-
+def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="search run folders (holding iter_K.stats)")
     p.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
-    p.add_argument("--out", default="runs_hv.png", help="PNG file for the overlay")
+    p.add_argument("--out", default="runs_hv.png",
+                   help="PNG file for the overlay (default: runs_hv.png in the current folder)")
     p.add_argument("--each", action="store_true", help="also redraw every run's own plots in RUN/plots/")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codebase import plots
+
+    args = build_parser().parse_args(argv)
     for run in args.runs:
         if not Path(run).is_dir():
             raise ValueError(f"{run}: not a folder")

@@ -131,6 +131,25 @@ def test_resume_can_extend_a_finished_run(reference_run, tmp_path):
     shutil.copytree(reference_run, save)
     msunas("--resume", save, "--iterations", "4", "--quiet")
     assert len(load(save / "iter_4.stats")["archive"]) == 12 + 4 * 4
+    msunas("--resume", save, "--n_gens", "5", "--seed", "3", "--quiet")  # NSGA-Net's name; an unchanged setting
+    assert len(load(save / "iter_5.stats")["archive"]) == 12 + 5 * 4
+
+
+def test_resume_refuses_a_setting_it_would_ignore(reference_run):
+    before = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")}
+    out = msunas("--resume", reference_run, "--predictor", "gp", "--n_doe", "50", check=False)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "drop --predictor gp (the run has rbf), --n_doe 50 (the run has 12)" in out.stderr
+    assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
+
+
+def test_args_yaml_holds_the_resolved_settings(reference_run):
+    from codebase.io import read_yaml
+
+    stored = read_yaml(reference_run / "args.yaml")
+    # an oracle run's architectures are ImageNet subnets of OFA w1.2 at 160..224, whatever --dataset said
+    assert (stored["dataset"], stored["n_classes"], stored["width_mult"]) == ("imagenet", 1000, 1.2)
+    assert stored["resolutions"] == [160, 176, 192, 208, 224] and stored["evaluator"] == "ofa_oracle"
 
 
 def test_random_search_and_nsga2_baselines(tmp_path):
@@ -188,7 +207,14 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "bad" / "args.yaml").exists() and not list((tmp_path / "bad").glob("iter_*"))
+    assert not (tmp_path / "bad").exists()  # a refused start leaves nothing behind, not even an empty log
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without CUDA")
+def test_gpu_latency_without_cuda_is_refused_before_anything_is_written(tmp_path):
+    out = oracle_run(tmp_path / "bad", "--sec_obj", "flops,gpu", check=False)
+    assert out.returncode == 2 and "needs a CUDA device" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_abbreviated_flags_are_refused(reference_run):
@@ -208,6 +234,10 @@ def test_existing_run_is_never_overwritten(reference_run):
 def test_resume_errors(tmp_path):
     out = msunas("--resume", tmp_path, check=False)
     assert out.returncode == 2 and "not a run folder" in out.stderr
+    (tmp_path / "supernet").mkdir()
+    (tmp_path / "supernet" / "checkpoint.pth").write_bytes(b"")  # killed while training its supernet
+    out = msunas("--resume", tmp_path, check=False)
+    assert out.returncode == 2 and "run the original command again (without --resume)" in out.stderr
     save = tmp_path / "run"
     oracle_run(save, "--iterations", "1")
     (save / "iter_1.stats").write_text('{"archive": [')

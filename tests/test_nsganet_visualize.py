@@ -109,3 +109,37 @@ def test_macro_dict_without_genome_exits_2_and_profile_refuses_it(tmp_path, caps
     assert err == "error: macro architecture: missing field 'genome'"
     with pytest.raises(ValueError, match="missing field 'genome'"):
         build_network("macro", {"decoder": "dense"})
+
+
+@pytest.mark.parametrize("content", [
+    {"genome": MACRO_NSGANET, "decoder": "dense"},  # a macro architecture file
+    MACRO_NSGANET,  # a bare nested macro genome
+    [1] * 48,  # a flat 48-bit macro genome
+])
+def test_a_macro_file_drawn_as_micro_hints_at_net_type_macro(tmp_path, capsys, content):
+    path = tmp_path / "MACRO.json"
+    path.write_text(json.dumps(content))
+    assert visualize.main([str(path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert err.endswith("; a macro architecture? add --net_type macro"), err
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_broken_micro_file_gets_no_macro_hint(tmp_path, capsys):
+    path = tmp_path / "cells.json"
+    path.write_text(json.dumps({"normal": [["skip_connect", 0]] * 10, "normal_concat": [2]}))
+    assert visualize.main([str(path), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: micro genotype: missing field 'reduce'"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["NSGANet", "--format", "jpg"], "argument --format: invalid choice: 'jpg'"),
+    (["NSGANet", "--net_type", "mikro"], "argument --net_type: invalid choice: 'mikro'"),
+    (["NSGANet", "--form", "png"], "unrecognized arguments: --form png"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        visualize.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and message in err[0], err

@@ -494,3 +494,58 @@ def test_post_search_usage_errors_are_one_line_exit_2(tmp_path, extra, message):
     out = post_search("--expr", expr, *extra)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+
+
+def test_a_rerun_into_the_same_save_removes_only_its_own_stale_picks(tmp_path, capsys):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE + [[26, 350], [8, 700]])
+    out = tmp_path / "final"
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "2", "--prefer", "flops#300+top1#80"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["net-flops@300", "net-flops@400", "net-flops@700"]
+    # what the user put there: a folder of their own, a file of their own in one of the picks
+    (out / "mine").mkdir()
+    (out / "mine" / "net.subnet").write_text("{}")
+    (out / "net-flops@400" / "my_notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0  # knee points this time
+    chosen = [c["folder"] for c in json.loads((out / "choices.json").read_text())["choices"]]
+    assert chosen == ["net-flops@500", "net-flops@700"]
+    assert not (out / "net-flops@300").exists()
+    # a stale pick holding a file post_search did not write keeps that file (and so its folder), nothing else
+    assert sorted(p.name for p in (out / "net-flops@400").iterdir()) == ["my_notes.txt"]
+    assert (out / "mine" / "net.subnet").read_text() == "{}"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["mine", "net-flops@400", "net-flops@500",
+                                                                    "net-flops@700"]
+    printed = capsys.readouterr().out
+    assert f"note: removed {out / 'net-flops@300'}: an earlier pick into this --save" in printed, printed
+    assert f"note: kept {out / 'net-flops@400'} (an earlier pick) for files post_search did not write: " \
+           "my_notes.txt" in printed, printed
+    notes = json.loads((out / "choices.json").read_text())["notes"]
+    assert any("net-flops@300" in n for n in notes) and any("my_notes.txt" in n for n in notes)
+
+
+@pytest.mark.parametrize("listed", ["..", "../outside", "/tmp", "", ".", "choices.json", 5, None])
+def test_a_rerun_never_removes_what_a_tampered_choices_json_names_outside_its_picks(tmp_path, listed):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "final"
+    out.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "net.subnet").write_text("{}")
+    (out / "choices.json").write_text(json.dumps({"choices": [{"folder": listed}]}))
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0
+    assert (tmp_path / "outside" / "net.subnet").read_text() == "{}"
+    assert (out / "choices.json").is_file() and (tmp_path / "run" / "iter_2.stats").is_file()
+
+
+def test_an_unreadable_previous_choices_json_is_a_note_not_an_error(tmp_path, capsys):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "final"
+    out.mkdir()
+    (out / "choices.json").write_text("{not json")
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0
+    assert "earlier picks (if any) were left in place" in capsys.readouterr().out

@@ -132,14 +132,82 @@ def test_resume_into_another_network_or_a_bad_device_is_one_error(setup, tmp_pat
     folder, common = setup
     run = tmp_path / "run"
     assert main_inline("train_cifar", [*common, "--epochs", "1", "--save", run]) == 0
-    # the same folder resumed with an NSGA-Net network: an error naming a tensor, not load_state_dict's traceback
+    # the same folder resumed with an NSGA-Net network: refused, naming the flags (the stored settings rule)
     at = common.index("--model-config")
     other = [*common[:at], *common[at + 4:], "--net_type", "micro", "--layers", "3", "--init_channels", "4",
              "--filter_increment", "2"]
-    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor '"):
+    refused = r"drop --epochs, --filter_increment, --init_channels, --layers, --net_type \(only"
+    with pytest.raises(ValueError, match=refused):
         main_inline("train_cifar", [*other, "--resume", run])
+    # args.yaml edited to another network: an error naming a tensor, not load_state_dict's traceback
+    from codebase.io import read_yaml, write_yaml
+
+    stored = read_yaml(run / "args.yaml")
+    write_yaml(run / "args.yaml", {**stored, "model_config": None, "pretrained": None, "net_type": "micro",
+                                   "layers": 3, "init_channels": 4, "filter_increment": 2})
+    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor '"):
+        main_inline("train_cifar", ["--resume", run])
     with pytest.raises(ValueError, match="--device foo"):
         main_inline("train_cifar", [*common, "--device", "foo", "--save", tmp_path / "other"])
+
+
+def test_resume_dir_alone_continues_the_run_with_its_stored_settings(setup, tmp_path, monkeypatch, capsys):
+    """`--resume DIR` and `--evaluate --resume DIR` need no other flag: DIR/args.yaml holds the settings."""
+    import codebase.finetune as finetune
+
+    folder, common = setup
+    assert main_inline("train_cifar", [*common, "--save", tmp_path / "ref"]) == 0
+    ref = metrics(tmp_path / "ref")
+    save_epoch = finetune._save_epoch
+
+    def save_then_stop(folder, epoch, *rest):
+        save_epoch(folder, epoch, *rest)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune, "_save_epoch", save_then_stop)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        main_inline("train_cifar", [*common, "--save", run])
+    monkeypatch.setattr(finetune, "_save_epoch", save_epoch)
+    assert [r["epoch"] for r in metrics(run)] == [1]
+    assert main_inline("train_cifar", ["--resume", run]) == 0
+    resumed = metrics(run)
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    for a, b in zip(ref, resumed):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    # --evaluate --resume DIR alone scores DIR/model.pth: the numbers logged for the last epoch
+    capsys.readouterr()
+    assert main_inline("train_cifar", ["--evaluate", "--resume", run]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["top1"] == pytest.approx(resumed[-1]["val_top1"], abs=1e-3)
+    assert printed["loss"] == pytest.approx(resumed[-1]["val_loss"], rel=1e-4)
+    # a finished run resumed again trains nothing
+    assert main_inline("train_cifar", ["--resume", run]) == 0
+    assert "nothing to train" in capsys.readouterr().err
+    assert metrics(run) == resumed
+
+
+def test_resume_refuses_flags_it_cannot_honour(setup, tmp_path):
+    """A resume keeps the stored schedule, optimizer and network: --epochs 5 (stored 1) would run epochs at lr 0,
+    so it is one error line (exit 2), like any changed training flag; --data, --device, --workers may change."""
+    folder, common = setup
+    run = tmp_path / "run"
+    assert main_inline("train_cifar", [*common, "--epochs", "1", "--save", run]) == 0
+    before = (run / "metrics.csv").read_text()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "train_cifar.py"), "--resume", str(run), "--epochs", "5"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
+    assert err[0].startswith("error: --resume") and "drop --epochs " in err[0] and "args.yaml" in err[0]
+    with pytest.raises(ValueError, match=r"drop --batch-size, --lr, --model-config \(only --data"):
+        main_inline("train_cifar", ["--resume", run, "--lr", "0.1", "-b", "4", "--model-config", "other.config"])
+    assert (run / "metrics.csv").read_text() == before
+    # allowed: the data moved, another device / loader, the same values repeated
+    assert main_inline("train_cifar", [*common, "--epochs", "1", "--resume", run, "--data", folder / "data",
+                                       "--device", "cpu", "-j", "0"]) == 0
+    assert (run / "metrics.csv").read_text() == before
 
 
 def test_finetuning_optimizer_is_the_originals_plain_momentum_sgd():
@@ -195,20 +263,66 @@ def test_restored_random_state_repeats_gpu_dropout():
     assert torch.equal(torch.nn.functional.dropout(x, 0.5), first)
 
 
+def _cut_and_uncut(args, image, seed):
+    """The training transform of `args` on `image` with and without Cutout from the same random state: the two
+    differ only inside the cut square."""
+    import argparse
+
+    from codebase.finetune import finetune_transform
+
+    torch.manual_seed(seed)
+    uncut = finetune_transform(argparse.Namespace(**{**vars(args), "cutout": False}))(image)
+    torch.manual_seed(seed)
+    return finetune_transform(args)(image), uncut
+
+
 def test_cutout_fills_like_each_original():
     """NSGANetV2's train_cifar.py cuts out before Normalize (a black square); NSGA-Net (DARTS) after it (zeros of
-    the normalised image, i.e. the mean colour). A cutout of 64 px covers the whole 32 px image wherever it lands."""
+    the normalised image, i.e. the mean colour)."""
     from PIL import Image
 
     import train_cifar
-    from codebase.finetune import finetune_transform
 
     grey = Image.new("RGB", (32, 32), (90, 120, 200))
-    base = ["--dataset", "cifar10", "--img-size", "32", "--cutout", "--cutout_length", "64"]
+    base = ["--dataset", "cifar10", "--img-size", "32", "--cutout"]
     ofa = train_cifar.resolve(train_cifar.build_parser().parse_args([*base, "--model-config", "net.config"]))
+    assert ofa.cutout_length == 16  # the originals' 16 px on 32-px CIFAR
     black = torch.tensor([-0.49139968 / 0.24703233, -0.48215827 / 0.24348505, -0.44653124 / 0.26158768])
-    out = finetune_transform(ofa)(grey)
+    out, uncut = _cut_and_uncut(ofa, grey, 0)
     assert out.shape == (3, 32, 32)
-    torch.testing.assert_close(out, black.view(3, 1, 1).expand(3, 32, 32), rtol=1e-6, atol=1e-6)
+    cut = (out != uncut).any(0)
+    assert cut.sum() >= 8 * 8
+    torch.testing.assert_close(out[:, cut], black.view(3, 1).expand(3, int(cut.sum())), rtol=1e-6, atol=1e-6)
     nsga = train_cifar.resolve(train_cifar.build_parser().parse_args([*base, "--net_type", "micro"]))
-    assert torch.equal(finetune_transform(nsga)(grey), torch.zeros(3, 32, 32))
+    out, uncut = _cut_and_uncut(nsga, grey, 0)
+    cut = (out != uncut).any(0)
+    assert cut.sum() >= 8 * 8 and torch.equal(out[:, cut], torch.zeros(3, int(cut.sum())))
+
+
+def test_default_cutout_on_digits_leaves_most_of_the_image():
+    """The cutout length is in pixels at the native size: half the native side by default (4 px on 8-px digits,
+    16 px at --img-size 32), not CIFAR's 16 px (which, scaled by 32/8, blanked every digit); a length that covers
+    the whole native image is one error line."""
+    from PIL import Image
+
+    import train_cifar
+
+    digit = Image.new("RGB", (8, 8), (200, 200, 200))
+    for flags in (["--model-config", "net.config"], ["--net_type", "micro"]):
+        args = train_cifar.resolve(train_cifar.build_parser().parse_args(
+            ["--dataset", "digits", "--img-size", "32", "--cutout", *flags]))
+        assert args.cutout_length == 4
+        fractions = []
+        for seed in range(20):
+            out, uncut = _cut_and_uncut(args, digit, seed)
+            assert out.shape == (3, 32, 32) and out.std() > 0.1  # not a blank image
+            fractions.append(float((out != uncut).any(0).float().mean()))
+        assert max(fractions) <= 0.25 and 0.1 < sum(fractions) / len(fractions)  # about a quarter at most
+    with pytest.raises(ValueError, match=r"--cutout_length 8 covers the whole image: .*digits's native size of 8 px"):
+        train_cifar.resolve(train_cifar.build_parser().parse_args(
+            ["--dataset", "digits", "--cutout", "--cutout_length", "8", "--model-config", "net.config"]))
+    done = subprocess.run([sys.executable, str(ROOT / "train_cifar.py"), "--dataset", "digits", "--cutout",
+                           "--cutout_length", "16", "--model-config", "net.config"], cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1 and "native size of 8 px" in err[0], done.stderr[-2000:]

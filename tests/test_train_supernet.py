@@ -183,6 +183,26 @@ def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the unchanged images raise no warning
         SupernetEvaluator(**{**options, "supernet_path": str(path)})
+        # nor does another search seed: the hold-out and the calibration images are fixed per data set
+        other = SupernetEvaluator(**{**options, "seed": 3, "supernet_path": str(path)})
+    assert torch.equal(other.vld_images, evaluator.vld_images) and torch.equal(other.bn_images, evaluator.bn_images)
+    subnet = {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 24}
+    assert other.evaluate(subnet)["top1"] == stats["top1"]
+
+
+def test_a_checkpoint_of_an_earlier_versions_seeded_hold_out_is_not_reused(folder_data, tmp_path):
+    # earlier versions drew the hold-out with the training seed; with seed 3 it held out other images
+    from codebase.io import save_torch
+
+    config = SupernetTrainConfig(**{**TINY, "epochs": 1, "n_random": 0, "seed": 3}, data=str(folder_data))
+    path = train_supernet(config, tmp_path / "new", device="cpu", progress=False)
+    ckpt = read_checkpoint(path)
+    assert ckpt["split_seed"] == 0
+    del ckpt["split_seed"]
+    save_torch(tmp_path / "old" / "checkpoint.pth", ckpt)
+    with pytest.raises(ValueError, match="drawn with seed 3"):
+        train_supernet(config, tmp_path / "old", device="cpu", progress=False)
+    assert train_supernet(config, tmp_path / "new", device="cpu", progress=False) == path  # reused as it is
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from codebase.data.cache import (
 )
 from codebase.data.datasets import SPLITS, get_dataset
 from codebase.data.info import DatasetInfo, dataset_info, dataset_names
-from codebase.data.split import train_validation_split
+from codebase.data.split import VALID_SEED, train_validation_split
 from codebase.data.transforms import eval_geometry, eval_transform, normalize, train_transform
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "storage_transform",
     "train_transform",
     "train_validation_split",
+    "VALID_SEED",
     "uint8_cache_bytes",
     "uint8_to_input",
 ]

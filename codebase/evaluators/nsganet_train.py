@@ -89,7 +89,7 @@ class NSGANetTrainer:
             train = get_dataset(self.dataset, self.data, "train", train_transform(self.dataset, IMAGE_SIZE))
             held = get_dataset(self.dataset, self.data, "train", eval_transform(self.dataset, IMAGE_SIZE))
             vld_size = self.vld_size or max(1, len(train) // 10)
-            train_idx, vld_idx = train_validation_split(len(train), vld_size, self.seed)
+            train_idx, vld_idx = train_validation_split(len(train), vld_size)  # fixed, whatever the run's seed
             self._splits = Subset(train, train_idx.tolist()), Subset(held, vld_idx.tolist())
         return self._splits
 

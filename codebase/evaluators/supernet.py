@@ -3,8 +3,8 @@
 Per subnet: extract it from the supernet, re-estimate its batch-norm statistics on a fixed subset of
 training images (`bn_size`, default 2,000), optionally fine-tune it for `n_epochs` (SGD, Nesterov,
 cosine), then measure top-1, top-5 and the loss on the validation split: `vld_size` images held out of
-the training set with the run's seed (codebase.data.train_validation_split). The test set is read only
-with `test=True`.
+the training set, the same for every run seed (codebase.data.train_validation_split, VALID_SEED). The
+test set is read only with `test=True`.
 
 Speed: the supernet is loaded once per process, the calibration and validation images are decoded once
 into uint8 tensors (on the device) and resized there for each subnet's resolution; inference runs under
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from codebase.complexity import subnet_complexity
-from codebase.data import decode_uint8_subset, uint8_to_input
+from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
 from codebase.io import load_torch, save_torch, write_json
 from codebase.supernet_training import (
@@ -44,6 +44,7 @@ from codebase.supernet_training import (
     resized_batches,
     resolve_n_classes,
     split_indices,
+    split_seed_of,
     train_supernet,
     training_set_fingerprint,
     training_subset,
@@ -68,6 +69,8 @@ def _checkpoint_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
     config = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else None
     if config is not None and isinstance(ckpt.get("train_set"), dict):
         config = {**config, "train_set": ckpt["train_set"]}
+    if config is not None and "split_seed" in ckpt:
+        config = {**config, "split_seed": ckpt["split_seed"]}
     return state, config
 
 
@@ -192,7 +195,7 @@ class SupernetEvaluator:
         if bn_size < 1 or batch_size < 1:
             raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")
 
-        self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size, self.seed)
+        self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size)
         if supernet_path is None:
             supernet_path = self._auto_supernet(save, supernet_epochs, quiet)
         self.supernet_path = str(supernet_path)
@@ -204,8 +207,9 @@ class SupernetEvaluator:
                              f"(omit --supernet_path)")
         self._check_training_split()
 
-        # a fixed calibration subset of the training images (never the validation ones)
-        rng = np.random.default_rng(self.seed)
+        # a fixed calibration subset of the training images (never the validation ones), the same for every
+        # run seed (as OFA fixes its sub-train seed): a subnet's score does not depend on the search's seed
+        rng = np.random.default_rng(VALID_SEED)
         bn_idx = np.sort(rng.permutation(self.train_idx)[:bn_size])
         max_r = max(self.space.resolutions)
         images, labels = decode_uint8_subset(dataset, data, "train", bn_idx, max_resolution=max_r,
@@ -219,11 +223,12 @@ class SupernetEvaluator:
     def _check_training_split(self) -> None:
         """Warn when a supernet trained by train_supernet.py on this data set saw our validation images."""
         trained = _trained_with(self.supernet_path)
-        if trained and trained.get("dataset") == self.dataset and not self.test and (
-                trained.get("vld_size"), trained.get("seed")) != (self.vld_size, self.seed):
-            warnings.warn(f"{self.supernet_path} was trained holding out vld_size={trained.get('vld_size')} "
-                          f"with seed={trained.get('seed')}, but this run validates on vld_size={self.vld_size} "
-                          f"with seed={self.seed}: it may have trained on the validation images", stacklevel=2)
+        held_out = (trained.get("vld_size"), split_seed_of(trained)) if trained else None
+        if trained and trained.get("dataset") == self.dataset and not self.test and held_out != (self.vld_size,
+                                                                                                 VALID_SEED):
+            warnings.warn(f"{self.supernet_path} was trained holding out vld_size={held_out[0]} drawn with seed "
+                          f"{held_out[1]}, but this run validates on vld_size={self.vld_size} drawn with seed "
+                          f"{VALID_SEED}: it may have trained on the validation images", stacklevel=2)
         elif trained and trained.get("dataset") == self.dataset and not self.test and "train_set" in trained:
             # same split settings, but images added, removed or renamed since shift every index of the split
             now = training_set_fingerprint(self.dataset, self.data)

@@ -1,0 +1,179 @@
+"""Every top-level script's command line: full spellings only, one-line usage errors, documented forms."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from codebase.cli import OneLineParser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    """A top-level script (`evaluator`) or one of scripts/ (`scripts/plot_runs`) as a module."""
+    path = ROOT / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(Path(name).name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse(script: str, argv: list[str]):
+    """Run the script's own argument parsing on argv."""
+    module = _module(script)
+    if hasattr(module, "build_parser"):
+        return module.build_parser().parse_args(argv)
+    return module.parse_args(argv)
+
+
+def _usage_error(capsys, script: str, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as stop:
+        _parse(script, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2, stop.value.code
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_one_line_parser_refuses_abbreviations(capsys):
+    p = OneLineParser(prog="x")
+    p.add_argument("--epochs", type=int, default=3)
+    with pytest.raises(SystemExit) as stop:
+        p.parse_args(["--epoch", "1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == "error: unrecognized arguments: --epoch 1 (see x --help)"
+    assert p.parse_args(["--epochs", "1"]).epochs == 1
+    # a script may still opt in explicitly
+    assert OneLineParser(allow_abbrev=True).allow_abbrev
+
+
+# an abbreviation of one of the script's long flags, after whatever the script needs
+ABBREVIATED = [
+    ("train_supernet", ["--epoch", "1"]),
+    ("evaluator", ["--profile", "--n_class", "10"]),
+    ("visualize", ["NSGANet", "--form", "png"]),
+    ("post_search", ["--expr", "x.stats", "--pref", "top1#80+flops#150"]),
+    ("validation", ["--pretrained", "w.pth", "--datas", "cifar10"]),
+    ("train_imagenet", ["DATA", "--model-config", "net.config", "--epoch", "1"]),
+    ("train_cifar", ["--epoch", "1"]),
+    ("msunas", ["--iter", "3"]),
+    ("scripts/build_latency_lut", ["--save", "luts/x", "--repeat", "1"]),
+    ("scripts/plot_runs", ["runs/a", "--lab", "A"]),
+]
+
+
+@pytest.mark.parametrize("script, argv", ABBREVIATED, ids=[s for s, _ in ABBREVIATED])
+def test_abbreviated_flags_are_refused_in_one_line(script, argv, capsys):
+    err = _usage_error(capsys, script, argv)
+    assert "unrecognized arguments" in err and argv[-2] in err, err
+
+
+@pytest.mark.parametrize("script", [s for s, _ in ABBREVIATED])
+def test_every_script_parses_with_one_line_parser(script):
+    module = _module(script)
+    assert isinstance(module.build_parser(), OneLineParser)
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("evaluator", ["--profile", "--net_type", "mikro"], "argument --net_type: invalid choice: 'mikro'"),
+    ("evaluator", ["--profile", "--width", "1.5"], "argument --width/--width_mult: invalid choice: 1.5"),
+    ("visualize", ["NSGANet", "--format", "jpg"], "argument --format: invalid choice: 'jpg'"),
+    ("scripts/build_latency_lut", ["--save", "x", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    ("train_supernet", ["--width_mult", "2"], "argument --width_mult: invalid choice: 2.0"),
+])
+def test_invalid_choices_are_one_line_exit_2(script, argv, message, capsys):
+    assert message in _usage_error(capsys, script, argv)
+
+
+# the commands of this README and of the two original READMEs (NSGA-Net, NSGANetV2), as argv
+DOCUMENTED = [
+    ("evaluator", "--profile --subnet net.subnet --width 1.2 --n_classes 10"),
+    ("evaluator", "--profile --config net.config --img-size 224"),
+    ("evaluator", "--profile --net_type micro --arch NSGANet --layers 20 --init_channels 34 --filter_increment 4 "
+                  "--auxiliary --SE"),
+    ("evaluator", "--subnet net.subnet --dataset digits --supernet_path ckpt.pth --save net.stats --save_config ex"),
+    ("visualize", "NSGANet --format png --out drawings"),
+    ("visualize", "NSGANet --net_type macro --format png"),
+    ("post_search", "--expr SAVE/iter_30.stats --save final -n 3 --prefer top1#80+flops#150"),
+    ("post_search", "-n 3 --save search-imagenet/final --expr search-imagenet/iter_30.stats "
+                    "--prefer top1#80+flops#150 --supernet_path w.pth"),
+    ("post_search", "--expr SAVE/iter_30.stats --save final --supernet_path supernet.pth --data D"),
+    ("scripts/plot_runs", "runs/msunas runs/nsga2 runs/random --labels MSuNAS NSGA-II random --out hv.png"),
+    ("scripts/build_latency_lut", "--save luts/mine --device cpu --threads 1 --resolutions 192 224 "
+                                  "--width_mult 1.0 --repeats 50 --n_classes 10"),
+    ("train_supernet", "--dataset folder --data PATH --epochs 20 --save runs/my-supernet"),
+    ("train_supernet", "--dataset folder --data PATH --init ofa_mbv3_d234_e346_k357_w1.0 --save runs/adapted"),
+    ("train_supernet", "--resume DIR"),
+    ("msunas", "--dataset cifar10 --data DATA --save search-xxx --sec_obj flops --n_gpus 8 --supernet_path w "
+               "--vld_size 5000 --n_epochs 5"),
+    ("msunas", "--search_space nsganet_micro --init_channels 16 --layers 8 --epochs 20 --n_offspring 20 "
+               "--n_gens 30 --pop_size 40 --predictor none --dataset cifar10 --data DATA"),
+    ("train_imagenet", "/path/to/imagenet --model nsganetv2_m --model-config net.config "
+                       "--initial-checkpoint net.inherited --img-size 224 -b 128 --sched step --epochs 450 "
+                       "--decay-epochs 2.4 --decay-rate .97 --opt rmsproptf --opt-eps .001 -j 6 --warmup-lr 1e-6 "
+                       "--weight-decay 1e-5 --drop 0.2 --drop-path 0.2 --model-ema --model-ema-decay 0.9999 "
+                       "--aa rand-m9-mstd0.5 --remode pixel --reprob 0.2 --amp --lr .024 --teacher w.pth"),
+    ("train_imagenet", "DATA --model-config net.config -b128 -j6 -vb 64 --resume --output DIR"),
+    ("train_cifar", "--dataset cifar10 --data DATA --model nsganetv2_s --model-config net.config "
+                    "--initial-checkpoint net.inherited --img-size 224 --drop 0.2 --drop-path 0.2 --cutout "
+                    "--autoaugment --save runs/c10"),
+    ("train_cifar", "--data DATA --model nsganetv2_s --model-config net.config --img-size 224 --drop 0.2 "
+                    "--drop-path 0.2 --cutout --autoaugment --save"),
+    ("train_cifar", "--net_type macro --cutout --batch_size 128 --epochs 350"),
+    ("train_cifar", "--net_type micro --arch NSGANet --layers 20 --init_channels 34 --filter_increment 4 --cutout "
+                    "--auxiliary --batch_size 96 --droprate 0.2 --SE --epochs 600"),
+    ("validation", "--dataset cifar10 --data DATA --model net.config --pretrained net.init --img-size 224 "
+                   "-b 256 -j 4 --save out.json"),
+    ("validation", "--dataset imagenet --data DATA --model net.config --pretrained net.init"),
+    ("validation", "--net_type macro --model_path weights.pt --data DATA"),
+    ("validation", "--task cifar100 --net_type micro --arch NSGANet --init_channels 36 --filter_increment 6 --SE "
+                   "--auxiliary --model_path weights.pt"),
+    ("validation", "-m net.config --pretrained w.pth --use-ema"),
+]
+
+
+@pytest.mark.parametrize("script, command", DOCUMENTED)
+def test_documented_commands_still_parse(script, command):
+    _parse(script, command.split())
+
+
+# ---------------------------------------------------------------------------------------- evaluator.py
+SUBNET = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 160}
+
+
+@pytest.mark.parametrize("n_classes", ["0", "-5"])
+def test_profile_refuses_a_head_without_classes(tmp_path, n_classes):
+    evaluator = _module("evaluator")
+    path = tmp_path / "net.subnet"
+    path.write_text(json.dumps(SUBNET))
+    args = evaluator.build_parser().parse_args(["--profile", "--subnet", str(path), "--n_classes", n_classes])
+    with pytest.raises(ValueError, match=f"--n_classes must be positive, got {n_classes}"):
+        evaluator.profile(args)
+    micro = evaluator.build_parser().parse_args(["--profile", "--net_type", "micro", "--n_classes", n_classes])
+    with pytest.raises(ValueError, match=f"--n_classes must be positive, got {n_classes}"):
+        evaluator.profile(micro)
+
+
+def test_profile_default_and_explicit_class_counts(tmp_path):
+    evaluator = _module("evaluator")
+    path = tmp_path / "net.subnet"
+    path.write_text(json.dumps(SUBNET))
+    default = evaluator.profile(evaluator.build_parser().parse_args(["--profile", "--subnet", str(path)]))
+    explicit = evaluator.profile(evaluator.build_parser().parse_args(
+        ["--profile", "--subnet", str(path), "--n_classes", "1000"]))
+    ten = evaluator.profile(evaluator.build_parser().parse_args(
+        ["--profile", "--subnet", str(path), "--n_classes", "10"]))
+    assert default == explicit and ten["params"] < default["params"]
+
+
+# ---------------------------------------------------------------------------------------- plot_runs.py
+def test_plot_runs_help_names_the_default_output(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _module("scripts/plot_runs").main(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out OUT PNG file for the overlay (default: runs_hv.png in the current folder)" in text, text
