@@ -139,7 +139,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.n_doe < 2 or args.n_iter < 1 or args.iterations < 0:
         raise ValueError("--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
-        raise ValueError(f"--n_doe {args.n_doe} is too small to fit a surrogate; use at least 10")
+        raise ValueError(f"--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; use at "
+                         f"least 10, or --predictor none for plain NSGA-II")
     from codebase.search.objectives import measured_devices
 
     if "gpu" in measured_devices(args.sec_obj):

@@ -126,7 +126,7 @@ def read_yaml(path: str | Path) -> Any:
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: corrupt YAML file ({e})") from None
+        raise ValueError(f"{path}: corrupt YAML file ({' '.join(str(e).split())})") from None  # one line
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text (YAML) file") from None
 

@@ -243,6 +243,10 @@ def test_resume_errors(tmp_path):
     (save / "iter_1.stats").write_text('{"archive": [')
     out = msunas("--resume", save, "--iterations", "2", check=False)
     assert out.returncode == 2 and "iter_1.stats: corrupt JSON" in out.stderr
+    (save / "args.yaml").write_text("seed: [1,\n  n_doe: 12\n")
+    out = msunas("--resume", save, check=False)
+    assert out.returncode == 2 and "args.yaml: corrupt YAML file" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 class ToyEvaluator:
