@@ -206,12 +206,14 @@ def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:
 
 def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str, object]:
     """args.yaml: the arguments with what the evaluator resolved written in (as timm writes the resolved
-    config): the supernet used, the hold-out size, the class count, the space's resolutions and width."""
+    config): the supernet used (null: the one trained into SAVE/supernet), the hold-out size, the class count,
+    the space's resolutions and width."""
     out = {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}
     if args.evaluator == "ofa_oracle":  # its accuracies are ImageNet's, whatever --dataset said
         out.update(dataset="imagenet", data=None)
     out["n_classes"] = int(evaluator.n_classes)
-    if getattr(evaluator, "supernet_path", None) is not None:
+    trained_here = Path(args.save) / "supernet"  # left null: a resume finds it in the run folder, wherever it is
+    if getattr(evaluator, "supernet_path", None) is not None and Path(evaluator.supernet_path).parent != trained_here:
         out["supernet_path"] = str(evaluator.supernet_path)
     if getattr(evaluator, "vld_size", None) is not None:
         out["vld_size"] = int(evaluator.vld_size)

@@ -177,3 +177,21 @@ def test_plot_runs_help_names_the_default_output(capsys):
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--out OUT PNG file for the overlay (default: runs_hv.png in the current folder)" in text, text
+
+
+def test_msunas_args_yaml_leaves_a_supernet_trained_into_the_run_to_the_run_folder(tmp_path):
+    # a relative SAVE/supernet path recorded in args.yaml would break `--resume /abs/SAVE` from elsewhere
+    from types import SimpleNamespace
+
+    from search_space import OFASearchSpace
+
+    msunas = _module("msunas")
+    args = msunas.build_parser().parse_args(["--save", str(tmp_path / "run"), "--dataset", "digits"])
+    args.evaluator = "supernet"
+    space = OFASearchSpace(resolutions=(24, 28, 32))
+    own = SimpleNamespace(space=space, n_classes=10, vld_size=287,
+                          supernet_path=str(tmp_path / "run" / "supernet" / "checkpoint.pth"))
+    stored = msunas.resolved_arguments(args, own)
+    assert stored["supernet_path"] is None and stored["vld_size"] == 287 and stored["resolutions"] == [24, 28, 32]
+    given = SimpleNamespace(**{**vars(own), "supernet_path": "/models/ofa.pth"})
+    assert msunas.resolved_arguments(args, given)["supernet_path"] == "/models/ofa.pth"
