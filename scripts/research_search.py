@@ -8,7 +8,8 @@ best predicted one-gene neighbours of the archive front), `bands` (shorthand for
 of 40 x n_doe samples), `confidence:K` (the searched error is the prediction minus K predicted std,
 K of either sign; the engine's `explore` takes K > 0 only), `rank_fill` (the inner search starts from
 the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
-`mutation:M` (the inner search mutates M genes per child on average instead of 1).
+`mutation:M` (the inner search mutates M genes per child on average instead of 1), `crossover:ux` /
+`crossover:none` (the inner search's uniform crossover, or none, instead of two-point).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -135,6 +136,22 @@ def with_mutation_rate(genes: float):
 
         return TwoPointCrossover(prob=0.9), PM(eta=mutation_eta, prob_var=genes / space.n_var,
                                                repair=RoundingRepair(), vtype=float)
+
+    return operators
+
+
+def with_crossover(kind: str):
+    """pymoo_adapter._operators with uniform crossover (`ux`: each gene from either parent, instead of two
+    contiguous stage segments) or none (`none`: children are mutated copies)."""
+
+    def operators(space, mutation_eta: float = 1.0):
+        from pymoo.operators.crossover.nox import NoCrossover
+        from pymoo.operators.crossover.ux import UniformCrossover
+        from pymoo.operators.mutation.pm import PM
+        from pymoo.operators.repair.rounding import RoundingRepair
+
+        crossover = {"ux": lambda: UniformCrossover(prob=0.9), "none": NoCrossover}[kind]()
+        return crossover, PM(eta=mutation_eta, repair=RoundingRepair(), vtype=float)
 
     return operators
 
@@ -376,7 +393,8 @@ def parse_settings(items: list[str]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
-                   help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M")
+                   help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
+                        "crossover:ux|none")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -398,6 +416,8 @@ def main() -> None:
         MSuNAS._predict = with_confidence(float(arg))
     elif name == "mutation":
         pymoo_adapter._operators = with_mutation_rate(float(arg))
+    elif name == "crossover":
+        pymoo_adapter._operators = with_crossover(arg)
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
