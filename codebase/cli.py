@@ -9,7 +9,11 @@ from typing import Any, NoReturn
 
 
 def run_main(main: Callable[[], int | None]) -> None:
-    """Run a script's main(); a ValueError (bad input) becomes one line on stderr and exit code 2."""
+    """Run a script's main(); a ValueError (bad input) becomes one line on stderr and exit code 2, and a
+    warning one line too (`warning: ...`, not Python's two lines with the source line that raised it)."""
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     try:
         code = main()
     except ValueError as e:
@@ -19,6 +23,10 @@ def run_main(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 def error_line(e: BaseException) -> str:

@@ -195,3 +195,14 @@ def test_msunas_args_yaml_leaves_a_supernet_trained_into_the_run_to_the_run_fold
     assert stored["supernet_path"] is None and stored["vld_size"] == 287 and stored["resolutions"] == [24, 28, 32]
     given = SimpleNamespace(**{**vars(own), "supernet_path": "/models/ofa.pth"})
     assert msunas.resolved_arguments(args, given)["supernet_path"] == "/models/ofa.pth"
+
+
+def test_a_script_warning_is_one_line():
+    import subprocess
+    import sys
+
+    code = ("import warnings\nfrom codebase.cli import run_main\n"
+            "run_main(lambda: warnings.warn('the supernet was trained on other\\ntraining images', UserWarning))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0
+    assert out.stderr == "warning: the supernet was trained on other training images\n"
