@@ -56,7 +56,8 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
     from torch.utils.data import DataLoader
 
     from codebase.data import eval_transform, get_dataset
-    from codebase.finetune import n_classes_of, resolve_device
+    from codebase.finetune import n_classes_of
+    from codebase.latency.measure import resolve_device
     from codebase.models import build_nsganet_model, build_ofa_model, model_complexity, resolve_image_size
     from codebase.training import evaluate
 

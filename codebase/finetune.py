@@ -24,30 +24,13 @@ from torchvision import transforms as T
 
 from codebase.checkpoints import check_compatible, load_weights
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.latency.measure import resolve_device
 from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 
 
 # ---------------------------------------------------------------------------------------- processes
-def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
-    """--device: cuda when available if not given; a bad name or a missing GPU is a ValueError (one line)."""
-    if name is None:
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name}: not a device name (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: no CUDA device is available")
-        index = local_rank if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-        return torch.device("cuda", index)
-    return device
-
-
 class Processes:
     """This process's place among the torchrun workers (a single process when not under torchrun)."""
 
@@ -55,7 +38,7 @@ class Processes:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device, local)
+        self.device = resolve_device(device, local_rank=local)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():

@@ -266,12 +266,6 @@ def train_step(supernet: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return teacher_loss, teacher_top1
 
 
-def _resolve_device(device: str | None) -> torch.device:
-    from codebase.latency.measure import resolve_device
-
-    return resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def build_training_supernet(config: SupernetTrainConfig) -> torch.nn.Module:
     from codebase.evaluators.supernet import load_supernet_weights
     from codebase.supernet import build_supernet
@@ -296,7 +290,9 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
     config = config.resolved()
     folder = Path(folder)
     path = folder / CHECKPOINT
-    dev = _resolve_device(device)
+    from codebase.latency.measure import resolve_device
+
+    dev = resolve_device(device)
     cuda = dev.type == "cuda"
     supernet = build_training_supernet(config)
     train_set = training_set_fingerprint(config.dataset, config.data)

@@ -38,6 +38,7 @@ from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
 from codebase.io import load_torch, save_torch, write_json
+from codebase.latency.measure import resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
     default_resolutions,
@@ -161,12 +162,6 @@ def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Mod
 
 
 # ---------------------------------------------------------------------- the evaluator
-def _device(device: str | None) -> torch.device:
-    from codebase.latency.measure import resolve_device
-
-    return resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def _rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -190,7 +185,7 @@ class SupernetEvaluator:
         self.measure = tuple(measure or ())
         self.batch_size, self.ft_lr, self.ft_batch_size = batch_size, ft_lr, ft_batch_size
         self.num_workers = num_workers
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.amp = self.device.type == "cuda"
         if bn_size < 1 or batch_size < 1:
             raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")

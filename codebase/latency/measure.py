@@ -25,16 +25,28 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device | None, local_rank: int | None = None) -> torch.device:
+    """The one reading of a --device value: cpu, cuda or cuda:N; None is cuda when available, else cpu. With
+    `local_rank` (a torchrun process), a bare cuda is that process's GPU. A bad name or a GPU that is not
+    there is a ValueError (one line)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: expected 'cpu' or 'cuda[:N]', got {device!r}")
-    return dev
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device}: not a device name (cpu, cuda, cuda:N)")
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA device is available (CUDA is not available on this machine)")
+    index = local_rank if dev.index is None else dev.index
+    if index is None:
+        return dev
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: there are only {torch.cuda.device_count()} CUDA devices")
+    return torch.device("cuda", index)
 
 
 def _runs_children_in_order(module: nn.Module) -> bool:
