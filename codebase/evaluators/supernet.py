@@ -191,7 +191,8 @@ class SupernetEvaluator:
             raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")
 
         self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size)
-        if supernet_path is None:
+        given = supernet_path is not None
+        if not given:  # train_supernet checks its own settings and training images before reusing one
             supernet_path = self._auto_supernet(save, supernet_epochs, quiet)
         self.supernet_path = str(supernet_path)
         self.supernet = load_supernet(supernet_path, self.space.width_mult, self.n_classes)
@@ -200,7 +201,8 @@ class SupernetEvaluator:
                              f"task's {self.n_classes}, so every subnet would be scored with an untrained head; "
                              f"fine-tune each subnet (--n_epochs 1 or more) or train a supernet for this task "
                              f"(omit --supernet_path)")
-        self._check_training_split()
+        if given:
+            self._check_training_split()
 
         # a fixed calibration subset of the training images (never the validation ones), the same for every
         # run seed (as OFA fixes its sub-train seed): a subnet's score does not depend on the search's seed
@@ -216,15 +218,16 @@ class SupernetEvaluator:
         self.vld_images, self.vld_labels = images.to(self.device), labels.to(self.device)
 
     def _check_training_split(self) -> None:
-        """Warn when a supernet trained by train_supernet.py on this data set saw our validation images."""
+        """Warn when a given supernet, trained by train_supernet.py on this data set, saw our validation images."""
         trained = _trained_with(self.supernet_path)
-        held_out = (trained.get("vld_size"), split_seed_of(trained)) if trained else None
-        if trained and trained.get("dataset") == self.dataset and not self.test and held_out != (self.vld_size,
-                                                                                                 VALID_SEED):
+        if not trained or trained.get("dataset") != self.dataset or self.test:
+            return
+        held_out = (trained.get("vld_size"), split_seed_of(trained))
+        if held_out != (self.vld_size, VALID_SEED):
             warnings.warn(f"{self.supernet_path} was trained holding out vld_size={held_out[0]} drawn with seed "
                           f"{held_out[1]}, but this run validates on vld_size={self.vld_size} drawn with seed "
                           f"{VALID_SEED}: it may have trained on the validation images", stacklevel=2)
-        elif trained and trained.get("dataset") == self.dataset and not self.test and "train_set" in trained:
+        elif "train_set" in trained:
             # same split settings, but images added, removed or renamed since shift every index of the split
             now = training_set_fingerprint(self.dataset, self.data)
             if trained["train_set"].get("sha256") != now["sha256"]:
