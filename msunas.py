@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import OneLineParser, flags_given, run_main
+from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ def default_evaluator(args: argparse.Namespace) -> str:
 
 
 def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The run's arguments: the command line for a new run, args.yaml (plus --iterations) for a resume."""
-    from codebase.io import read_yaml
-
+    """The run's arguments: the command line for a new run, args.yaml (plus what may change) for a resume."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.resume:
@@ -98,15 +96,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.evaluator = default_evaluator(args)
         return args
     run = Path(args.resume)
-    if not (run / "args.yaml").is_file():
-        if (run / "supernet" / "checkpoint.pth").is_file():
-            raise ValueError(f"--resume {run}: the run stopped while training its supernet, before its first "
-                             f"file; run the original command again (without --resume): the supernet training "
-                             f"continues from its last epoch")
-        raise ValueError(f"--resume {run}: not a run folder (no args.yaml)")
-    stored = read_yaml(run / "args.yaml")
-    if not isinstance(stored, dict):
-        raise ValueError(f"{run / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+    if (run / "supernet" / "checkpoint.pth").is_file() and not (run / "args.yaml").is_file():
+        raise ValueError(f"--resume {run}: the run stopped while training its supernet, before its first "
+                         f"file; run the original command again (without --resume): the supernet training "
+                         f"continues from its last epoch")
+    stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
     given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
     for alias, name in ALIASES:
         if alias in given:

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from codebase.cli import OneLineParser, run_main
+from codebase.cli import OneLineParser, run_main, stored_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,16 +42,12 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
     (supernet, data) is built and every subnet checked against its space here, before any file is written."""
     from types import SimpleNamespace
 
-    from codebase.io import read_yaml
-
     try:
         from codebase.evaluators.supernet import cached_evaluator, export_subnet
     except ImportError:
         raise ValueError("--supernet_path: exporting weights needs codebase.evaluators.supernet.export_subnet, "
                          "which this installation lacks") from None
-    run_args = read_yaml(run_dir / "args.yaml") if (run_dir / "args.yaml").is_file() else {}
-    if not isinstance(run_args, dict):
-        raise ValueError(f"{run_dir / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+    run_args = stored_arguments(run_dir, missing=None)
     if run_args.get("evaluator") == "ofa_oracle":  # the oracle's space: ImageNet, OFA w1.2 at 160..224
         from codebase.oracle import oracle_space
 

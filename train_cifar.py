@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, flags_given, run_main
+from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
 
 OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": False}
 NSGANET_DEFAULTS = {"lr": 0.025, "weight_decay": 3e-4, "epochs": 600, "nesterov": False}
@@ -123,15 +123,11 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     command line. A flag that would change the training (or, with --evaluate, the network scored) and differs
     from the stored value is one error line naming it, not silently ignored."""
     from codebase.finetune import run_folder
-    from codebase.io import read_yaml
 
     folder = run_folder(args)
     path = folder / "args.yaml"
-    if not path.is_file():
-        raise ValueError(f"--resume {args.resume}: not a train_cifar.py run folder (no args.yaml in {folder})")
-    stored = read_yaml(path)
-    if not isinstance(stored, dict):
-        raise ValueError(f"{path}: corrupt (expected a mapping of arguments)")
+    stored = stored_arguments(folder, f"--resume {args.resume}: not a train_cifar.py run folder (no args.yaml in "
+                                      f"{folder})")
     parser = build_parser()
     defaults = vars(parser.parse_args([]))
     names = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in parser._actions}

@@ -19,7 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, flags_given, run_main
+from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,18 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from codebase.evaluators.supernet import SupernetEvaluator
-    from codebase.io import read_yaml, write_json, write_yaml
+    from codebase.io import write_json, write_yaml
     from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
 
     args = build_parser().parse_args(argv)
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:
         save = Path(args.resume)
-        if not (save / "args.yaml").is_file():
-            raise ValueError(f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
-        stored = read_yaml(save / "args.yaml")
-        if not isinstance(stored, dict):
-            raise ValueError(f"{save / 'args.yaml'}: corrupt (expected a mapping of arguments)")
+        stored = stored_arguments(save, f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
         given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
         ignored = [k for k in sorted(fields - {"data"}) if k in given and given[k] != stored.get(k, given[k])]
         if ignored:  # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise

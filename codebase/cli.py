@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 
@@ -58,3 +59,20 @@ def flags_given(build_parser: Callable[[], argparse.ArgumentParser], argv: list[
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return vars(parser.parse_args(argv))
+
+
+def stored_arguments(folder: str | Path, missing: str | None) -> dict[str, Any]:
+    """The arguments a run wrote to folder/args.yaml (what a resume continues with). Without that file: a
+    ValueError with the message `missing`, or {} when `missing` is None; a file that is no mapping of
+    arguments is a ValueError naming it."""
+    from codebase.io import read_yaml
+
+    path = Path(folder) / "args.yaml"
+    if not path.is_file():
+        if missing is None:
+            return {}
+        raise ValueError(missing)
+    stored = read_yaml(path)
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: corrupt (expected a mapping of arguments)")
+    return stored
