@@ -303,6 +303,10 @@ def architecture_stats(result: SearchResult, index: int, found: dict[str, Path])
 Exporter = Callable[[Any, Path], None]
 
 
+WEIGHT_FILES = ("net.config", "net.inherited")  # what the exporter adds
+EXPORT_FILES = ("net.subnet", "net.stats", *WEIGHT_FILES)  # what an export writes into its folder
+
+
 def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
                         exporter: Exporter | None = None) -> Path:
     """Write `net.subnet` and `net.stats` into folder; `exporter(subnet, folder)` adds net.config and
@@ -311,16 +315,13 @@ def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if exporter is None:
-        for stale in ("net.config", "net.inherited"):
+        for stale in WEIGHT_FILES:
             (folder / stale).unlink(missing_ok=True)
     write_json(folder / "net.subnet", subnet)
     write_json(folder / "net.stats", stats, indent=2)
     if exporter is not None:
         exporter(subnet, folder)
     return folder
-
-
-EXPORT_FILES = ("net.subnet", "net.stats", "net.config", "net.inherited")  # what an export writes into its folder
 
 
 def _pick_folder_name(name: Any) -> bool:
