@@ -13,7 +13,7 @@ from pathlib import Path
 
 from codebase.cli import OneLineParser
 from codebase.networks.drawing import FORMATS, render_macro, render_micro
-from codebase.networks.nsganet_macro import macro_spec
+from codebase.networks.nsganet_macro import macro_genome, macro_spec
 from codebase.nsganet_profile import load_arch
 
 
@@ -31,15 +31,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def looks_macro(arch: object) -> bool:
-    """Whether a parsed architecture file holds a macro network: {"genome": ...} without the micro cells, a
-    nested genome (phases of node lists), or a flat 48-bit genome (the micro genome has 40 integers)."""
+    """Whether a parsed architecture file holds a macro network: {"genome": ...} without the micro cells, or
+    a genome the macro space reads (nested phases, or its flat 48 bits; the micro genome has 40 integers)."""
     if isinstance(arch, dict):
         return "genome" in arch and "normal" not in arch
-    if isinstance(arch, list) and arch:
-        if all(isinstance(g, list) for g in arch):
-            return True
-        return len(arch) == 48 and all(isinstance(g, int) and g in (0, 1) for g in arch)
-    return False
+    try:
+        macro_genome(arch)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
