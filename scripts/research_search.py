@@ -259,6 +259,7 @@ def _mlp_ensemble_class():
     from torch import nn
 
     from acc_predictor.base import Predictor
+    from acc_predictor.mlp import _network
 
     class Ensemble(Predictor):
         name = "mlp_ens"
@@ -277,8 +278,7 @@ def _mlp_ensemble_class():
             with torch.random.fork_rng(devices=[]):
                 for m in range(self.members):
                     torch.manual_seed(self.seed * 100 + m)
-                    net = nn.Sequential(nn.Linear(Z.shape[1], 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                                        nn.Linear(64, 1))
+                    net = _network(Z.shape[1], (64, 64))
                     opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-3)
                     for _ in range(400):
                         opt.zero_grad()
