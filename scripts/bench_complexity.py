@@ -7,7 +7,6 @@ Both run in this process on one core (torch and BLAS threads set to 1), same ran
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -21,13 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.complexity import genome_complexity  # noqa: E402
 from codebase.supernet import build_supernet, extract_subnet  # noqa: E402
 from search_space import OFASearchSpace  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = OneLineParser(description=__doc__)
     p.add_argument("--n", type=int, default=10000, help="genomes for the closed form")
     p.add_argument("--n_ref", type=int, default=20, help="subnets for torchprofile (slow)")
     p.add_argument("--width", type=float, default=1.0)

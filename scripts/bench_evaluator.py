@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from codebase.cli import OneLineParser  # noqa: E402
+
 
 def original_one(options: dict) -> dict:
     """One subnet the original way (runs in its own process): rebuild, reload, PIL DataLoaders."""
@@ -62,7 +64,7 @@ def original_one(options: dict) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--supernet_path", help="supernet checkpoint (default: a random one in a temporary file)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data", default=None)

@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from acc_predictor import acc_predictor_names, correlation, get_acc_predictor  # noqa: E402
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.io import write_json  # noqa: E402
 from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
 from search_space.base import unique_rows  # noqa: E402
@@ -86,7 +87,7 @@ def table(rows: list[dict], models: list[str], n_trains: list[int]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--oracle", type=Path, default=DEFAULT_ORACLE, help="OFA acc_predictor.pth")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help=f"of {acc_predictor_names()}")
     parser.add_argument("--n-train", nargs="+", type=int, default=[100, 340])

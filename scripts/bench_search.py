@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.complexity import genome_complexity, to_millions  # noqa: E402
 from codebase.io import read_json, write_json  # noqa: E402
 from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
@@ -140,7 +141,7 @@ def parse_method(text: str) -> tuple[str, str, dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(DEFAULT_ORACLE))
     p.add_argument("--make_reference", action="store_true")
     p.add_argument("--reference_calls", type=int, default=300_000)

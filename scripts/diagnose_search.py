@@ -43,6 +43,7 @@ import bench_search as bench  # noqa: E402
 import numpy as np  # noqa: E402
 
 from acc_predictor import get_acc_predictor  # noqa: E402
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.io import read_json  # noqa: E402
 from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
 from codebase.search.indicators import nondominated  # noqa: E402
@@ -282,7 +283,7 @@ def local_additivity(oracle: OFAOracle, AX: np.ndarray, AF: np.ndarray, moves: d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--models", nargs="+", default=["gp_additive", "rbf", "carts"])
