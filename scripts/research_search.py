@@ -16,7 +16,9 @@ FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-e
 scale per layer gene group, ARD, log scales tied to their mean by a Gaussian prior of std 1 / 0.3),
 `gpa_trend` (gp_additive on the residual of a least-squares line in log FLOPs: the model learns
 efficiency, not size), `gpa_log` (gp_additive on log error), `mlp_ens` (a deep ensemble of 5 small MLPs on one-hot
-features).
+features), `gpa_interp` (gp_additive with its noise variance held at most 1e-4: it interpolates the
+deterministic oracle), `gpa_res` (linear part plus each layer's ordinal choices times the centred
+resolution index).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -38,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from codebase.cli import OneLineParser  # noqa: E402
 from codebase.io import read_json  # noqa: E402
 from codebase.search import pymoo_adapter  # noqa: E402
 from search_space.base import rows_in  # noqa: E402
@@ -205,6 +208,42 @@ def register_variants() -> None:
 
         extra_weight_repeat = 4  # the linear kernel averages over columns: give complexity some weight
 
+    class ResolutionGP(AdditiveGP):
+        """Linear part also sees each layer's ordinal choices times the resolution index (centred), so a
+        layer's first-order effect may change with the input size, which scales every layer's cost."""
+
+        def features(self, X):
+            lin = encode(self.linear_encoding, self.search_space, X)
+            res = lin[:, -1:] - 2.0  # the ordinal encoding ends with the resolution index (0..4, centred)
+            lin = np.concatenate([lin, lin[:, :40] * res], axis=1)
+            self.n_linear = lin.shape[1]
+            return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
+
+    class InterpolatingGP(AdditiveGP):
+        """gp_additive with its noise variance held near zero: the oracle is deterministic, so the model
+        passes through every evaluated architecture instead of smoothing over misfit."""
+
+        def _fit(self, F, y):
+            import scipy.optimize
+
+            original = scipy.optimize.minimize
+
+            def clamped(fun, x0, jac=None, method=None, bounds=None, **kw):
+                bounds = list(bounds)
+                bounds[3] = (-12.0, np.log(1e-4))
+                return original(fun, np.minimum(x0, [b[1] for b in bounds]), jac=jac, method=method,
+                                bounds=bounds, **kw)
+
+            import acc_predictor.gp_additive as module
+
+            module.minimize = clamped
+            try:
+                super()._fit(F, y)
+            finally:
+                module.minimize = original
+
+    register_acc_predictor("gpa_res", ResolutionGP)
+    register_acc_predictor("gpa_interp", InterpolatingGP)
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
     class Warped(Predictor):
@@ -391,7 +430,7 @@ def parse_settings(items: list[str]) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
                         "crossover:ux|none")
