@@ -1,12 +1,13 @@
 """Evaluate or profile one architecture.
 
     python evaluator.py --subnet net.subnet --dataset D [--data PATH] --supernet_path W \
-        [--n_classes N] [--n_epochs E] [--save net.stats] [--save_config DIR]
+        [--n_classes N] [--n_epochs E] [--img-size R] [--save net.stats] [--save_config DIR]
 
 evaluates one OFA subnet with weights inherited from a supernet (batch norm recalibrated on the task's
 training images, optionally fine-tuned) on the validation split held out of the training set (--test:
 the test set), prints its net.stats as one JSON line and writes it to --save; --save_config DIR also
-writes DIR/net.config and DIR/net.inherited.
+writes DIR/net.config and DIR/net.inherited. --img-size scores it at that resolution instead of its r; a
+resolution the supernet was not trained at (train_supernet.py checkpoints record them) is warned about.
 
     python evaluator.py --profile --subnet net.subnet [--width 1.2] [--n_classes N]
     python evaluator.py --profile --config net.config --img-size R
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subnet", help="a .subnet file: {'ks': [...], 'e': [...], 'd': [...], 'r': R}")
     p.add_argument("--config", help="a net.config file (ofa MobileNetV3 config, either spelling)")
     p.add_argument("--img-size", "--img_size", dest="img_size", type=int, help="input resolution (default: subnet's r)")
-    p.add_argument("--width", "--width_mult", dest="width_mult", type=float, default=1.0, choices=(1.0, 1.2))
+    p.add_argument("--width", "--width_mult", dest="width_mult", type=float, default=None, choices=(1.0, 1.2),
+                   help="width of the OFA supernet (default 1.0)")
     p.add_argument("--n_classes", type=int, default=None, help="classes of the head (default 1000; NSGA-Net: 10)")
     ev = p.add_argument_group("evaluating an OFA subnet (without --profile)")
     ev.add_argument("--dataset", default="digits", help="data set name (see codebase/data)")
@@ -62,6 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_RESOLUTION = 1024
+
+
+def _check_img_size(img_size: int | None) -> None:
+    """--img-size, when given, is a positive number of pixels (0 is refused, not read as 'not given')."""
+    if img_size is not None and not 1 <= img_size <= MAX_RESOLUTION:
+        raise ValueError(f"--img-size {img_size}: expected an input resolution in 1..{MAX_RESOLUTION} pixels")
+
+
 def profile(args: argparse.Namespace) -> dict[str, float]:
     from codebase.complexity import subnet_complexity
     from codebase.ofa_config import config_complexity, load_config
@@ -78,21 +89,27 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
                                auxiliary=args.auxiliary, SE=args.SE,
                                n_classes=10 if args.n_classes is None else args.n_classes)
     n_classes = 1000 if args.n_classes is None else args.n_classes
+    _check_img_size(args.img_size)
     if args.config:
-        if not args.img_size:
+        if args.n_classes is not None or args.width_mult is not None:
+            raise ValueError("--profile --config: the config fixes the head and the widths; drop --n_classes "
+                             "and --width")
+        if args.img_size is None:
             raise ValueError("--profile --config needs --img-size (the input resolution)")
         return config_complexity(load_config(args.config), args.img_size)
     if not args.subnet:
         raise ValueError("--profile needs --subnet FILE or --config FILE")
     subnet = load_subnet(args.subnet)
-    r = args.img_size or subnet_resolution(subnet)
-    if isinstance(r, int) and not 32 <= r <= 1024:
-        raise ValueError(f"resolution {r} is outside 32..1024")
+    r = args.img_size if args.img_size is not None else subnet_resolution(subnet)
+    # any positive size runs (digits subnets are 24..32 px); the closed form is exact at every size
+    if isinstance(r, int) and not isinstance(r, bool) and not 1 <= r <= MAX_RESOLUTION:
+        raise ValueError(f"resolution {r} is outside 1..{MAX_RESOLUTION}")
     # any resolution OFA can run is fine for profiling, so check the subnet against a permissive space
+    width_mult = 1.0 if args.width_mult is None else args.width_mult
     space = OFASearchSpace(resolutions=tuple(sorted({int(r)} if isinstance(r, int) else {224})),
-                           width_mult=args.width_mult)
+                           width_mult=width_mult)
     subnet = space.validate({**subnet, "r": r})
-    return subnet_complexity(subnet, args.width_mult, n_classes)
+    return subnet_complexity(subnet, width_mult, n_classes)
 
 
 def main() -> int:
@@ -115,13 +132,22 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     from codebase.supernet_training import default_resolutions
     from search_space.ofa import load_subnet, subnet_resolution
 
+    # outputs are checked before the evaluation, which can take minutes
+    if args.save and Path(args.save).is_dir():
+        raise ValueError(f"--save {args.save}: is a folder; give the file to write the stats to (net.stats)")
+    if args.save_config and Path(args.save_config).exists() and not Path(args.save_config).is_dir():
+        raise ValueError(f"--save_config {args.save_config}: is a file; give the folder to export into")
     subnet = load_subnet(args.subnet)
+    _check_img_size(args.img_size)
+    if args.img_size is not None:  # score at --img-size, as --profile counts at it
+        subnet = {**subnet, "r": args.img_size}
     resolutions = args.resolutions
     if not resolutions:
         r = subnet_resolution(subnet)
         extra = {int(r)} if isinstance(r, int) and not isinstance(r, bool) else set()
         resolutions = sorted(set(default_resolutions(args.dataset)) | extra)
-    options = {**vars(args), "resolutions": resolutions, "save": None, "measure": tuple(args.measure)}
+    options = {**vars(args), "resolutions": resolutions, "save": None, "measure": tuple(args.measure),
+               "width_mult": 1.0 if args.width_mult is None else args.width_mult}
     evaluator = SupernetEvaluator(**options)
     stats = evaluator.evaluate(subnet)
     if args.save:

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", required=True, help="output folder (<R>_lookup_table.yaml and args.yaml)")
     p.add_argument("--resolutions", type=int, nargs="+", default=list(NSGANETV2_RESOLUTIONS),
                    help="input resolutions (default: the search space's 192..256 step 4)")
-    p.add_argument("--width_mult", type=float, default=1.0, help="supernet width multiplier (1.0 or 1.2)")
+    p.add_argument("--width_mult", type=float, default=1.0, choices=(1.0, 1.2), help="supernet width multiplier")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=int, default=50, help="timed forward passes per layer")
     p.add_argument("--warmup", type=int, default=10, help="untimed forward passes before timing")

@@ -116,3 +116,37 @@ def test_malformed_config_names_the_field():
     with pytest.raises(ValueError, match=r"blocks\[0\]"):
         normalize_config({"first_conv": {}, "blocks": [{"name": "Foo"}], "final_expand_layer": {},
                           "feature_mix_layer": {}, "classifier": {}})
+
+
+def _profile(*argv: str) -> dict:
+    import evaluator
+
+    return evaluator.profile(evaluator.build_parser().parse_args(["--profile", *argv]))
+
+
+def test_profile_counts_small_resolutions_exactly(tmp_path):
+    # digits subnets are 24..32 px (the quickstart's search); the closed form is exact there too
+    subnet = {"ks": [3, 5, 7, 3, 5, 7, 3, 5, 7, 3], "e": [3, 4, 6, 3, 4, 6, 3, 4, 6, 3], "d": [2] * 5, "r": 28}
+    (tmp_path / "net.subnet").write_text(json.dumps(subnet))
+    net = extract_subnet(build_supernet(1.0, 10), subnet)
+    params, macs, macs_ofa = _reference_counts(net, 28)
+    c = _profile("--subnet", str(tmp_path / "net.subnet"), "--n_classes", "10")
+    assert (round(c["params"] * 1e6), round(c["flops"] * 1e6), round(c["flops_ofa"] * 1e6)) == (params, macs, macs_ofa)
+    at_24 = _profile("--subnet", str(tmp_path / "net.subnet"), "--n_classes", "10", "--img-size", "24")
+    assert at_24 == subnet_complexity({**subnet, "r": 24}, 1.0, 10) and at_24["flops"] < c["flops"]
+
+
+def test_profile_refuses_a_bad_img_size_and_flags_a_config_ignores(tmp_path):
+    subnet = {"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 32}
+    (tmp_path / "net.subnet").write_text(json.dumps(subnet))
+    (tmp_path / "net.config").write_text(json.dumps(extract_subnet(build_supernet(1.0, 10), subnet).config))
+    for size in ("0", "-5"):  # 0 was read as "not given", -5 gave negative FLOPs
+        with pytest.raises(ValueError, match=f"--img-size {size}: expected an input resolution"):
+            _profile("--config", str(tmp_path / "net.config"), "--img-size", size)
+        with pytest.raises(ValueError, match=f"--img-size {size}: expected an input resolution"):
+            _profile("--subnet", str(tmp_path / "net.subnet"), "--img-size", size)
+    for flag in (["--n_classes", "5"], ["--width", "1.2"]):  # the config fixes them: refused, not ignored
+        with pytest.raises(ValueError, match="the config fixes the head and the widths"):
+            _profile("--config", str(tmp_path / "net.config"), "--img-size", "32", *flag)
+    assert _profile("--config", str(tmp_path / "net.config"), "--img-size", "32") == \
+        _profile("--subnet", str(tmp_path / "net.subnet"), "--n_classes", "10")

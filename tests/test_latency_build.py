@@ -92,6 +92,23 @@ def test_settings_mismatch_and_bad_input_exit_2(built, tmp_path, capsys):
     assert _script().main(["--save", str(tmp_path / "y"), *FAST, "--repeats", "0"]) == 2
 
 
+def test_a_width_the_supernet_lacks_and_a_corrupt_folder_are_refused(tmp_path, capsys):
+    from codebase.latency.build import build_tables
+
+    # 1.25's first conv has 1.2's 24 channels: its table would load as a (wrong) width-1.2 table
+    with pytest.raises(ValueError, match=r"width_mult must be one of the OFA supernet's widths \(1.0, 1.2\)"):
+        build_tables(tmp_path / "w", [R], width_mult=1.25, repeats=1, warmup=0, progress=False)
+    assert not (tmp_path / "w").exists()
+    with pytest.raises(SystemExit):
+        _script().main(["--save", str(tmp_path / "w"), *FAST, "--width_mult", "1.25"])
+    assert "invalid choice: 1.25" in capsys.readouterr().err
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "args.yaml").write_text("- not\n- settings\n")
+    assert _script().main(["--save", str(tmp_path / "c"), *FAST]) == 2
+    assert "args.yaml: corrupt" in capsys.readouterr().err
+    assert (tmp_path / "c" / "args.yaml").read_text() == "- not\n- settings\n"
+
+
 @pytest.mark.slow
 def test_table_prediction_tracks_measured_latency(tmp_path):
     """A table built on this CPU predicts a whole subnet's measured time within a factor of 3."""

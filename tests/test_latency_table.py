@@ -283,3 +283,24 @@ def test_bad_subnets_are_refused(note10, change, message):
         note10.predict(subnet)
     with pytest.raises(ValueError, match="keys ks, e, d, r"):
         note10.predict({"ks": [3] * 10})
+
+
+def test_predict_genomes_refuses_a_table_that_misses_a_resolution_of_the_space(tmp_path):
+    # a search asks for the smallest and largest genomes first: a resolution in between without a table (or
+    # a table whose build stopped before its head entries) must fail then, not hours into the search
+    for r in (160, 192):
+        shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", tmp_path / f"{r}_lookup_table.yaml")
+    table = LatencyTable.load(tmp_path)
+    space = OFASearchSpace(resolutions=(160, 176, 192), width_mult=1.2)
+    ends = np.stack([space.smallest(), space.largest()])
+    with pytest.raises(ValueError, match=r"no table for resolution 176; has \[160, 192\]"):
+        table.predict_genomes(ends, space)
+
+    raw = _raw(NOTE10 / "176_lookup_table.yaml")
+    head = "Logits-input:1x1x1536-output:1000"
+    del raw[head]
+    (tmp_path / "176_lookup_table.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=f"176_lookup_table.yaml has no entry '{head}'"):
+        LatencyTable.load(tmp_path).predict_genomes(ends, space)
+    complete = LatencyTable.load(NOTE10)
+    np.testing.assert_allclose(complete.predict_genomes(ends, space), [complete.predict(space.decode(x)) for x in ends])

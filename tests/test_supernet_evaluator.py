@@ -301,3 +301,66 @@ def test_fine_tuning_trains_the_subnet_not_the_supernet(evaluator, folder_data, 
                        extract_subnet(evaluator.supernet, SMALL).blocks[1].conv.depth_conv.conv.weight)
     assert all(torch.equal(v, before[k]) for k, v in evaluator.supernet.state_dict().items())
     assert tuned.evaluate(SMALL) != evaluator.evaluate(SMALL)
+
+
+def test_a_resolution_the_supernet_never_trained_at_is_warned_about_once(folder_data, task_checkpoint, evaluator,
+                                                                           tmp_path, recwarn):
+    # a train_supernet.py checkpoint records its training resolutions; scoring outside them extrapolates
+    state = torch.load(task_checkpoint, weights_only=True)["state_dict"]
+    trained = tmp_path / "trained.pth"
+    torch.save({"state_dict": state, "config": {"dataset": "another", "resolutions": [24, 28, 32]}}, trained)
+    scorer = SupernetEvaluator(**OPTIONS, data=str(folder_data), supernet_path=str(trained))
+    scorer.evaluate(SMALL)  # r=32: trained
+    assert not [w for w in recwarn if "extrapolated" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"resolution 40, but .*trained.pth was trained at resolutions 24\.\.32 "
+                                         r"step 4 only: its accuracy there is extrapolated"):
+        scorer.evaluate(MIXED)
+    recwarn.clear()
+    scorer.evaluate(MIXED)  # once per resolution, not once per subnet
+    evaluator.evaluate(MIXED)  # OFA's own checkpoints record no resolutions: nothing to say
+    assert not [w for w in recwarn if "extrapolated" in str(w.message)]
+
+
+def test_evaluator_cli_scores_at_img_size_and_checks_its_outputs_first(folder_data, task_checkpoint, tmp_path,
+                                                                        monkeypatch):
+    import evaluator as cli
+
+    (tmp_path / "net.subnet").write_text(json.dumps(SMALL))
+    base = ["--subnet", str(tmp_path / "net.subnet"), "--dataset", "folder", "--data", str(folder_data),
+            "--supernet_path", str(task_checkpoint), "--vld_size", "6", "--bn_size", "12", "--device", "cpu",
+            "--resolutions", "32", "40"]
+    # --img-size scores (and exports) the subnet at that size, as --profile counts it there
+    stats = cli.evaluate(cli.build_parser().parse_args([*base, "--img-size", "40", "--save_config", str(tmp_path)]))
+    at_40 = SupernetEvaluator(**{**OPTIONS, "batch_size": 200}, data=str(folder_data),
+                              supernet_path=str(task_checkpoint)).evaluate({**SMALL, "r": 40})
+    assert stats == pytest.approx(at_40, rel=1e-4, abs=1e-6)
+    assert json.loads((tmp_path / "net.subnet").read_text())["r"] == 40
+
+    # bad outputs and options are refused before the evaluation, never after minutes of it
+    def no_evaluation(*_, **__):
+        raise AssertionError("evaluated before refusing")
+
+    monkeypatch.setattr(SupernetEvaluator, "evaluate", no_evaluation)
+    for extra, message in [(["--save", str(tmp_path)], "is a folder"),
+                           (["--save_config", str(tmp_path / "net.subnet")], "is a file"),
+                           (["--n_epochs", "-1"], "--n_epochs must be at least 0"),
+                           (["--img-size", "0"], "--img-size 0: expected an input resolution")]:
+        with pytest.raises(ValueError, match=message):
+            cli.evaluate(cli.build_parser().parse_args([*base, *extra]))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="measuring gpu latency: .*no CUDA device"):
+            cli.evaluate(cli.build_parser().parse_args([*base, "--measure", "gpu"]))
+
+
+ORACLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ofa" / "acc_predictor.pth"
+
+
+@pytest.mark.skipif(not ORACLE.is_file(), reason="OFA's accuracy predictor absent")
+def test_the_oracle_evaluator_refuses_resolutions_it_would_ignore():
+    from codebase.evaluators import get_evaluator
+
+    with pytest.raises(ValueError, match="--resolutions 160 168 224: the ofa_oracle space has .* 160 176 192 208 224"):
+        get_evaluator("ofa_oracle", oracle_path=str(ORACLE), resolutions=[160, 168, 224])
+    for resolutions in (None, [160, 176, 192, 208, 224]):  # a new run, and a resume (its args.yaml's values)
+        assert get_evaluator("ofa_oracle", oracle_path=str(ORACLE), resolutions=resolutions).space.resolutions == \
+            (160, 176, 192, 208, 224)

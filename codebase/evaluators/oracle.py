@@ -15,10 +15,16 @@ from codebase.oracle import OFAOracle, oracle_space
 
 
 class OracleEvaluator:
-    def __init__(self, oracle_path: str | Path | None = None, measure: tuple[str, ...] = (), **_: Any) -> None:
+    def __init__(self, oracle_path: str | Path | None = None, measure: tuple[str, ...] = (),
+                 resolutions: list[int] | tuple[int, ...] | None = None, **_: Any) -> None:
         if not oracle_path:
             raise ValueError("--evaluator ofa_oracle needs --oracle_path (OFA's acc_predictor.pth)")
         self.space = oracle_space()
+        if resolutions and sorted(set(resolutions)) != list(self.space.resolutions):
+            # a silently different space would search resolutions the user did not ask for
+            raise ValueError(f"--resolutions {' '.join(map(str, resolutions))}: the ofa_oracle space has the "
+                             f"resolutions of OFA's published search, {' '.join(map(str, self.space.resolutions))}; "
+                             f"drop --resolutions")
         self.n_classes = 1000  # ImageNet
         self.oracle = OFAOracle(oracle_path, self.space)
         self.measure = tuple(measure)

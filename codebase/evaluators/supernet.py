@@ -38,7 +38,7 @@ from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
 from codebase.io import load_torch, save_torch, write_json
-from codebase.latency.measure import resolve_device
+from codebase.latency.measure import objective_device, resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
     default_resolutions,
@@ -162,6 +162,13 @@ def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Mod
 
 
 # ---------------------------------------------------------------------- the evaluator
+def _resolution_list(resolutions: list[int] | tuple[int, ...]) -> str:
+    """24, 28, 32 as "24..32 step 4"; other lists comma-separated."""
+    r = sorted(int(v) for v in resolutions)
+    steps = {b - a for a, b in zip(r, r[1:])}
+    return f"{r[0]}..{r[-1]} step {steps.pop()}" if len(r) > 2 and len(steps) == 1 else ", ".join(map(str, r))
+
+
 def _rank() -> int:
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
@@ -189,6 +196,13 @@ class SupernetEvaluator:
         self.amp = self.device.type == "cuda"
         if bn_size < 1 or batch_size < 1:
             raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")
+        if self.n_epochs < 0:
+            raise ValueError(f"--n_epochs must be at least 0, got {self.n_epochs}")
+        for name in self.measure:  # before minutes of scoring, not after them
+            try:
+                resolve_device(objective_device(name))
+            except ValueError as e:
+                raise ValueError(f"measuring {name} latency: {e}") from None
 
         self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size)
         given = supernet_path is not None
@@ -203,6 +217,7 @@ class SupernetEvaluator:
                              f"(omit --supernet_path)")
         if given:
             self._check_training_split()
+        self._warned_resolutions: set[int] = set()
 
         # a fixed calibration subset of the training images (never the validation ones), the same for every
         # run seed (as OFA fixes its sub-train seed): a subnet's score does not depend on the search's seed
@@ -234,6 +249,18 @@ class SupernetEvaluator:
                 warnings.warn(f"{self.supernet_path} was trained on other training images "
                               f"({trained['train_set'].get('n_images')} then, {now['n_images']} now): the split "
                               f"moved, so it may have trained on the validation images", stacklevel=2)
+
+    def _check_resolution(self, resolution: int) -> None:
+        """Warn (once per resolution) when a subnet is scored at a resolution its supernet never trained at
+        (a train_supernet.py checkpoint records them; OFA's own checkpoints do not). Not refused: NSGANetV2
+        itself scores OFA's ImageNet supernet (trained at 128..224) at up to 256, batch norm recalibrated."""
+        trained = (_trained_with(self.supernet_path) or {}).get("resolutions")
+        if not trained or resolution in trained or resolution in self._warned_resolutions:
+            return
+        self._warned_resolutions.add(resolution)
+        warnings.warn(f"scoring a subnet at resolution {resolution}, but {self.supernet_path} was trained at "
+                      f"resolutions {_resolution_list(trained)} only: its accuracy there is extrapolated",
+                      stacklevel=3)
 
     def _auto_supernet(self, save: str | Path | None, epochs: int, quiet: bool) -> Path:
         """Train (or reuse, or resume) a supernet for this task in SAVE/supernet."""
@@ -279,6 +306,7 @@ class SupernetEvaluator:
         from codebase.training import recalibrate_batchnorm
 
         subnet = self.space.validate(subnet)
+        self._check_resolution(subnet["r"])
         net = extract_subnet(self.supernet, subnet).to(self.device).to(memory_format=torch.channels_last)
         r = subnet["r"]
         recalibrate_batchnorm(net, self._batches(self.bn_images, None, r), amp=self.amp)
@@ -315,7 +343,7 @@ class SupernetEvaluator:
         return stats
 
     def _latency(self, net: nn.Module, resolution: int, device: str) -> float:
-        from codebase.latency import measure_latency, objective_device
+        from codebase.latency import measure_latency
 
         return measure_latency(net, resolution, device=objective_device(device), warmup=5, repeats=20)
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from codebase.io import read_yaml, write_yaml
 from codebase.latency.layers import Layer, input_shape, layer_configurations
 from codebase.latency.measure import resolve_device, time_forward
-from codebase.latency.table import ofa_key
+from codebase.latency.table import KNOWN_WIDTHS, ofa_key
 
 #: Settings that must match between a build and its resumption.
 MEASUREMENT_SETTINGS = ("device", "device_name", "batch_size", "threads", "fold_bn", "channels_last")
@@ -78,6 +78,9 @@ def _check_resume(save: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not args_path.exists():
         return settings
     old = read_yaml(args_path) or {}
+    if not isinstance(old, dict):
+        raise ValueError(f"{args_path}: corrupt (expected the settings of a build as a mapping); "
+                         "use another --save folder")
     for name in MEASUREMENT_SETTINGS:
         if name in old and old[name] != settings[name]:
             raise ValueError(
@@ -113,6 +116,8 @@ def build_tables(
         raise ValueError("repeats, batch_size and n_classes must be at least 1 and warmup at least 0")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1 (or None for torch's setting), got {threads}")
+    if width_mult not in KNOWN_WIDTHS:  # another width's layers would pass for 1.0's or 1.2's (same first conv)
+        raise ValueError(f"width_mult must be one of the OFA supernet's widths {KNOWN_WIDTHS}, got {width_mult}")
     if not kernel_sizes or not expand_ratios or min(kernel_sizes) < 1 or min(expand_ratios) < 1:
         raise ValueError("kernel_sizes and expand_ratios must be non-empty lists of positive integers")
     dev = resolve_device(device)

@@ -229,16 +229,21 @@ class LatencyTable:
         return np.array([self.predict(s, width, n_classes) for s in subnets], dtype=float)
 
     def predict_genomes(self, X: np.ndarray, space: OFASearchSpace, n_classes: int = 1000) -> np.ndarray:
-        """Vectorised `predict` for genomes of an OFA search space (its width_mult): one value per row."""
+        """Vectorised `predict` for genomes of an OFA search space (its width_mult): one value per row.
+
+        Raises ValueError when the table cannot serve every resolution of the space (no table for one, or no
+        entry for its stem or head), whatever the genomes; a missing block entry only when a genome uses it."""
         X = np.atleast_2d(np.asarray(X, dtype=int))
         space.check_genomes(X)
         active = space.active_layers(X)
         out = np.empty(len(X))
         for ri, r in enumerate(space.resolutions):
+            # every resolution of the space, used or not: a table without one (or without its stem and head
+            # entries, e.g. a build interrupted there) fails the first call, not a search hours later
+            fixed, cost, keys = self._slot_costs(space, r, n_classes)
             rows = np.flatnonzero(X[:, RESOLUTION_GENE] == ri)
             if rows.size == 0:
                 continue
-            fixed, cost, keys = self._slot_costs(space, r, n_classes)
             slots = np.arange(N_LAYERS)[None, :]
             picked = cost[slots, X[rows][:, KERNEL_GENES], X[rows][:, EXPAND_GENES]]  # (rows, 20)
             picked = np.where(active[rows], picked, 0.0)
