@@ -165,6 +165,16 @@ def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
     mtime = path.stat().st_mtime_ns
     SupernetEvaluator(**options)  # complete: reused, not retrained
     assert path.stat().st_mtime_ns == mtime
+    # the folder is a train_supernet.py folder: its args.yaml holds the checkpoint's settings, so
+    # `train_supernet.py --resume SAVE/supernet` reads it (here: reuses the complete checkpoint)
+    from codebase.io import read_yaml
+
+    assert read_yaml(tmp_path / "supernet" / "args.yaml") == ckpt["config"]
+    sys.path.insert(0, str(ROOT))
+    import train_supernet as script
+
+    assert script.main(["--resume", str(tmp_path / "supernet"), "--device", "cpu", "--quiet"]) == 0
+    assert path.stat().st_mtime_ns == mtime
     stats = evaluator.evaluate({"ks": [3] * 10, "e": [3] * 10, "d": [2] * 5, "r": 24})
     correct = stats["top1"] * 6 / 100  # scored on the 6 held-out images: a whole number of them right
     assert abs(correct - round(correct)) < 1e-6 and 0 <= round(correct) <= 6

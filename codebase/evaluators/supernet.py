@@ -37,7 +37,7 @@ from torch import nn
 from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
-from codebase.io import load_torch, save_torch, write_json
+from codebase.io import load_torch, save_torch, write_json, write_yaml
 from codebase.latency.measure import objective_device, resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
@@ -278,6 +278,9 @@ class SupernetEvaluator:
             if not quiet:
                 print(f"no --supernet_path: training a supernet for {self.dataset} into {folder}")
             try:
+                if not (folder / "args.yaml").exists():  # a train_supernet.py folder: `--resume` works on it
+                    folder.mkdir(parents=True, exist_ok=True)
+                    write_yaml(folder / "args.yaml", config.resolved().to_dict())
                 train_supernet(config, folder, device=str(self.device), progress=not quiet,
                                num_workers=self.num_workers)
             except Exception as e:
