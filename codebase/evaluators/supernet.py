@@ -278,11 +278,16 @@ class SupernetEvaluator:
             if not quiet:
                 print(f"no --supernet_path: training a supernet for {self.dataset} into {folder}")
             try:
-                if not (folder / "args.yaml").exists():  # a train_supernet.py folder: `--resume` works on it
+                # a train_supernet.py folder, so `train_supernet.py --resume` works on it (also after a kill):
+                # settings written up front for a new folder, after the checks for an existing checkpoint
+                settings = folder / "args.yaml"
+                if not settings.exists() and not (folder / "checkpoint.pth").exists():
                     folder.mkdir(parents=True, exist_ok=True)
-                    write_yaml(folder / "args.yaml", config.resolved().to_dict())
+                    write_yaml(settings, config.resolved().to_dict())
                 train_supernet(config, folder, device=str(self.device), progress=not quiet,
                                num_workers=self.num_workers)
+                if not settings.exists():
+                    write_yaml(settings, config.resolved().to_dict())
             except Exception as e:
                 if not distributed:
                     raise
