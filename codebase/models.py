@@ -87,10 +87,15 @@ def build_nsganet_model(net_type: str, arch: str, layers: int, init_channels: in
     net = build_network(net_type, arch, layers, init_channels, filter_increment, auxiliary, SE, n_classes)
     if weights:
         state = load_weights(weights, use_ema)
-        if net_type == "micro":  # the original NSGA-Net's released weights use its own module names
+        # the original NSGA-Net's released weights use its own module names
+        if net_type == "micro":
             from codebase.networks.nsganet_micro import from_original_names
 
             state = from_original_names(state)
+        else:
+            from codebase.networks.nsganet_macro import from_original_names as from_original_macro_names
+
+            state = from_original_macro_names(state, net)
         load_into(net, state, str(weights))
     return net
 

@@ -112,6 +112,8 @@ def build_network(
     if net_type == "macro":
         if auxiliary:
             raise ValueError("the macro network has no auxiliary head; drop --auxiliary")
+        if SE:
+            raise ValueError("the macro network has no squeeze-and-excitation (micro cells only); drop --SE")
         spec = macro_spec(arch)
         return build_macro_network(spec["genome"], init_channels, n_classes, spec.get("decoder", "residual"),
                                    spec.get("channels"))

@@ -208,3 +208,74 @@ def test_checked_genome_keeps_the_network():
     four_nodes = [[[1], [1, 0], [0, 1, 1], [1]]] * 2  # other phase and node counts than the search space's
     net = build_macro_network(four_nodes, init_channels=8)
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def _original_macro_state_dict(net: torch.nn.Module, n_nodes: int = 6) -> dict[str, torch.Tensor]:
+    """net's weights under the original code's names (EvoNetwork in ianwhale/nsga-net's models/macro_models.py
+    and models/macro_decoder.py): phases in `model`, classifier `linear`, nodes numbered from 0 with their
+    layers in `.model`, residual 1x1 convs `processors.{node}` (output: node n + 1), a dense phase's output conv
+    under both `last_conv` and `out.0`, whose input columns are [nodes..., phase input] (the phase input last)."""
+    out = {}
+    for key, value in net.state_dict().items():
+        if key.startswith("classifier."):
+            out["linear." + key[len("classifier."):]] = value
+            continue
+        _, index, part, rest = key.split(".", 3)
+        phase = net.features[int(index)]
+        if part == "nodes":
+            node, rest = rest.split(".", 1)
+            out[f"model.{index}.nodes.{int(node) - 1}.model.{rest}"] = value
+        elif part == "reducers":
+            node, rest = rest.split(".", 1)
+            out[f"model.{index}.processors.{n_nodes + 1 if node == 'out' else node}.{rest}"] = value
+        elif part == "out" and rest == "0.weight" and phase.decoder == "dense":
+            width, output = value.shape[0], phase.graph.output
+            if 0 in output and len(output) > 1 and width != 64:
+                value = torch.cat([value[:, width:], value[:, :width]], dim=1)
+            out[f"model.{index}.out.0.weight"] = out[f"model.{index}.last_conv.weight"] = value
+        else:
+            out[f"model.{index}.{part}.{rest}"] = value
+    return out
+
+
+@pytest.mark.parametrize("arch", [
+    {"genome": MACRO_NSGANET, "channels": [[3, 16], [16, 16], [16, 16]], "decoder": "dense"},
+    # skip bits set: the original concatenates a dense phase output's inputs with the phase input last
+    {"genome": [[*p[:-1], [1]] for p in MACRO_NSGANET], "channels": [[3, 16], [16, 24], [24, 24]],
+     "decoder": "dense"},
+    {"genome": SPACE.decode(np.ones(48, dtype=int))["genome"]},  # residual: processors, the output's too
+    {"genome": SPACE.decode(SPACE.sample(1, np.random.default_rng(3))[0])["genome"]},
+])
+def test_original_macro_weights_load_through_model_path(arch, tmp_path):
+    """NSGA-Net's README evaluates its released macro model with `test.py --net_type macro --model_path W`:
+    a state dict of its EvoNetwork. It loads as it is and gives the same outputs."""
+    from codebase.io import save_torch
+    from codebase.models import build_nsganet_model
+
+    torch.manual_seed(0)
+    source = build_nsganet_model("macro", arch, 20, 8, 4, False, False, 10)
+    for m in source.modules():  # non-trivial running statistics, so buffers are checked too
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    original = _original_macro_state_dict(source)
+    assert original.keys() != source.state_dict().keys()
+    save_torch(tmp_path / "weights.pt", original)
+    loaded = build_nsganet_model("macro", arch, 20, 8, 4, False, False, 10, weights=tmp_path / "weights.pt")
+    save_torch(tmp_path / "ours.pt", source.state_dict())  # our own names still load
+    ours = build_nsganet_model("macro", arch, 20, 8, 4, False, False, 10, weights=tmp_path / "ours.pt")
+    x = torch.randn(2, 3, 32, 32)
+    for net in (source, loaded, ours):
+        net.eval()
+    with torch.no_grad():
+        assert torch.equal(source(x), loaded(x)) and torch.equal(source(x), ours(x))
+
+
+def test_squeeze_excite_is_refused_for_macro_networks():
+    """--SE applies to micro cells only: with --net_type macro it is refused (as --auxiliary is), not ignored."""
+    from codebase.models import build_nsganet_model
+
+    with pytest.raises(ValueError, match="drop --SE"):
+        profile("macro", "NSGANet", SE=True)
+    with pytest.raises(ValueError, match="drop --SE"):
+        build_nsganet_model("macro", {"genome": MACRO_NSGANET}, 20, 8, 4, False, True, 10)

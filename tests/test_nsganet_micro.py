@@ -331,3 +331,17 @@ def test_original_weights_load_through_model_path(tmp_path):
     source.eval(), loaded.eval()
     with torch.no_grad():
         assert torch.equal(source(x), loaded(x))
+
+
+def test_auxiliary_head_on_too_small_images_is_one_clear_error():
+    """The auxiliary head pools 5x5 (stride 3) and then convolves 2x2: CIFAR networks need 29 px and up.
+    Smaller training images (e.g. --img-size 28) are a ValueError naming --img-size and --auxiliary, not a
+    RuntimeError from deep inside the pooling layer."""
+    net = build_micro_network(NSGANet, init_channels=4, layers=3, auxiliary=True).train()
+    logits, aux = net(torch.randn(2, 3, 29, 29))
+    assert aux.shape == logits.shape == (2, 10)
+    for size in (28, 8):
+        with pytest.raises(ValueError, match=r"--img-size.*--auxiliary"):
+            net(torch.randn(2, 3, size, size))
+    net.eval()  # no auxiliary head at inference: small images still work
+    assert net(torch.randn(1, 3, 8, 8)).shape == (1, 10)

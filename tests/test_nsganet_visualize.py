@@ -143,3 +143,15 @@ def test_usage_errors_are_one_line_exit_2(capsys, argv, message):
         visualize.main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+@needs_dot
+@pytest.mark.parametrize("net_type", ["micro", "macro"])
+def test_out_that_is_a_file_exits_2_with_one_line(tmp_path, capsys, net_type):
+    """--out naming a file (not a folder) is one error line and exit code 2, not an OSError traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    assert visualize.main(["NSGANet", "--net_type", net_type, "--format", "svg", "--out", str(taken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: cannot write the drawing") and str(taken) in err
+    assert taken.read_text() == "not a folder"

@@ -87,11 +87,13 @@ def macro_graph(genome: Any, title: str, node_label: str = "node", fmt: str = "p
 def _render(graph: Any, path: Path) -> Path:
     import graphviz
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         out = graph.render(filename=path.name, directory=str(path.parent), cleanup=True)
     except graphviz.ExecutableNotFound:
         raise ValueError(MISSING_DOT) from None
+    except OSError as e:  # --out names a file, or a folder that cannot be written
+        raise ValueError(f"cannot write the drawing {path} ({e.strerror or e})") from None
     return Path(out)
 
 

@@ -10,11 +10,14 @@ for the first phase, 1x1 otherwise) when the widths differ. Two decoders:
   and maps them back to the phase width with conv1x1-BN-ReLU.
 Like the original, every phase owns its width-adapting convolution even when it is not needed
 (equal widths): it is part of the published parameter count.
+Weights of the original NSGA-Net code (its EvoNetwork, e.g. the released macro model) load after
+`from_original_names` (its module names differ).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +55,7 @@ class Phase(nn.Module):
     def __init__(self, graph: PhaseGraph, c_in: int, c_out: int, first: bool, decoder: str):
         super().__init__()
         self.graph = graph
+        self.decoder = decoder
         self.adapt_input = c_in != c_out
         self.first_conv = nn.Conv2d(c_in, c_out, 3 if first else 1, bias=False)
         self.nodes = nn.ModuleDict()
@@ -185,3 +189,49 @@ def build_macro_network(
     if channels is None:
         channels = default_channels(init_channels, len(genome))
     return MacroNetwork(genome, channels, n_classes, decoder)
+
+
+# The original code (ianwhale/nsga-net, models/macro_models.py and models/macro_decoder.py) keeps the phases
+# and pools in `model`, names the classifier `linear`, numbers a phase's nodes from 0 inside a `.model`
+# wrapper, calls the residual decoder's 1x1 convolutions over concatenated inputs `processors.{node}` (node
+# n + 1 being the phase output), and registers a dense phase's output convolution twice (`last_conv` = `out.0`).
+_ORIGINAL_NODE = re.compile(r"^model\.(\d+)\.nodes\.(\d+)\.model\.(.*)$")
+_ORIGINAL_PROCESSOR = re.compile(r"^model\.(\d+)\.processors\.(\d+)\.(.*)$")
+
+
+def from_original_names(state_dict: Mapping[str, torch.Tensor], network: MacroNetwork) -> dict[str, torch.Tensor]:
+    """A state dict of the original NSGA-Net macro networks (its EvoNetwork) under the names of `network`, the
+    same architecture built here; ours pass unchanged. The original concatenates a dense phase output's inputs
+    with the phase input last (when its width is not the growth rate): those weight columns are reordered."""
+    phases = {str(i): m for i, m in enumerate(network.features) if isinstance(m, Phase)}
+    out: dict[str, torch.Tensor] = {}
+    renamed_outputs: set[str] = set()
+    for key, value in state_dict.items():
+        if key.startswith("linear."):
+            key = "classifier." + key[len("linear."):]
+        elif (node := _ORIGINAL_NODE.match(key)) is not None:
+            key = f"features.{node[1]}.nodes.{int(node[2]) + 1}.{node[3]}"
+        elif (processor := _ORIGINAL_PROCESSOR.match(key)) is not None:
+            phase = phases.get(processor[1])
+            last = phase is not None and int(processor[2]) == len(phase.graph.inputs) + 1
+            key = f"features.{processor[1]}.reducers.{'out' if last else processor[2]}.{processor[3]}"
+        elif key.startswith("model."):
+            index, _, rest = key[len("model."):].partition(".")
+            if rest.startswith("last_conv."):  # the same tensor as out.0
+                rest = "out.0." + rest[len("last_conv."):]
+            key = f"features.{index}.{rest}"
+            if rest == "out.0.weight":
+                renamed_outputs.add(index)
+        out[key] = value
+    for index in renamed_outputs:
+        phase = phases.get(index)
+        if phase is None or phase.decoder != "dense" or 0 not in phase.graph.output or len(phase.graph.output) < 2:
+            continue
+        width = phase.out[0].out_channels
+        if width == DENSE_GROWTH:  # the original keeps the dependency order (phase input first) here
+            continue
+        key = f"features.{index}.out.0.weight"
+        w = out[key]
+        if w.shape[1] == phase.out[0].in_channels:  # [nodes..., input] -> [input, nodes...]
+            out[key] = torch.cat([w[:, -width:], w[:, :-width]], dim=1)
+    return out

@@ -95,6 +95,13 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = self.features[1]
+        need = pool.kernel_size + pool.stride  # 5x5 pooling, then a 2x2 convolution on what it gives
+        if min(x.shape[-2:]) < need:
+            raise ValueError(
+                f"the auxiliary head needs features of at least {need}x{need} after the second reduction cell, got "
+                f"{x.shape[-2]}x{x.shape[-1]}: use larger images (--img-size; 29 px and up for CIFAR networks) or "
+                f"drop --auxiliary")
         return self.classifier(self.pool(self.features(x)).flatten(1))
 
 
