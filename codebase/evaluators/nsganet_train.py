@@ -52,8 +52,10 @@ class NSGANetTrainer:
     def __init__(self, search_space: str = "nsganet_micro", dataset: str = "cifar10", data: str | None = None,
                  init_channels: int | None = None, layers: int | None = None, epochs: int | None = None,
                  vld_size: int | None = None, n_classes: int | None = None, device: str | None = None,
-                 seed: int = 0, batch_size: int = 128, lr: float = 0.025, workers: int = 0, **_: Any) -> None:
+                 seed: int = 0, batch_size: int = 128, lr: float = 0.025, workers: int = 0,
+                 measure: tuple[str, ...] = (), **_: Any) -> None:
         from codebase.finetune import n_classes_of
+        from codebase.latency.measure import objective_device, resolve_device
 
         if search_space not in SEARCH_DEFAULTS:
             raise ValueError(f"--evaluator nsganet_train trains NSGA-Net networks; --search_space must be one of "
@@ -73,13 +75,24 @@ class NSGANetTrainer:
         self.dataset, self.data, self.seed = dataset, data, int(seed)
         self.batch_size, self.lr, self.workers = int(batch_size), float(lr), int(workers)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.vld_size = vld_size
+        self.requested_vld_size = vld_size
+        self.measure = tuple(measure or ())
+        for name in self.measure:  # before hours of training, not after them
+            try:
+                resolve_device(objective_device(name))
+            except ValueError as e:
+                raise ValueError(f"measuring {name} latency: {e}") from None
         self.space.build_network(self.space.xl)  # bad network options fail here, not once per candidate
         self._splits: tuple[Subset, Subset] | None = None
 
     @property
     def network_options(self) -> dict[str, Any]:
         return dict(self.space.network_options)
+
+    @property
+    def vld_size(self) -> int:
+        """The number of held-out training images candidates are scored on (default: a tenth of them)."""
+        return len(self.splits()[1])
 
     def splits(self) -> tuple[Subset, Subset]:
         """(training images, held-out validation images) of the training split, augmented / eval transform."""
@@ -88,7 +101,7 @@ class NSGANetTrainer:
 
             train = get_dataset(self.dataset, self.data, "train", train_transform(self.dataset, IMAGE_SIZE))
             held = get_dataset(self.dataset, self.data, "train", eval_transform(self.dataset, IMAGE_SIZE))
-            vld_size = self.vld_size or max(1, len(train) // 10)
+            vld_size = self.requested_vld_size or max(1, len(train) // 10)
             train_idx, vld_idx = train_validation_split(len(train), vld_size)  # fixed, whatever the run's seed
             self._splits = Subset(train, train_idx.tolist()), Subset(held, vld_idx.tolist())
         return self._splits
@@ -110,9 +123,16 @@ class NSGANetTrainer:
             train = train_one_epoch(net, loader, optimizer, scheduler, self.device, grad_clip=5.0, amp=amp)
         vld = evaluate(net, DataLoader(vld_set, batch_size=256, num_workers=self.workers), self.device, amp=amp)
         params, flops = self.space.complexity(x[None])[0]
-        return {"top1": vld["top1"], "top5": vld["top5"], "loss": vld["loss"], "params": float(params),
-                "flops": float(flops), "train_loss": train["loss"], "train_top1": train["top1"],
-                "epochs": self.epochs, "n_vld": vld["n"]}
+        stats = {"top1": vld["top1"], "top5": vld["top5"], "loss": vld["loss"], "params": float(params),
+                 "flops": float(flops), "train_loss": train["loss"], "train_top1": train["top1"],
+                 "epochs": self.epochs, "n_vld": vld["n"]}
+        for name in self.measure:  # `--sec_obj cpu` / `gpu`: the trained network, one 32x32 image
+            from codebase.latency import measure_latency
+            from codebase.latency.measure import objective_device
+
+            stats[f"latency_{name}"] = measure_latency(net.eval(), IMAGE_SIZE, device=objective_device(name),
+                                                       warmup=5, repeats=20)
+        return stats
 
     def _genome(self, genome_or_arch: Any) -> np.ndarray:
         if isinstance(genome_or_arch, np.ndarray) or (
