@@ -138,14 +138,35 @@ def save_torch(path: str | Path, obj: Any) -> Path:
 
 
 def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
-    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary code."""
+    """torch.load with weights_only=True: tensors and plain containers only, never arbitrary code.
+
+    argparse.Namespace is allowed too: timm's training checkpoints (and so the original NSGANetV2's
+    fine-tuned ones) store their arguments as one, and unpickling it runs no code of the file's choosing."""
+    import argparse
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: weight file not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt/unsafe files
-        first_line = (str(e).splitlines() or ["no message"])[0]  # an empty file gives an empty message
-        raise ValueError(f"{path}: cannot load weights ({type(e).__name__}: {first_line})") from None
+        raise ValueError(f"{path}: cannot load weights ({_load_failure(e)})") from None
+
+
+def _load_failure(e: Exception) -> str:
+    """What is wrong with a file torch.load refused, in one line (torch's own message is a page long and,
+    for a corrupt file, suggests the unsafe weights_only=False)."""
+    import re
+
+    text = str(e)
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return (f"it holds a Python object of type {unsafe[1]}, which is not loaded because unpickling it could "
+                f"run code; save only the tensors (the state dict) to load it here")
+    if "Weights only load failed" in text or "PytorchStreamReader" in text or type(e).__name__ == "EOFError":
+        return "not a PyTorch weight file, or a corrupt or truncated one"
+    first_line = (text.splitlines() or ["no message"])[0]  # an empty file gives an empty message
+    return f"{type(e).__name__}: {first_line}"

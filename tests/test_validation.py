@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def test_every_weight_format_gives_the_same_tensors(export, tmp_path):
         "ddp": {"state_dict": {f"module.{k}": v for k, v in reference.items()}},
         "model_ema_only": {"model_ema": {f"module.{k}": v for k, v in reference.items()}},
         "timm_ema": {"state_dict": noise, "state_dict_ema": reference, "epoch": 3},
+        # timm's CheckpointSaver (the original NSGANetV2's train_imagenet.py) stores its arguments as a Namespace
+        "timm_saver": {"epoch": 3, "arch": "ofa", "state_dict": reference, "version": 2,
+                       "args": argparse.Namespace(model="ofa", lr=0.1), "metric": 71.5},
     }
     for name, obj in formats.items():
         path = save_torch(tmp_path / f"{name}.pth", obj)
@@ -85,6 +89,23 @@ def test_every_weight_format_gives_the_same_tensors(export, tmp_path):
                        noise["first_conv.conv.weight"])
     with pytest.raises(ValueError, match="no network weights"):
         extract_state_dict({"epoch": 1, "optimizer": {}}, "ckpt.pth")
+
+
+def test_corrupt_and_unsafe_weight_files_are_named_for_what_they_are(export, tmp_path):
+    """torch's own message for both suggests the unsafe weights_only=False, over several lines."""
+    import pathlib
+
+    _, _, net, _, _ = export
+    whole = save_torch(tmp_path / "whole.pth", {"state_dict": net.state_dict()}).read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "text.pth").write_text("not weights\n")
+    for name in ("truncated.pth", "text.pth"):
+        with pytest.raises(ValueError, match=f"{name}: cannot load weights \\(not a PyTorch weight file, or a corrupt"):
+            load_weights(tmp_path / name)
+    save_torch(tmp_path / "object.pth", {"state_dict": net.state_dict(), "where": pathlib.PurePosixPath("/x")})
+    with pytest.raises(ValueError, match="object of type pathlib.PurePosixPath") as error:
+        load_weights(tmp_path / "object.pth")
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
 
 
 def _independent_top1(net, written, n_classes=10):
