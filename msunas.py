@@ -25,6 +25,8 @@ SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inn
 RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
 # NSGA-Net's flag names for MSuNAS's settings
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
+# NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
+SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inner_pop", type=int, default=100, help="population of the surrogate NSGA-II")
     p.add_argument("--inner_gens", type=int, default=50, help="generations of the surrogate NSGA-II")
     p.add_argument("--ref_point", type=float, nargs="+", help="hypervolume reference point (default: from iter 0)")
-    p.add_argument("--search_space", default="ofa", help="ofa, nsganet_macro or nsganet_micro")
+    p.add_argument("--search_space", default="ofa", type=search_space_name,
+                   help="ofa, nsganet_macro or nsganet_micro (NSGA-Net's macro and micro are read as these)")
     p.add_argument("--evaluator", default=None,
                    help="ofa_oracle, supernet or nsganet_train (default: ofa_oracle with --oracle_path, "
                         "else supernet for ofa and nsganet_train for the NSGA-Net spaces)")
@@ -74,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     nsga.add_argument("--pop_size", type=int, default=None, help="NSGA-Net's name for --n_doe")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def search_space_name(value: str) -> str:
+    """--search_space's value, with NSGA-Net's `macro` / `micro` read as the nsganet_ spaces."""
+    return SPACE_ALIASES.get(value, value)
 
 
 def default_evaluator(args: argparse.Namespace) -> str:
@@ -132,6 +140,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown predictor '{args.predictor}'; choose from {acc_predictor_names() + ['none']}")
     if args.n_doe < 2 or args.n_iter < 1 or args.iterations < 0:
         raise ValueError("--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0")
+    # checked before the run's first file: iteration 0 would be evaluated and the run left unresumable
+    if args.seed < 0 or args.inner_pop < 1 or args.inner_gens < 1:
+        raise ValueError(f"--seed must be >= 0, --inner_pop >= 1 and --inner_gens >= 1; got --seed {args.seed} "
+                         f"--inner_pop {args.inner_pop} --inner_gens {args.inner_gens}")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
         raise ValueError(f"--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; use at "
                          f"least 10, or --predictor none for plain NSGA-II")
@@ -185,6 +197,9 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
     if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
         raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
                          "or choose another folder")
+    in_the_way = next(p for p in (save, *save.parents) if p.exists())  # "." or "/" at the latest
+    if not in_the_way.is_dir():
+        raise ValueError(f"--save {save}: {in_the_way} is a file, not a folder")
 
 
 def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:

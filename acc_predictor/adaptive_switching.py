@@ -58,6 +58,8 @@ class AdaptiveSwitching(Predictor):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AdaptiveSwitching:
         X, y = check_training_data(X, y, self.search_space.n_var)
+        if len(X) < 4:  # with 2 or 3 points a fold leaves a single point to train on
+            raise ValueError(f"as: cross-validation needs at least 4 training points, got {len(X)}")
         # at least MIN_FOLD points per fold: a tau over 1-2 points is NaN or +-1, noise that would pick
         # the winner (with 10 points and 10 folds every model scored 0 and the first always won)
         n_folds = max(2, min(self.n_folds, len(X) // MIN_FOLD))

@@ -39,7 +39,7 @@ class CARTs(Predictor):
         self.model = BaggingRegressor(
             DecisionTreeRegressor(),
             n_estimators=self.n_trees,
-            max_samples=1.0,
+            max_samples=len(F),  # every sample (the same trees as 1.0, without sklearn's small-sample warning)
             bootstrap=False,
             max_features=self.feature_fraction,
             bootstrap_features=False,

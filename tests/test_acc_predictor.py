@@ -145,6 +145,25 @@ def test_adaptive_switching_default_pool():
     assert stats.kendalltau(model.predict(Xt), yt).statistic > 0.8
 
 
+def test_carts_on_a_few_points_fits_without_a_library_warning():
+    # scikit-learn warned about a low number of "bootstrap samples" (the trees draw none) below 10 points: with
+    # --predictor as on a small archive msunas printed it twice per iteration, once per cross-validation fold
+    import warnings
+
+    X, y = data(6, 13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build("carts").fit(X, y)
+        build("as", pool=("rbf", "carts"), pool_options={"carts": FAST["carts"]}).fit(*data(10, 14))
+
+
+def test_adaptive_switching_on_too_few_points_says_so():
+    # it used to fail on 3 points with "need at least 2 training points, got 1" (a fold's training set)
+    with pytest.raises(ValueError, match="as: cross-validation needs at least 4 training points, got 3"):
+        build("as").fit(*data(3, 15))
+    assert build("as", pool=("rbf", "gp")).fit(*data(4, 15)).winner in ("rbf", "gp")
+
+
 @pytest.mark.parametrize("name", ["carts", "mlp", "gp_additive"])
 def test_deterministic_for_a_seed(name):
     X, y = data(60, 10)

@@ -200,6 +200,11 @@ def test_lookup_table_latency_objective(tmp_path):
         (["--n_doe", "5"], "too small to fit a surrogate"),
         (["--sec_obj", "lut:/nonexistent/table.yaml"], "/nonexistent/table.yaml"),
         (["--ref_point", "1", "2", "3"], "--ref_point needs 2 values (top1_err, flops), got 3"),
+        (["--ref_point", "inf", "1e9"], "--ref_point needs finite values"),  # hv inf, Infinity in the stats
+        # these used to pass the checks, evaluate iteration 0 and then crash, leaving a run that cannot resume
+        (["--inner_pop", "0"], "--inner_pop >= 1"),
+        (["--inner_gens", "0"], "--inner_gens >= 1"),
+        (["--seed", "-1"], "--seed must be >= 0"),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
@@ -215,6 +220,15 @@ def test_gpu_latency_without_cuda_is_refused_before_anything_is_written(tmp_path
     out = oracle_run(tmp_path / "bad", "--sec_obj", "flops,gpu", check=False)
     assert out.returncode == 2 and "needs a CUDA device" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_save_where_a_file_is_in_the_way_is_one_line_exit_2(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    for save in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "run"):  # was a FileExistsError traceback
+        out = oracle_run(save, check=False)
+        assert out.returncode == 2 and "notes.txt is a file, not a folder" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_abbreviated_flags_are_refused(reference_run):
@@ -247,6 +261,37 @@ def test_resume_errors(tmp_path):
     out = msunas("--resume", save, check=False)
     assert out.returncode == 2 and "args.yaml: corrupt YAML file" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def _rewrite_json(path, change):
+    path.write_text(json.dumps(change(load(path))))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda run: (run / "iter_3.stats").write_text("{}"),
+         "iter_3.stats: corrupt iteration stats (no archive, hv, ref_point, objectives)"),
+        (lambda run: (run / "iter_3.stats").write_text("[]"), "iter_3.stats: corrupt iteration stats (not a JSON"),
+        (lambda run: _rewrite_json(run / "iter_3.stats", lambda s: {**s, "archive": [e[:2] for e in s["archive"]]}),
+         "iter_3.stats: corrupt iteration stats (each archive entry needs a subnet and 2 objective values)"),
+        (lambda run: ((run / "iter_3.stats").unlink(), (run / "iter_3" / "plan.json").write_text('{"genomes": [[1]]}')),
+         "plan.json: corrupt plan (genomes must be lists of 46 integers)"),
+        (lambda run: ((run / "iter_3.stats").unlink(), (run / "iter_3" / "net_1.stats").write_text('{"flops": 3}')),
+         "net_1.stats: corrupt (evaluation returned no 'top1')"),
+    ],
+)
+def test_a_damaged_run_file_that_is_still_json_is_one_line_naming_it(reference_run, tmp_path, damage, message):
+    import shutil
+
+    save = tmp_path / "run"
+    shutil.copytree(reference_run, save)
+    damage(save)
+    before = {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name != "log.txt"}
+    out = msunas("--resume", save, "--iterations", "4", check=False)  # with its progress bar
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.splitlines()[-1].startswith("error: ") and message in out.stderr.splitlines()[-1], out.stderr
+    assert {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name != "log.txt"} == before
 
 
 class ToyEvaluator:

@@ -129,3 +129,40 @@ def test_configured_space_copies_and_pickles():
         assert twin.network_options == space.network_options and twin.n_var == space.n_var
         assert np.array_equal(twin.complexity(x[None]), space.complexity(x[None]))
     assert not hasattr(ConfiguredSpace.__new__(ConfiguredSpace), "base")  # half-built: AttributeError, no recursion
+
+
+@pytest.mark.parametrize("name", ["micro", "macro"])
+def test_original_search_space_names_are_accepted(name, tmp_path):
+    """NSGA-Net's README searches with `--search_space micro|macro`: they name the nsganet_ spaces, for a new
+    run and when repeated on a resume of a run that stored the full name."""
+    import msunas
+    from codebase.io import write_yaml
+
+    args = msunas.resolve_args(["--search_space", name, "--init_channels", "16", "--n_gens", "30"])
+    assert args.search_space == f"nsganet_{name}" and args.evaluator == "nsganet_train"
+    run = tmp_path / "run"
+    run.mkdir()
+    write_yaml(run / "args.yaml", {**vars(args), "save": str(run)})
+    resumed = msunas.resolve_args(["--resume", str(run), "--search_space", name])
+    assert resumed.search_space == f"nsganet_{name}"
+
+
+def test_measured_latency_objective_and_resolved_hold_out(data, tmp_path):
+    """`--sec_obj params,cpu` over an NSGA-Net space: every trained candidate's CPU latency is measured (it
+    failed every evaluation after training before), and args.yaml records the hold-out size actually used
+    (a tenth of the 30 training images) instead of null."""
+    from codebase.io import read_yaml
+
+    save = tmp_path / "run"
+    args = [a for a in SEARCH if a not in ("--vld_size", "6")]
+    args[args.index("--n_gens") + 1] = "0"
+    msunas("--search_space", "nsganet_micro", *args, "--layers", "3", "--sec_obj", "params,cpu",
+           "--data", data, "--save", save)
+    stats = json.loads((save / "iter_0.stats").read_text())
+    assert not (save / "failed").exists() and len(stats["archive"]) == 4
+    assert len(stats["objectives"]) == 3 and "cpu" in stats["objectives"][2]
+    latencies = [entry[3] for entry in stats["archive"]]
+    assert all(ms > 0 for ms in latencies)
+    assert read_yaml(save / "args.yaml")["vld_size"] == 3
+    net = json.loads((save / "iter_0" / "net_0.stats").read_text())
+    assert net["n_vld"] == 3 and net["latency_cpu"] > 0

@@ -66,6 +66,8 @@ def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
     """A given hypervolume reference point has one value per objective (msunas.py checks it before writing)."""
     if ref_point is not None and len(ref_point) != len(names):
         raise ValueError(f"--ref_point needs {len(names)} values ({', '.join(names)}), got {len(ref_point)}")
+    if ref_point is not None and not np.isfinite(ref_point).all():  # hv would be inf or 0, stats non-standard JSON
+        raise ValueError(f"--ref_point needs finite values, got {' '.join(map(str, ref_point))}")
 
 
 def iteration_seed(seed: int, k: int) -> int:
@@ -95,16 +97,18 @@ class MSuNAS:
         from tqdm import tqdm
 
         start = last_complete_iteration(self.save) + 1
-        last = None if start == 0 else read_json(stats_path(self.save, start - 1))
+        last = None if start == 0 else self._read_stats(start - 1)
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
-        if last is not None:
-            bar.set_postfix(hv=f"{last['hv']:.4g}")
-        for k in range(start, self.s.iterations + 1):
-            last = self.iteration(k, last)
-            bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
-            bar.update()
-        bar.close()
+        try:  # closed before an error is printed, which then gets a line of its own
+            if last is not None:
+                bar.set_postfix(hv=f"{last['hv']:.4g}")
+            for k in range(start, self.s.iterations + 1):
+                last = self.iteration(k, last)
+                bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
+                bar.update()
+        finally:
+            bar.close()
         plots.after_run(self.save)  # never raises
         return last if last is not None else read_json(stats_path(self.save, self.s.iterations))
 
@@ -140,6 +144,31 @@ class MSuNAS:
         return stats
 
     # ------------------------------------------------------------------ state from files
+    def _read_stats(self, k: int) -> dict[str, Any]:
+        """iter_K.stats, checked to hold what the next iteration reads; a ValueError naming the file if not."""
+        path = stats_path(self.save, k)
+        stats = read_json(path)
+        try:
+            if not isinstance(stats, dict):
+                raise ValueError("not a JSON object")
+            needed = ["archive", "hv", "ref_point", "objectives"]
+            needed += ["population"] if self.s.predictor == "none" else []
+            missing = [key for key in needed if key not in stats]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            if not isinstance(stats["hv"], (int, float)):
+                raise ValueError("hv is not a number")
+            if np.asarray(stats["ref_point"], dtype=float).shape != (len(self.names),):
+                raise ValueError(f"ref_point needs {len(self.names)} values")
+            if any(not isinstance(entry, list) or len(entry) != 1 + len(self.names) for entry in stats["archive"]):
+                raise ValueError(f"each archive entry needs a subnet and {len(self.names)} objective values")
+            n = len(self._archive(stats).X)
+            if "population" in stats and not all(isinstance(i, int) and 0 <= i < n for i in stats["population"]):
+                raise ValueError("population holds an index outside the archive")
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise ValueError(f"{path}: corrupt iteration stats ({' '.join(str(e).split())})") from None
+        return stats
+
     def _archive(self, previous: dict[str, Any] | None) -> Archive:
         if previous is None:
             return Archive(np.zeros((0, self.space.n_var), dtype=int), np.zeros((0, len(self.names))), [])
@@ -153,7 +182,7 @@ class MSuNAS:
     def _load_or_make_plan(self, k: int, archive: Archive, previous: dict[str, Any] | None) -> dict[str, Any]:
         path = self.save / f"iter_{k}" / "plan.json"
         if path.exists():
-            plan = read_json(path)
+            plan = self._checked_plan(path)
             log.info("iter %d: resuming its plan of %d candidates", k, len(plan["genomes"]))
             return plan
         rng = np.random.default_rng(iteration_seed(self.s.seed, k))
@@ -164,6 +193,24 @@ class MSuNAS:
         else:
             plan = self._plan_surrogate(k, archive, np.asarray(previous["ref_point"], dtype=float), rng)
         write_json(path, plan)
+        return plan
+
+    def _checked_plan(self, path: Path) -> dict[str, Any]:
+        """A stored plan.json, checked to hold genomes of the space; a ValueError naming the file if not."""
+        plan = read_json(path)
+        try:
+            if not isinstance(plan, dict) or not isinstance(plan.get("genomes"), list):
+                raise ValueError("no list of genomes")
+            X = np.array(plan["genomes"])
+            if len(X) and (X.ndim != 2 or X.shape[1] != self.space.n_var or X.dtype.kind not in "iu"):
+                raise ValueError(f"genomes must be lists of {self.space.n_var} integers")
+            if len(X) and ((X < self.space.xl) | (X > self.space.xu)).any():
+                raise ValueError("a genome lies outside the search space")
+            predicted = plan.get("predicted", [[0.0] * len(self.names)] * len(X))
+            if len(predicted) != len(X) or any(len(row) != len(self.names) for row in predicted):
+                raise ValueError(f"predicted needs {len(self.names)} values per genome")
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: corrupt plan ({' '.join(str(e).split())})") from None
         return plan
 
     # ------------------------------------------------------------------ planning
@@ -273,7 +320,11 @@ class MSuNAS:
         for i, genome in enumerate(plan["genomes"]):
             stats_file, fail_file = folder / f"net_{i}.stats", self.save / "failed" / f"iter_{k}_net_{i}.json"
             if stats_file.exists():
-                values[i] = objective_values(self.objectives, read_json(stats_file))
+                stats = read_json(stats_file)
+                try:
+                    values[i] = objective_values(self.objectives, stats)
+                except (ValueError, TypeError) as e:  # naming the file, not only the missing key
+                    raise ValueError(f"{stats_file}: corrupt ({' '.join(str(e).split())})") from None
             elif fail_file.exists():
                 failures[i] = read_json(fail_file)
             else:
