@@ -117,16 +117,39 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
     if "save" in given and Path(given["save"]) != run:
         raise ValueError(f"--resume {run} continues the run in that folder; drop --save {given['save']}")
-    fixed = {k: v for k, v in given.items() if k not in (*RESUMABLE, "save", "resume")}
+    fixed = {k: v for k, v in absolute_paths(given).items() if k not in (*RESUMABLE, "save", "resume")}
+    stored_paths = absolute_paths({k: merged.get(k) for k in fixed})  # runs of earlier versions: relative
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored
-    changed = [f"--{k} {_shown(v)} (the run has {_shown(merged.get(k))})" for k, v in fixed.items()
-               if v != merged.get(k)]
+    changed = [f"--{k} {_shown(given[k])} (the run has {_shown(merged.get(k))})" for k, v in fixed.items()
+               if v != stored_paths[k]]
     if changed:
         raise ValueError(f"--resume {run} continues with the settings in its args.yaml; drop {', '.join(changed)}; "
                          f"only {', '.join('--' + k for k in RESUMABLE)} (and --n_gens) may change")
     for key in given.keys() & set(RESUMABLE):
         merged[key] = given[key]
     return argparse.Namespace(**merged)
+
+
+PATH_FLAGS = ("oracle_path", "supernet_path", "data")
+
+
+def _absolute(value: object) -> object:
+    return str(Path(str(value)).expanduser().resolve()) if value else value
+
+
+def _sec_obj_absolute(spec: str) -> str:
+    """--sec_obj without spaces and with its latency tables as absolute paths (`lut:PATH`)."""
+    parts = [part.strip() for part in str(spec).split(",")]
+    return ",".join(f"lut:{_absolute(part[4:])}" if part.startswith("lut:") else part for part in parts)
+
+
+def absolute_paths(values: dict[str, object]) -> dict[str, object]:
+    """The path-valued flags as absolute paths, so a run's args.yaml serves a resume from any folder and a
+    resume's relative paths compare by the file they name, not by how they were typed."""
+    out = {k: (_absolute(v) if k in PATH_FLAGS else v) for k, v in values.items()}
+    if out.get("sec_obj"):
+        out["sec_obj"] = _sec_obj_absolute(out["sec_obj"])
+    return out
 
 
 def _shown(value: object) -> str:
@@ -224,6 +247,7 @@ def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str,
     trained_here = Path(args.save) / "supernet"  # left null: a resume finds it in the run folder, wherever it is
     if getattr(evaluator, "supernet_path", None) is not None and Path(evaluator.supernet_path).parent != trained_here:
         out["supernet_path"] = str(evaluator.supernet_path)
+    out = absolute_paths(out)  # a resume from another folder finds the oracle, the tables and the data
     if getattr(evaluator, "vld_size", None) is not None:
         out["vld_size"] = int(evaluator.vld_size)
     space = evaluator.space

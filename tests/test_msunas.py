@@ -191,6 +191,29 @@ def test_lookup_table_latency_objective(tmp_path):
         table.predict_genomes(space.encode(load(tmp_path / "lut" / "iter_1" / "net_0.subnet"))[None], space, 1000)[0])
 
 
+def test_a_run_started_with_relative_paths_resumes_from_any_folder(tmp_path):
+    """args.yaml stores the oracle and the latency table as absolute paths; a resume that repeats the relative
+    paths (or spaces --sec_obj differently) names the same files, so it is not refused."""
+    from codebase.io import read_yaml
+
+    (tmp_path / "o.pth").symlink_to(ORACLE)
+    (tmp_path / "lut").symlink_to(ROOT.parent / "shared" / "data" / "ofa" / "note10_lut")
+
+    def run(cwd, *args):
+        out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), *map(str, args)], capture_output=True,
+                             text=True, cwd=cwd, env={**os.environ, "NSGANETV2_PLOTS": "0"}, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+
+    run(tmp_path, "--evaluator", "ofa_oracle", "--oracle_path", "o.pth", "--sec_obj", "flops, lut:lut",
+        "--save", "run", *SMALL[:2], "--iterations", "1", *SMALL[4:])
+    stored = read_yaml(tmp_path / "run" / "args.yaml")
+    assert stored["oracle_path"] == str((tmp_path / "o.pth").resolve())
+    assert stored["sec_obj"] == f"flops,lut:{(tmp_path / 'lut').resolve()}"
+    run(ROOT, "--resume", tmp_path / "run", "--iterations", "2", "--quiet")  # from elsewhere
+    run(tmp_path, "--resume", "run", "--iterations", "3", "--oracle_path", "o.pth", "--sec_obj", "flops,lut:lut")
+    assert len(load(tmp_path / "run" / "iter_3.stats")["archive"]) == 12 + 3 * 4
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
