@@ -167,6 +167,12 @@ def check_args(args: argparse.Namespace) -> None:
     if args.seed < 0 or args.inner_pop < 1 or args.inner_gens < 1:
         raise ValueError(f"--seed must be >= 0, --inner_pop >= 1 and --inner_gens >= 1; got --seed {args.seed} "
                          f"--inner_pop {args.inner_pop} --inner_gens {args.inner_gens}")
+    # NSGA-III (3 or more objectives) needs a population of at least one per reference direction
+    n_obj = 1 + len([part for part in str(args.sec_obj).split(",") if part.strip()])
+    population = ("--n_doe", args.n_doe) if args.predictor == "none" else ("--inner_pop", args.inner_pop)
+    if n_obj >= 3 and args.iterations > 0 and population[1] < n_obj:
+        raise ValueError(f"{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a population of "
+                         f"at least {n_obj}")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
         raise ValueError(f"--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; use at "
                          f"least 10, or --predictor none for plain NSGA-II")

@@ -228,6 +228,9 @@ def test_a_run_started_with_relative_paths_resumes_from_any_folder(tmp_path):
         (["--inner_pop", "0"], "--inner_pop >= 1"),
         (["--inner_gens", "0"], "--inner_gens >= 1"),
         (["--seed", "-1"], "--seed must be >= 0"),
+        # NSGA-III below one individual per reference direction: pymoo printed a 3-line warning every iteration
+        (["--sec_obj", "flops,params,cpu", "--inner_pop", "3"], "NSGA-III over 4 objectives needs a population"),
+        (["--sec_obj", "flops,params", "--predictor", "none", "--n_doe", "2"], "--n_doe 2: NSGA-III over 3"),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
