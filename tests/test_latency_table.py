@@ -267,6 +267,27 @@ def test_predict_genomes_missing_entry(tmp_path):
         table.predict_genomes(np.stack([smallest, largest]), space)
 
 
+def test_a_search_objective_refuses_a_table_missing_a_middle_choice(tmp_path):
+    # an entry neither the smallest nor the largest genome uses: the search's start-up check missed it and the
+    # first candidate using it failed mid-search
+    from codebase.search.objectives import parse_objectives
+
+    for r in (160, 176):
+        shutil.copy(NOTE10 / f"{r}_lookup_table.yaml", tmp_path / f"{r}_lookup_table.yaml")
+    raw = _raw(NOTE10 / "176_lookup_table.yaml")
+    gone = "expanded_conv-input:11x11x136-output:11x11x136-expand:544-kernel:5-stride:1-idskip:1-se:1-hs:1"
+    del raw[gone]
+    (tmp_path / "176_lookup_table.yaml").write_text(yaml.safe_dump(raw))
+    space = OFASearchSpace(resolutions=(160, 176), width_mult=1.2)
+    table = LatencyTable.load(tmp_path)
+    table.predict_genomes(np.stack([space.smallest(), space.largest()]), space)  # the ends do not need it
+    with pytest.raises(ValueError, match=f"176_lookup_table.yaml has no entry '{gone}'.*at resolution 176"):
+        table.check_covers(space)
+    with pytest.raises(ValueError, match=f"has no entry '{gone}'"):
+        parse_objectives(f"lut:{tmp_path}", space, 1000)
+    LatencyTable.load(NOTE10).check_covers(space)  # the complete table covers it
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

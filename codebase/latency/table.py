@@ -254,6 +254,17 @@ class LatencyTable:
             out[rows] = fixed + picked.sum(axis=1)
         return out
 
+    def check_covers(self, space: OFASearchSpace, n_classes: int = 1000) -> None:
+        """ValueError naming the first missing entry unless every layer choice of every resolution of the space
+        has one: a search will use them all, so it fails before its first evaluation, not hours in."""
+        for r in space.resolutions:
+            _, cost, keys = self._slot_costs(space, r, n_classes)
+            if np.isnan(cost).any():
+                missing = sorted({str(k) for k in keys[np.isnan(cost)]})
+                raise ValueError(f"latency table {self._where(self._table_for(r))} has no entry '{missing[0]}'"
+                                 + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+                                 + f": it does not cover the search space at resolution {r}")
+
     def _slot_costs(self, space: OFASearchSpace, r: int, n_classes: int) -> tuple[float, np.ndarray, np.ndarray]:
         """Stem + head ms, and ms/key per (layer slot, kernel index, expand index) at resolution r.
 

@@ -97,7 +97,7 @@ def _lut_objective(path: str, space: SearchSpace, n_classes: int) -> Callable[[n
     def latency(X: np.ndarray) -> np.ndarray:
         return table.predict_genomes(np.atleast_2d(X), space, n_classes=n_classes)
 
-    latency(np.stack([space.smallest(), space.largest()]))  # fail now, naming a missing key, not mid-search
+    table.check_covers(space, n_classes)  # fail now, naming a missing key, not mid-search
     return latency
 
 
