@@ -391,3 +391,19 @@ def test_an_initial_design_that_mostly_failed_goes_on_with_random_architectures(
     assert any("too few to fit a surrogate" in n for n in first["notes"])
     last = json.loads((tmp_path / "iter_3.stats").read_text())
     assert last["notes"] == [] and "tau" in last["surrogate"]  # 9 successes by then: the surrogate is back
+
+
+def test_a_reference_point_no_initial_architecture_beats_is_warned_about(tmp_path):
+    # flops 1 (million) is below every subnet: the hypervolume stays 0 and the selection has no gains to go by
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+    with pytest.warns(UserWarning, match="no architecture of the initial design lies inside --ref_point 100.0 1.0"):
+        stats = _toy_search(tmp_path, space, ToyEvaluator(space), n_doe=12, iterations=1, n_iter=4, inner_pop=16,
+                            inner_gens=3, ref_point=[100.0, 1.0])
+    assert stats["hv"] == 0.0
+    first = json.loads((tmp_path / "iter_0.stats").read_text())
+    assert any("lies inside --ref_point" in note for note in first["notes"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a reachable point: no warning
+        _toy_search(tmp_path / "ok", space, ToyEvaluator(space), n_doe=12, iterations=0, ref_point=[100.0, 1e6])

@@ -17,6 +17,7 @@ as an uninterrupted run.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,11 @@ class MSuNAS:
             ref = np.asarray(self.s.ref_point if self.s.ref_point is not None else reference_point(F), dtype=float)
         else:
             ref = np.asarray(previous["ref_point"], dtype=float)
+        notes = list(plan.get("notes", []))
+        if previous is None and len(F) and not (F < ref).all(axis=1).any():
+            notes.append(f"no architecture of the initial design lies inside --ref_point {' '.join(map(str, ref))}: "
+                         f"the hypervolume is 0 until one does (subset selection falls back to rank and crowding)")
+            warnings.warn(notes[-1], stacklevel=2)
         stats = {
             "iteration": k,
             "objectives": self.names,
@@ -133,7 +139,7 @@ class MSuNAS:
             "n_evaluations": len(X),
             "failed": failed,
             "surrogate": self._surrogate_quality(plan, X_new, F_new),
-            "notes": plan.get("notes", []),
+            "notes": notes,
         }
         if self.s.predictor == "none":
             stats["population"] = self._next_population(previous, F, len(archive.X))
