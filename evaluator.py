@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="width of the OFA supernet (default 1.0)")
     p.add_argument("--n_classes", type=int, default=None, help="classes of the head (default 1000; NSGA-Net: 10)")
     ev = p.add_argument_group("evaluating an OFA subnet (without --profile)")
-    ev.add_argument("--dataset", default="digits", help="data set name (see codebase/data)")
+    ev.add_argument("--dataset", default=None,
+                    help="data set name (see codebase/data; default digits); with --profile: its class count")
     ev.add_argument("--data", help="folder that holds the data set")
     ev.add_argument("--supernet_path", help="OFA supernet checkpoint ({'state_dict': ...})")
     ev.add_argument("--resolutions", type=int, nargs="+",
@@ -81,6 +82,13 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     # None (not given) takes the default; 0 is a head without classes, refused like a negative count
     if args.n_classes is not None and args.n_classes < 1:
         raise ValueError(f"--n_classes must be positive, got {args.n_classes}")
+    if args.config and (args.n_classes is not None or args.width_mult is not None or args.dataset is not None):
+        raise ValueError("--profile --config: the config fixes the head and the widths; drop --n_classes, "
+                         "--dataset and --width")
+    if args.n_classes is None and args.dataset is not None:  # the head of that task, as a search counts it
+        from codebase.finetune import n_classes_of
+
+        args.n_classes = n_classes_of(args.dataset, args.data)
     if args.net_type:
         from codebase.nsganet_profile import profile as nsganet_profile
 
@@ -91,9 +99,6 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     n_classes = 1000 if args.n_classes is None else args.n_classes
     _check_img_size(args.img_size)
     if args.config:
-        if args.n_classes is not None or args.width_mult is not None:
-            raise ValueError("--profile --config: the config fixes the head and the widths; drop --n_classes "
-                             "and --width")
         if args.img_size is None:
             raise ValueError("--profile --config needs --img-size (the input resolution)")
         return config_complexity(load_config(args.config), args.img_size)
@@ -137,6 +142,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         raise ValueError(f"--save {args.save}: is a folder; give the file to write the stats to (net.stats)")
     if args.save_config and Path(args.save_config).exists() and not Path(args.save_config).is_dir():
         raise ValueError(f"--save_config {args.save_config}: is a file; give the folder to export into")
+    args.dataset = args.dataset or "digits"
     subnet = load_subnet(args.subnet)
     _check_img_size(args.img_size)
     if args.img_size is not None:  # score at --img-size, as --profile counts at it

@@ -134,6 +134,13 @@ def test_profile_counts_small_resolutions_exactly(tmp_path):
     assert (round(c["params"] * 1e6), round(c["flops"] * 1e6), round(c["flops_ofa"] * 1e6)) == (params, macs, macs_ofa)
     at_24 = _profile("--subnet", str(tmp_path / "net.subnet"), "--n_classes", "10", "--img-size", "24")
     assert at_24 == subnet_complexity({**subnet, "r": 24}, 1.0, 10) and at_24["flops"] < c["flops"]
+    # --dataset gives the head its class count (a 1000-class head was counted, --dataset ignored)
+    assert _profile("--subnet", str(tmp_path / "net.subnet"), "--dataset", "cifar10") == c
+    assert _profile("--subnet", str(tmp_path / "net.subnet"), "--dataset", "cifar100") == subnet_complexity(
+        subnet, 1.0, 100)
+    assert _profile("--net_type", "micro", "--arch", "NSGANet", "--layers", "3", "--init_channels", "8",
+                    "--dataset", "cifar100") == _profile("--net_type", "micro", "--arch", "NSGANet", "--layers", "3",
+                                                         "--init_channels", "8", "--n_classes", "100")
 
 
 def test_profile_refuses_a_bad_img_size_and_flags_a_config_ignores(tmp_path):
