@@ -23,6 +23,7 @@ from codebase.data import (
 )
 from tests.data_fixtures import (
     FINE_GRAINED_CLASSES,
+    RELEASE_WRITERS,
     write_cifar10,
     write_cifar100,
     write_dataset,
@@ -440,3 +441,87 @@ def test_a_floating_point_image_is_one_line_naming_it(tmp_path):
     with pytest.raises(ValueError, match=r"float.tif: .*floating-point") as error:
         ds[[p for p, _ in ds.samples].index(str(path))]
     assert "\n" not in str(error.value)
+
+
+def test_a_folder_with_one_class_folder_is_refused(tmp_path):
+    # README: `folder` needs at least 2 class folders; with one, every label is 0 and any network scores 100%
+    write_image_folder(tmp_path, ["train", "test"], ["only"], per_class=2)
+    for split in ("train", "test"):
+        message = one_line_error("folder", tmp_path, split)
+        assert "has 1 class folder (only); classification needs at least 2" in message
+
+
+def test_data_naming_a_file_says_so(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"\x1f\x8b")
+    message = one_line_error("cifar10", archive)
+    assert message.endswith("it is a file, not a folder (unpack an archive first)")
+
+
+def test_stl10_accepts_the_binary_folder_itself_as_root(tmp_path):
+    write_stl10(tmp_path)
+    assert len(get_dataset("stl10", tmp_path / "stl10_binary", "test")) == 3
+
+
+def test_a_flat_imagenet_val_folder_gets_a_hint(tmp_path):
+    # ILSVRC2012_img_val.tar unpacks to 50,000 images in one folder; ImageFolder needs one folder per class
+    write_image_folder(tmp_path, ["train"], [f"n{i:08d}" for i in range(1000)], distinct=False)
+    (tmp_path / "val").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG")
+    message = one_line_error("imagenet", tmp_path, "test")
+    assert "holds images directly: sort them into one folder per class" in message
+
+
+# ------------------------------------------------------------------- fine-grained official releases
+
+RELEASE_FOLDERS = {"flowers102": "", "dtd": "dtd", "pets": "oxford-iiit-pet", "aircraft": "fgvc-aircraft-2013b"}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_WRITERS))
+def test_fine_grained_sets_read_their_official_release(tmp_path, name):
+    # as distributed: their own image lists and label files (1-based labels, .mat files, variant names), no
+    # train/ and test/ class folders; "train" = official train + val, as NSGANetV2 used them
+    written = RELEASE_WRITERS[name](tmp_path)
+    for root in (tmp_path, tmp_path / RELEASE_FOLDERS[name]):  # the unpacked folder or the one holding it
+        for split in ("train", "test"):
+            ds = get_dataset(name, root, split)
+            assert ds.classes == written["classes"] and len(ds.classes) == dataset_info(name).n_classes
+            assert ds.samples == [(str(path), label) for path, label in written[split]]
+            assert ds.targets == [label for _, label in written[split]]
+    ds = get_dataset(name, tmp_path, "train")
+    image, label = ds[0]
+    assert image.mode == "RGB" and image.size == (24, 20) and label == ds.targets[0]
+    if name == "pets":  # its CMYK and grey JPEGs come out RGB
+        assert get_dataset(name, tmp_path, "train")[1][0].mode == "RGB"
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_WRITERS))
+def test_broken_official_releases_are_one_line(tmp_path, name):
+    written = RELEASE_WRITERS[name](tmp_path)
+    Path(written["test"][-1][0]).unlink()
+    message = one_line_error(name, tmp_path, "test")
+    assert "1 of the" in message and "test images are missing, e.g." in message
+    assert "or the official release" in message
+    split_file, entry = {"flowers102": ("setid.mat", "setid.mat"),
+                         "dtd": ("dtd/labels/val1.txt", "labels/val1.txt"),
+                         "pets": ("oxford-iiit-pet/annotations/test.txt", "annotations/test.txt"),
+                         "aircraft": ("fgvc-aircraft-2013b/data/images_variant_test.txt",
+                                      "images_variant_test.txt")}[name]
+    (tmp_path / split_file).unlink()
+    assert one_line_error(name, tmp_path, "train").endswith(f"but not {entry}")
+
+
+def test_garbled_official_split_files_are_one_line(tmp_path):
+    RELEASE_WRITERS["flowers102"](tmp_path)
+    (tmp_path / "setid.mat").write_bytes(b"not a mat file")
+    assert "unreadable split or label file (ValueError: setid.mat: " in one_line_error("flowers102", tmp_path)
+    RELEASE_WRITERS["aircraft"](tmp_path / "a")
+    with open(tmp_path / "a" / "fgvc-aircraft-2013b" / "data" / "images_variant_test.txt", "a") as f:
+        f.write("0000001 Boeing 999\n")
+    assert "KeyError: 'Boeing 999'" in one_line_error("aircraft", tmp_path / "a", "test")
+
+
+def test_prepared_class_folders_take_precedence_over_a_release(tmp_path):
+    RELEASE_WRITERS["dtd"](tmp_path)
+    write_dataset("dtd", tmp_path)
+    assert get_dataset("dtd", tmp_path, "train").root == str(tmp_path / "train")

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from codebase.data.digits import DigitsDataset
+from codebase.data.fine_grained import find_release, load_release
 from codebase.data.formats import CifarPickleDataset, STL10Binary, data_error, image_folder
 from codebase.data.info import dataset_info
 
@@ -64,13 +65,18 @@ def load_stl10(root: Path, split: str, transform: Callable | None = None) -> Dat
 def _fine_grained_loader(name: str, sizes: str) -> Callable[..., Dataset]:
     def load(root: Path, split: str, transform: Callable | None = None) -> Dataset:
         info = dataset_info(name)
+        release = None if (root / "train").is_dir() else find_release(name, root)
+        if release is not None:
+            assert info.n_classes is not None
+            return load_release(info.name, info.layout, root, release, split, info.n_classes, transform)
         return image_folder(info.name, info.layout, root, [split], info.n_classes, transform)
 
     info = dataset_info(name)
     load.__name__ = f"load_{name}"
     load.__doc__ = (f"{name} as the original NSGANetV2 read it, prepared offline by the user: "
                     f"root/train/<class>/*.jpg and root/test/<class>/*.jpg with {info.n_classes} class "
-                    f"folders each ({sizes}).")
+                    f"folders each ({sizes}); without root/train, the official release with its own split "
+                    f"files (train = train + val; see codebase/data/fine_grained.py).")
     return load
 
 
@@ -125,6 +131,8 @@ def get_dataset(name: str, root: str | Path | None, split: str, transform: Calla
     if root is None or str(root) == "":
         raise ValueError(f"{name}: no data folder given; expected {info.layout}")
     root = Path(root).expanduser()
+    if root.is_file():
+        raise data_error(name, info.layout, root, "it is a file, not a folder (unpack an archive first)")
     if not root.is_dir():
         raise data_error(name, info.layout, root, "the folder does not exist")
     return LOADERS[name](root, split, transform)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from torchvision.datasets import STL10, ImageFolder, VisionDataset
+from torchvision.datasets.folder import find_classes, is_image_file
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -132,6 +133,8 @@ class STL10Binary(STL10):
 
     def __init__(self, name: str, layout: str, root: Path, split: str, transform=None) -> None:
         self._name, self._layout, self._split = name, layout, split
+        if root.name == self.base_folder and not (root / self.base_folder).is_dir():
+            root = root.parent  # the user pointed at the folder itself
         super().__init__(str(root), split=split, transform=transform)
         self.targets = self.labels.astype(np.int64).tolist()
         if not getattr(self, "classes", None):
@@ -181,10 +184,16 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
         try:
             ds = ImageFolder(str(path), transform=transform, loader=read_rgb_image)
         except FileNotFoundError as e:  # no class folders, or a class folder with no images
-            raise data_error(name, layout, root, f"{path}: {_shorten(str(e))}") from None
+            hint = ""
+            if any(is_image_file(entry.name) for entry in path.iterdir()):  # e.g. ILSVRC2012's flat val/
+                hint = " (it holds images directly: sort them into one folder per class)"
+            raise data_error(name, layout, root, f"{path}: {_shorten(str(e))}{hint}") from None
         if n_classes is not None and len(ds.classes) != n_classes:
             hint = "; for another class set use dataset 'folder'" if name != "folder" else ""
             raise data_error(name, layout, root, f"{path} has {len(ds.classes)} class folders{hint}")
+        if len(ds.classes) < 2:  # every label 0: nothing to classify, and 100% for any network
+            raise data_error(name, layout, root, f"{path} has {len(ds.classes)} class folder ({ds.classes[0]}); "
+                             f"classification needs at least 2")
         if first is None:
             first = ds
             continue
@@ -195,8 +204,6 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
     assert first is not None
     train = root / train_subdir if train_subdir else None
     if train is not None and train.is_dir() and train_subdir not in subdirs:
-        from torchvision.datasets.folder import find_classes
-
         train_classes = find_classes(str(train))[0]
         if train_classes != first.classes:
             only_train = sorted(set(train_classes) - set(first.classes))[:3]

@@ -46,6 +46,11 @@ def _image_folder_layout(test_dir: str, n_classes: int, extra: str = "") -> str:
 
 _FINE_GRAINED_NOTE = " (prepared offline, the layout the original NSGANetV2 used)"
 
+
+def _fine_grained_layout(n_classes: int, release: str) -> str:
+    return _image_folder_layout("test", n_classes, _FINE_GRAINED_NOTE) + f", or the official release ({release})"
+
+
 _INFOS = [
     DatasetInfo("imagenet", 1000, IMAGENET_MEAN, IMAGENET_STD, 224, None, 0.875, True,
                 _image_folder_layout("val", 1000)),
@@ -66,16 +71,17 @@ _INFOS = [
                 "(with train_X.bin, train_y.bin, test_X.bin and test_y.bin)"),
     DatasetInfo("flowers102", 102, (0.5178361839861569, 0.4106749456881299, 0.32864167836880803),
                 (0.2972239085211309, 0.24976049135203868, 0.28533308036347665), 224, None, 0.875, True,
-                _image_folder_layout("test", 102, _FINE_GRAINED_NOTE)),
+                _fine_grained_layout(102, "jpg/, imagelabels.mat and setid.mat")),
     DatasetInfo("dtd", 47, (0.5329876098715876, 0.474260843249454, 0.42627281899380676),
                 (0.26549755708788914, 0.25473554309855373, 0.2631728035662832), 224, None, 0.875, True,
-                _image_folder_layout("test", 47, _FINE_GRAINED_NOTE)),
+                _fine_grained_layout(47, "dtd/images/<class>/ and dtd/labels/{train,val,test}1.txt")),
     DatasetInfo("pets", 37, (0.4828895122298728, 0.4448394893850807, 0.39566558230789783),
                 (0.25925664613996574, 0.2532760018681693, 0.25981017205097917), 224, None, 0.875, True,
-                _image_folder_layout("test", 37, _FINE_GRAINED_NOTE)),
+                _fine_grained_layout(37, "images/ and annotations/{trainval,test}.txt")),
     DatasetInfo("aircraft", 100, (0.48933587508932375, 0.5183537408957618, 0.5387914411673883),
                 (0.22388883112804625, 0.21641635409388751, 0.24615605842636115), 224, None, 0.875, True,
-                _image_folder_layout("test", 100, _FINE_GRAINED_NOTE)),
+                _fine_grained_layout(100, "fgvc-aircraft-2013b/data/ with images/, variants.txt and "
+                                          "images_variant_{trainval,test}.txt")),
     DatasetInfo("folder", None, IMAGENET_MEAN, IMAGENET_STD, 224, None, 0.875, True,
                 "an ImageFolder tree <root>/train/<class>/<images> and <root>/test/<class>/<images> "
                 "(or <root>/val/<class>/<images>) with the same class folders in both"),
