@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     save = Path(args.save)
     if args.n_gpus is not None and args.n_gpus < 1:
         raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
+    distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
     if (args.n_gpus or 1) > 1 and not distributed.launched_by_torchrun():
         check_new_run(args, save)  # before starting anything
         device = distributed.resolve_device(args.device)
@@ -225,9 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.n_gpus > torch.cuda.device_count():
                 raise ValueError(f"--n_gpus {args.n_gpus}: only {torch.cuda.device_count()} GPUs visible")
         return distributed.spawn_ranks(main, args.n_gpus, sys.argv[1:] if argv is None else list(argv))
-    ranks = distributed.init_from_env(args.device, args.dist_timeout)  # None: a single process
+    ranks = None
     try:
+        ranks = distributed.init_from_env(args.device, args.dist_timeout)  # None: a single process
         return search(args, save, ranks)
+    except distributed.LostContact as e:  # one line, not a page of torch internals; the run is resumable
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     finally:
         distributed.close(ranks)
 
@@ -293,13 +298,21 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written
         error = None
     except ValueError as e:
-        if ranks is None or ranks.rank == 0:
-            remove_empty_start(save, fresh_folder, fresh_log)
         if ranks is None:
+            remove_empty_start(save, fresh_folder, fresh_log)
             raise
         error = e
+    except Exception as e:
+        if ranks is None:
+            raise
+        error = e  # told to the others: had this rank just exited, they would say "lost contact", not why
     if ranks is not None:
-        ranks.agree(error)  # also a barrier: no rank checks the folder after rank 0 starts writing
+        try:
+            ranks.agree(error)  # also a barrier: no rank checks the folder after rank 0 starts writing
+        except BaseException:  # this rank's error or another's: nothing of the run was written
+            if ranks.rank == 0:
+                remove_empty_start(save, fresh_folder, fresh_log)
+            raise
         if ranks.rank != 0:
             ranks.serve(evaluator.evaluate)
             return 0

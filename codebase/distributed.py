@@ -16,7 +16,9 @@ slowest rank's share of one iteration).
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -25,13 +27,33 @@ from typing import Any
 
 DEFAULT_TIMEOUT_S = 7200.0
 _GRACE_S = 10.0  # how long --n_gpus waits for rank 0 to exit by itself after another rank failed
+_STOPPED = False  # this rank was told to stop (SIGTERM from spawn_ranks)
 
 Outcome = tuple[int, "dict[str, Any] | None", "str | None"]  # (plan index, net.stats, error text)
 
 
+class LostContact(RuntimeError):
+    """A rank died, hung past --dist_timeout, or never joined: the run stops; its files are complete."""
+
+
+def _env_int(name: str, default: str) -> int:
+    """An integer torchrun sets in the environment; a bad one is a ValueError naming it."""
+    value = os.environ.get(name) or default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+
+
 def launched_by_torchrun() -> bool:
     """True inside a process that torchrun (or `spawn_ranks`) started as one of several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _env_int("WORLD_SIZE", "1") > 1
+
+
+def check_timeout(timeout_s: float) -> None:
+    """--dist_timeout: a positive number of seconds (inf or nan would fail deep inside torch)."""
+    if not (math.isfinite(timeout_s) and 0 < timeout_s <= 1e9):
+        raise ValueError(f"--dist_timeout must be > 0 seconds (and at most 1e9), got {timeout_s}")
 
 
 def resolve_device(device: str | None) -> str:
@@ -70,12 +92,14 @@ class RankGroup:
 
     # ------------------------------------------------------------------ collectives
     def _collective(self, call: Callable[[], Any]) -> Any:
+        if _STOPPED:
+            raise SystemExit(128 + signal.SIGTERM)
         try:
             return call()
         except RuntimeError as e:  # a rank died, hung past the timeout, or the group broke
             self.broken = True
-            raise RuntimeError(f"rank {self.rank}: lost contact with the other ranks ({e}); every file written "
-                               "so far is complete: continue with --resume") from e
+            raise LostContact(f"rank {self.rank}: lost contact with the other ranks ({e}); every file written "
+                              "so far is complete: continue with --resume") from e
         except BaseException:
             self.broken = True
             raise
@@ -98,9 +122,10 @@ class RankGroup:
         """Every rank reports whether its setup worked; if one failed, all stop (rank 0 says why)."""
         import torch.distributed as dist
 
+        text = None if error is None else str(error) if isinstance(error, ValueError) else \
+            f"{type(error).__name__}: {error}"
         errors: list[Any] = [None] * self.world_size
-        self._collective(lambda: dist.all_gather_object(errors, _pack(None if error is None else str(error)),
-                                                        weights_only=True))
+        self._collective(lambda: dist.all_gather_object(errors, _pack(text), weights_only=True))
         failed = [(r, json.loads(e)) for r, e in enumerate(errors) if json.loads(e) is not None]
         if not failed:
             return
@@ -171,17 +196,29 @@ def init_from_env(device: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> R
     import torch
     import torch.distributed as dist
 
-    if timeout_s <= 0:
-        raise ValueError(f"--dist_timeout must be > 0 seconds, got {timeout_s}")
+    check_timeout(timeout_s)
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise ValueError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} is set but {', '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} not: start every process with torchrun (or "
+                         "msunas.py --n_gpus N), which sets them all")
+    world_size, rank = _env_int("WORLD_SIZE", "1"), _env_int("RANK", "0")
+    if not 0 <= rank < world_size:  # it would wait for the whole timeout for a group that has no place for it
+        raise ValueError(f"environment variable RANK={rank} is not in 0..{world_size - 1} (WORLD_SIZE={world_size})")
     backend = "gloo"
     if resolve_device(device).startswith("cuda"):
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_rank = _env_int("LOCAL_RANK", "0")
         if local_rank >= torch.cuda.device_count():
             raise ValueError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible); "
                              "start at most one process per GPU, or use --device cpu")
         torch.cuda.set_device(local_rank)
         backend = "nccl"
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    except RuntimeError as e:  # the other ranks did not join within the timeout, or the port is taken
+        where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        raise LostContact(f"rank {rank}: could not join the other ranks at {where} (--dist_timeout {timeout_s:g} s): "
+                          f"{' '.join(str(e).split())}") from e
     return RankGroup(dist.get_rank(), dist.get_world_size())
 
 
@@ -204,7 +241,16 @@ def _run_rank(rank: int, world_size: int, port: int, entry: Callable[[list[str]]
 
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    # stopped by spawn_ranks: exit through Python, whose clean-up releases what the process holds (else the
+    # parent's resource tracker warns of leaked semaphores)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     run_main(lambda: entry(argv))
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    global _STOPPED
+    _STOPPED = True  # the clean-up on the way out must not wait for the rank that failed
+    raise SystemExit(128 + signum)
 
 
 def spawn_ranks(entry: Callable[[list[str]], int], n: int, argv: list[str]) -> int:
@@ -234,14 +280,30 @@ def spawn_ranks(entry: Callable[[list[str]], int], n: int, argv: list[str]) -> i
         stuck = [p for p in procs if p.exitcode is None]
         for p in stuck:
             p.terminate()
-            p.join()
-    codes = [0 if p in stuck and r > 0 else _exit_code(p.exitcode) for r, p in enumerate(procs)]
-    if codes[0] == 0 and any(codes):
-        failed = next(r for r, c in enumerate(codes) if c)
-        print(f"error: rank {failed} exited with code {procs[failed].exitcode}", file=sys.stderr)
-        return codes[failed]
-    return codes[0]
+        for p in stuck:
+            p.join(_GRACE_S)
+            if p.exitcode is None:  # busy in a call that does not return to Python
+                p.kill()
+                p.join()
+    codes = [int(r == 0) if p in stuck else _exit_code(p.exitcode) for r, p in enumerate(procs)]
+    failed = [r for r, c in enumerate(codes) if r > 0 and c]
+    for r in failed:
+        # a rank killed by a signal (the OOM killer) could not say so, nor could rank 0 when stopped here
+        if codes[0] == 0 or procs[0] in stuck or procs[r].exitcode < 0:
+            stopped = "; rank 0 was stopped: every file written so far is complete, continue with --resume" \
+                if procs[0] in stuck else ""
+            print(f"error: rank {r} {_ended(procs[r].exitcode)}{stopped}", file=sys.stderr)
+    return codes[failed[0]] if codes[0] == 0 and failed else codes[0]
 
 
 def _exit_code(code: int | None) -> int:
     return 1 if code is None or code < 0 else code  # killed by a signal: a failure all the same
+
+
+def _ended(code: int) -> str:
+    if code >= 0:
+        return f"exited with code {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"

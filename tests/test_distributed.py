@@ -22,7 +22,7 @@ SMALL = ["--n_doe", "12", "--iterations", "2", "--n_iter", "4", "--inner_pop", "
          "--seed", "3", "--quiet"]
 # A test-only evaluator: the OFA oracle plus the rank that evaluated, failing or dying on rank 1 on demand.
 FLAKY_SCRIPT = f"""
-import os, sys, time
+import os, signal, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 import msunas
 from codebase.cli import run_main
@@ -33,12 +33,22 @@ from codebase.evaluators.oracle import OracleEvaluator
 class FlakyEvaluator(OracleEvaluator):
     calls = 0
 
+    def __init__(self, **kw):
+        error = os.environ.get("FLAKY_SETUP_ERROR")  # rank 1 cannot build its evaluator
+        if error and os.environ.get("RANK") == "1":
+            raise {{"ValueError": ValueError, "PermissionError": PermissionError}}[error]("/data: no access here")
+        super().__init__(**kw)
+
     def evaluate(self, subnet):
         rank = int(os.environ.get("RANK", "0"))
+        if rank == 0 and os.environ.get("FLAKY_SLOW0"):
+            time.sleep(float(os.environ["FLAKY_SLOW0"]))
         if rank == 1:
             self.calls += 1
             if os.environ.get("FLAKY_DIE_AT") == str(self.calls):
                 os._exit(3)
+            if os.environ.get("FLAKY_KILL_AT") == str(self.calls):  # as the OOM killer does
+                os.kill(os.getpid(), signal.SIGKILL)
             if os.environ.get("FLAKY_HANG_AT") == str(self.calls):
                 time.sleep(600)
             if self.calls % int(os.environ.get("FLAKY_FAIL_EVERY") or 10**9) == 0:
@@ -291,3 +301,77 @@ def test_bad_launches_fail_before_starting_processes(single_run, extra, message)
     out = run(ROOT / "msunas.py", *oracle_args(single_run), *extra, timeout=60)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
     assert {p: p.stat().st_mtime_ns for p in single_run.rglob("*")} == before
+
+
+@needs_oracle
+@pytest.mark.parametrize("timeout", ["0", "inf", "nan"])
+def test_a_bad_dist_timeout_is_one_line_before_starting_processes(tmp_path, timeout):
+    # every rank used to say it (or, for inf and nan, print a traceback from deep inside torch)
+    out = run(ROOT / "msunas.py", *oracle_args(tmp_path / "run"), "--n_gpus", "2", "--dist_timeout", timeout,
+              timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --dist_timeout must be > 0 seconds (and at most 1e9), got {float(timeout)}"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_torchrun_environment_is_one_error_not_a_wait(monkeypatch):
+    env = {"WORLD_SIZE": "2", "RANK": "5", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(distributed.free_port())}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    start = time.time()  # a rank outside 0..WORLD_SIZE-1 used to wait the whole --dist_timeout, then raise
+    with pytest.raises(ValueError, match=r"^environment variable RANK=5 is not in 0\.\.1 \(WORLD_SIZE=2\)$"):
+        distributed.init_from_env("cpu", timeout_s=5)
+    assert time.time() - start < 2
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("MASTER_PORT")
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 is set but RANK, MASTER_PORT are not: start every process "
+                                         "with torchrun"):
+        distributed.init_from_env("cpu", timeout_s=5)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="environment variable WORLD_SIZE='two' is not an integer"):
+        distributed.launched_by_torchrun()
+
+
+@needs_oracle
+def test_ranks_that_never_join_end_in_one_line(tmp_path):
+    env = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(distributed.free_port())}
+    out = run(ROOT / "msunas.py", *oracle_args(tmp_path / "run"), "--dist_timeout", "2", env=env, timeout=60)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert out.stderr.startswith("error: rank 0: could not join the other ranks at 127.0.0.1:")
+    assert not (tmp_path / "run").exists()
+
+
+@needs_oracle
+@pytest.mark.parametrize("error", ["ValueError", "PermissionError"])
+def test_an_error_building_the_evaluator_on_rank_1_is_reported_by_rank_0(tmp_path, flaky, error):
+    # any other error used to end rank 1 alone, rank 0 saying "lost contact ... continue with --resume" (there was
+    # nothing to resume); and rank 0 left an empty folder and log.txt behind
+    save = tmp_path / "run"
+    out = run(flaky, *oracle_args(save, "flaky_oracle"), "--n_gpus", "2", env={"FLAKY_SETUP_ERROR": error}, timeout=90)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: rank 1: {'' if error == 'ValueError' else error + ': '}/data: no access here"], out.stderr
+    assert not save.exists()
+
+
+@needs_oracle
+@pytest.mark.parametrize("slow_rank_0", [pytest.param(False), pytest.param(True, marks=pytest.mark.slow)])
+def test_a_killed_rank_is_named_and_the_run_resumes(single_run, tmp_path, flaky, slow_rank_0):
+    # rank 1 killed by SIGKILL (the OOM killer): rank 0 notices at the next exchange and says so in one line; a
+    # rank 0 still busy with its share 10 s later is stopped. Both used to leave no word of the cause: a page of
+    # traceback, or (rank 0 stopped) nothing at all
+    save = tmp_path / "run"
+    env = {"FLAKY_KILL_AT": "2", **({"FLAKY_SLOW0": "3"} if slow_rank_0 else {})}
+    out = run(flaky, *oracle_args(save, "flaky_oracle"), "--n_gpus", "2", env=env, timeout=120)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and lines[-1].startswith("error: rank 1 was killed by SIGKILL"), out.stderr[-3000:]
+    if slow_rank_0:  # stopped on the way: no word of its own, nor the resource tracker's about leaked semaphores
+        assert len(lines) == 1 and lines[0].endswith("rank 0 was stopped: every file written so far is complete, "
+                                                     "continue with --resume")
+    else:
+        assert lines[0].startswith("error: rank 0: lost contact with the other ranks") and len(lines) == 2
+        assert lines[0].endswith("every file written so far is complete: continue with --resume")
+    assert not (save / "iter_0.stats").exists() and (save / "iter_0" / "net_0.stats").exists()
+    out = run(flaky, "--resume", save, "--n_gpus", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for k in range(3):
+        assert load(save / f"iter_{k}.stats")["archive"] == load(single_run / f"iter_{k}.stats")["archive"]
