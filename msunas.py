@@ -149,8 +149,10 @@ def _absolute(value: object) -> object:
 
 def _sec_obj_absolute(spec: str) -> str:
     """--sec_obj without spaces and with its latency tables as absolute paths (`lut:PATH`)."""
-    parts = [part.strip() for part in str(spec).split(",")]
-    return ",".join(f"lut:{_absolute(part[4:])}" if part.startswith("lut:") else part for part in parts)
+    from codebase.search.objectives import objective_names
+
+    return ",".join(f"lut:{_absolute(name[4:])}" if name.startswith("lut:") else name
+                    for name in objective_names(spec))
 
 
 def absolute_paths(values: dict[str, object]) -> dict[str, object]:
@@ -168,6 +170,7 @@ def _shown(value: object) -> str:
 
 def check_args(args: argparse.Namespace) -> None:
     from acc_predictor import acc_predictor_names
+    from codebase.search.objectives import objective_names
 
     if args.predictor != "none" and args.predictor not in acc_predictor_names():
         raise ValueError(f"unknown predictor '{args.predictor}'; choose from {acc_predictor_names() + ['none']}")
@@ -178,7 +181,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed must be >= 0, --inner_pop >= 1 and --inner_gens >= 1; got --seed {args.seed} "
                          f"--inner_pop {args.inner_pop} --inner_gens {args.inner_gens}")
     # NSGA-III (3 or more objectives) needs a population of at least one per reference direction
-    n_obj = 1 + len([part for part in str(args.sec_obj).split(",") if part.strip()])
+    n_obj = 1 + len(objective_names(args.sec_obj))
     population = ("--n_doe", args.n_doe) if args.predictor == "none" else ("--inner_pop", args.inner_pop)
     if n_obj >= 3 and args.iterations > 0 and population[1] < n_obj:
         raise ValueError(f"{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a population of "

@@ -55,7 +55,7 @@ class NSGANetTrainer:
                  seed: int = 0, batch_size: int = 128, lr: float = 0.025, workers: int = 0,
                  measure: tuple[str, ...] = (), **_: Any) -> None:
         from codebase.finetune import n_classes_of
-        from codebase.latency.measure import objective_device, resolve_device
+        from codebase.latency.measure import check_measurable
 
         if search_space not in SEARCH_DEFAULTS:
             raise ValueError(f"--evaluator nsganet_train trains NSGA-Net networks; --search_space must be one of "
@@ -77,11 +77,7 @@ class NSGANetTrainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.requested_vld_size = vld_size
         self.measure = tuple(measure or ())
-        for name in self.measure:  # before hours of training, not after them
-            try:
-                resolve_device(objective_device(name))
-            except ValueError as e:
-                raise ValueError(f"measuring {name} latency: {e}") from None
+        check_measurable(self.measure)  # before hours of training, not after them
         self.space.build_network(self.space.xl)  # bad network options fail here, not once per candidate
         self._splits: tuple[Subset, Subset] | None = None
 
@@ -107,6 +103,7 @@ class NSGANetTrainer:
         return self._splits
 
     def evaluate(self, genome_or_arch: Any) -> dict[str, Any]:
+        from codebase.latency import measure_latency, objective_device
         from codebase.training import evaluate, sgd_cosine, train_one_epoch
 
         x = self._genome(genome_or_arch)
@@ -127,9 +124,6 @@ class NSGANetTrainer:
                  "flops": float(flops), "train_loss": train["loss"], "train_top1": train["top1"],
                  "epochs": self.epochs, "n_vld": vld["n"]}
         for name in self.measure:  # `--sec_obj cpu` / `gpu`: the trained network, one 32x32 image
-            from codebase.latency import measure_latency
-            from codebase.latency.measure import objective_device
-
             stats[f"latency_{name}"] = measure_latency(net.eval(), IMAGE_SIZE, device=objective_device(name),
                                                        warmup=5, repeats=20)
         return stats

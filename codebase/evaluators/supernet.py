@@ -38,7 +38,7 @@ from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
 from codebase.io import load_torch, save_torch, write_json, write_yaml
-from codebase.latency.measure import objective_device, resolve_device
+from codebase.latency.measure import check_measurable, objective_device, resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
     default_resolutions,
@@ -198,11 +198,7 @@ class SupernetEvaluator:
             raise ValueError(f"bn_size and batch_size must be positive, got {bn_size} and {batch_size}")
         if self.n_epochs < 0:
             raise ValueError(f"--n_epochs must be at least 0, got {self.n_epochs}")
-        for name in self.measure:  # before minutes of scoring, not after them
-            try:
-                resolve_device(objective_device(name))
-            except ValueError as e:
-                raise ValueError(f"measuring {name} latency: {e}") from None
+        check_measurable(self.measure)
 
         self.train_idx, vld_idx, self.vld_size = split_indices(dataset, data, vld_size)
         given = supernet_path is not None

@@ -160,6 +160,16 @@ def objective_device(name: str) -> str:
     return "cuda" if name == "gpu" else name
 
 
+def check_measurable(names: tuple[str, ...]) -> None:
+    """ValueError unless this machine has the device of every measured objective ("cpu", "gpu"): an
+    evaluator checks it when built, before minutes of training or scoring, not after them."""
+    for name in names:
+        try:
+            resolve_device(objective_device(name))
+        except ValueError as e:
+            raise ValueError(f"measuring {name} latency: {e}") from None
+
+
 def measure_latency(
     model: nn.Module,
     resolution: int,
