@@ -45,6 +45,8 @@ def likelihood_terms(K: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray] |
 
 class AdditiveGP(Predictor):
     name = "gp_additive"
+    #: bounds of the fitted log hyper-parameters: v_lin, v_se, l^2, v_noise
+    log_bounds: tuple[tuple[float, float], ...] = ((-10.0, 5.0), (-10.0, 5.0), (-5.0, 5.0), (-12.0, 1.0))
 
     def __init__(self, search_space: Any = None, encoding: str = "onehot", seed: int = 0, restarts: int = 1) -> None:
         super().__init__(search_space, encoding, seed)
@@ -90,8 +92,8 @@ class AdditiveGP(Predictor):
             dK = (v_lin * K_lin, v_se * K_se, v_se * K_se * (0.5 * D / ls2), v_noise * eye)
             return float(value), np.array([-0.5 * np.sum(W * d) for d in dK])
 
-        bounds = [(-10.0, 5.0), (-10.0, 5.0), (-5.0, 5.0), (-12.0, 1.0)]
-        starts = [np.log([1.0, 0.5, 1.0, 0.05])]
+        bounds = list(self.log_bounds)
+        starts = [np.clip(np.log([1.0, 0.5, 1.0, 0.05]), *np.array(bounds).T)]  # inside narrowed bounds too
         rng = np.random.default_rng(self.seed)
         low, high = [b[0] / 2 for b in bounds], [b[1] / 2 for b in bounds]
         starts += [rng.uniform(low, high) for _ in range(self.restarts - 1)]

@@ -223,24 +223,7 @@ def register_variants() -> None:
         """gp_additive with its noise variance held near zero: the oracle is deterministic, so the model
         passes through every evaluated architecture instead of smoothing over misfit."""
 
-        def _fit(self, F, y):
-            import scipy.optimize
-
-            original = scipy.optimize.minimize
-
-            def clamped(fun, x0, jac=None, method=None, bounds=None, **kw):
-                bounds = list(bounds)
-                bounds[3] = (-12.0, np.log(1e-4))
-                return original(fun, np.minimum(x0, [b[1] for b in bounds]), jac=jac, method=method,
-                                bounds=bounds, **kw)
-
-            import acc_predictor.gp_additive as module
-
-            module.minimize = clamped
-            try:
-                super()._fit(F, y)
-            finally:
-                module.minimize = original
+        log_bounds = (*AdditiveGP.log_bounds[:3], (-12.0, float(np.log(1e-4))))
 
     register_acc_predictor("gpa_res", ResolutionGP)
     register_acc_predictor("gpa_interp", InterpolatingGP)
