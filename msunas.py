@@ -300,13 +300,10 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
         check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written
         error = None
-    except ValueError as e:
-        if ranks is None:
-            remove_empty_start(save, fresh_folder, fresh_log)
-            raise
-        error = e
     except Exception as e:
         if ranks is None:
+            if isinstance(e, ValueError):  # refused input leaves nothing behind
+                remove_empty_start(save, fresh_folder, fresh_log)
             raise
         error = e  # told to the others: had this rank just exited, they would say "lost contact", not why
     if ranks is not None:
