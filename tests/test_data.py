@@ -117,6 +117,23 @@ def test_cifar_reads_batches_pickled_by_python2(tmp_path):
     np.testing.assert_array_equal(np.stack([pixels(ds[i][0]) for i in range(3)]), images)
 
 
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_cifar_reads_batches_re_saved_by_python3(tmp_path, protocol):
+    write_cifar10(tmp_path)
+    images = np.random.default_rng(protocol).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    # keys as the CIFAR page's unpickle(encoding="bytes") returns them, and as torchvision's latin1 does
+    batch = {b"batch_label": b"testing batch 1 of 1", b"labels": [2, 7, 1],
+             b"data": images.transpose(0, 3, 1, 2).reshape(3, 3072), b"filenames": [b"a.png", b"b.png", b"c.png"]}
+    base = tmp_path / "cifar-10-batches-py"
+    (base / "test_batch").write_bytes(pickle.dumps(batch, protocol=protocol))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    meta = {b"label_names": [n.encode() for n in names], b"num_vis": 3072}
+    (base / "batches.meta").write_bytes(pickle.dumps(meta, protocol=protocol))
+    ds = get_dataset("cifar10", tmp_path, "test")
+    assert ds.targets == [2, 7, 1] and ds.classes == names
+    np.testing.assert_array_equal(np.stack([pixels(ds[i][0]) for i in range(3)]), images)
+
+
 # ------------------------------------------------------------------------------------ STL-10
 
 
@@ -166,6 +183,20 @@ def test_image_folder_labels_follow_sorted_class_names(tmp_path):
     got = {Path(p).name + Path(p).parent.name: label for p, label in ds.samples}
     assert got == {Path(p).name + Path(p).parent.name: label for p, label in written["train"]}
     assert all(ds[i][1] == ds.targets[i] for i in range(len(ds)))
+
+
+def test_hidden_folders_and_files_are_not_classes_or_images(tmp_path):
+    # a notebook's checkpoints folder and macOS's AppleDouble files (._NAME.jpg, not images) are left out
+    written = write_image_folder(tmp_path, ["train", "test"], ["ant", "bee"], per_class=2)
+    for split in ("train", "test"):
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()
+        (tmp_path / split / ".ipynb_checkpoints" / "x.png").write_bytes(b"")
+        (tmp_path / split / "ant" / "._0.png").write_bytes(b"\x00\x05\x16\x07")
+    for split in ("train", "test"):
+        ds = get_dataset("folder", tmp_path, split)
+        assert ds.classes == ["ant", "bee"]
+        assert sorted(p for p, _ in ds.samples) == sorted(str(p) for p, _ in written[split])
+        ds[0]
 
 
 def test_folder_prefers_test_and_falls_back_to_val(tmp_path):

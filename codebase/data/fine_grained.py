@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import VisionDataset
 
-from codebase.data.formats import data_error, read_rgb_image
+from codebase.data.formats import data_error, read_rgb_image, visible_classes
 
 #: per data set: the folders (relative to root) where the release may lie, and the entries it must hold
 RELEASES: dict[str, tuple[list[str], list[str]]] = {
@@ -117,7 +117,7 @@ def _flowers102(base: Path, split: str) -> tuple[list[tuple[Path, int]], list[st
 
 
 def _dtd(base: Path, split: str) -> tuple[list[tuple[Path, int]], list[str]]:
-    classes = sorted(entry.name for entry in (base / "images").iterdir() if entry.is_dir())
+    classes = visible_classes(base / "images")
     index = {c: i for i, c in enumerate(classes)}
     files = ["train1.txt", "val1.txt"] if split == "train" else ["test1.txt"]
     samples = []

@@ -8,6 +8,7 @@ int label)`, `ds.classes` (class names) and `ds.targets` (one int label per item
 from __future__ import annotations
 
 import codecs
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from torchvision.datasets import STL10, ImageFolder, VisionDataset
-from torchvision.datasets.folder import find_classes, is_image_file
+from torchvision.datasets.folder import is_image_file
 
 try:
     from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
 
 
 def data_error(name: str, layout: str, root: Path, problem: str) -> ValueError:
@@ -35,11 +38,15 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
 
     The CIFAR python batches are pickles (Python 2, protocol 2); the globals they need are numpy's
     array reconstructor, ndarray, dtype, and _codecs.encode (bytes pickled by Python 3 at protocol 2).
+    A batch re-saved by Python 3 at protocol 5 (pickle's default since 3.8 for `protocol=-1`) rebuilds
+    its arrays with numpy's _frombuffer instead.
     """
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,
@@ -57,7 +64,8 @@ def load_cifar_pickle(path: Path) -> dict:
         obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
     if not isinstance(obj, dict):
         raise pickle.UnpicklingError(f"expected a dict, found {type(obj).__name__}")
-    return obj
+    # a batch loaded the way the CIFAR page shows (encoding="bytes") and saved again has bytes keys
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
 class CifarPickleDataset(VisionDataset):
@@ -98,7 +106,8 @@ class CifarPickleDataset(VisionDataset):
             labels.append(targets)
         self.data = np.ascontiguousarray(np.concatenate(images))
         self.targets = np.concatenate(labels).tolist()
-        self.classes = list(self._read(fail, base / meta_file).get(names_key) or [])
+        names = self._read(fail, base / meta_file).get(names_key) or []
+        self.classes = [c.decode("latin1") if isinstance(c, bytes) else c for c in names]
         if len(self.classes) != n_classes:
             raise fail(f"{base / meta_file}: '{names_key}' does not list {n_classes} class names")
 
@@ -167,6 +176,33 @@ class STL10Binary(STL10):
 # ---------------------------------------------------------------------------------- ImageFolder
 
 
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def visible_classes(directory: str | Path) -> list[str]:
+    """The sorted class folders of an ImageFolder split, hidden ones (.ipynb_checkpoints, .git, ...)
+    left out; FileNotFoundError when there are none (as torchvision's find_classes)."""
+    with os.scandir(directory) as entries:
+        classes = sorted(e.name for e in entries if e.is_dir() and _visible(e.name))
+    if not classes:
+        raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+    return classes
+
+
+class _ImageFolder(ImageFolder):
+    """torchvision's ImageFolder without hidden class folders or hidden files: a notebook's
+    .ipynb_checkpoints/ would otherwise be a class, and macOS's ._NAME.jpg resource forks images."""
+
+    def __init__(self, root: str, transform=None, loader=None) -> None:
+        super().__init__(root, transform=transform, loader=loader,
+                         is_valid_file=lambda p: is_image_file(p) and _visible(os.path.basename(p)))
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        classes = visible_classes(directory)
+        return classes, {c: i for i, c in enumerate(classes)}
+
+
 def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_classes: int | None,
                  transform=None, train_subdir: str | None = "train") -> ImageFolder:
     """One ImageFolder over root/subdirs[0], with the samples of any further subdirs appended.
@@ -182,7 +218,7 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
         if not path.is_dir():
             raise data_error(name, layout, root, f"{path} not found")
         try:
-            ds = ImageFolder(str(path), transform=transform, loader=read_rgb_image)
+            ds = _ImageFolder(str(path), transform=transform, loader=read_rgb_image)
         except FileNotFoundError as e:  # no class folders, or a class folder with no images
             hint = ""
             if any(is_image_file(entry.name) for entry in path.iterdir()):  # e.g. ILSVRC2012's flat val/
@@ -204,7 +240,7 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
     assert first is not None
     train = root / train_subdir if train_subdir else None
     if train is not None and train.is_dir() and train_subdir not in subdirs:
-        train_classes = find_classes(str(train))[0]
+        train_classes = visible_classes(train)
         if train_classes != first.classes:
             only_train = sorted(set(train_classes) - set(first.classes))[:3]
             only_here = sorted(set(first.classes) - set(train_classes))[:3]
