@@ -223,12 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     if (args.n_gpus or 1) > 1 and not distributed.launched_by_torchrun():
         check_new_run(args, save)  # before starting anything
         device = distributed.resolve_device(args.device)
+        threads = None
         if device.startswith("cuda"):
             import torch
 
             if args.n_gpus > torch.cuda.device_count():
                 raise ValueError(f"--n_gpus {args.n_gpus}: only {torch.cuda.device_count()} GPUs visible")
-        return distributed.spawn_ranks(main, args.n_gpus, sys.argv[1:] if argv is None else list(argv))
+        else:
+            cores = distributed.usable_cpus()
+            if args.n_gpus > cores:  # more processes than cores only take turns on them, each with a model
+                plural = "s" if cores > 1 else ""
+                raise ValueError(f"--n_gpus {args.n_gpus} without GPUs starts that many CPU processes, but only "
+                                 f"{cores} CPU core{plural} usable here; use --n_gpus {cores} or fewer")
+            threads = max(1, cores // args.n_gpus)
+        return distributed.spawn_ranks(main, args.n_gpus, sys.argv[1:] if argv is None else list(argv), threads)
     ranks = None
     try:
         ranks = distributed.init_from_env(args.device, args.dist_timeout)  # None: a single process

@@ -236,9 +236,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_rank(rank: int, world_size: int, port: int, entry: Callable[[list[str]], int], argv: list[str]) -> None:
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _run_rank(rank: int, world_size: int, port: int, entry: Callable[[list[str]], int], argv: list[str],
+              threads: int | None = None) -> None:
     from codebase.cli import run_main
 
+    if threads is not None:  # CPU ranks share the cores: each would otherwise start one thread per core
+        import torch
+
+        torch.set_num_threads(threads)
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     # stopped by spawn_ranks: exit through Python, whose clean-up releases what the process holds (else the
@@ -253,15 +266,16 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def spawn_ranks(entry: Callable[[list[str]], int], n: int, argv: list[str]) -> int:
+def spawn_ranks(entry: Callable[[list[str]], int], n: int, argv: list[str], threads: int | None = None) -> int:
     """Run entry(argv) in n fresh processes as ranks 0..n-1 of one torch.distributed job on this
-    machine. Returns rank 0's exit code (or a failed rank's when rank 0 exited cleanly)."""
+    machine, each with `threads` torch threads when given. Returns rank 0's exit code (or a failed
+    rank's when rank 0 exited cleanly)."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
     port = free_port()
-    procs = [ctx.Process(target=_run_rank, args=(r, n, port, entry, list(argv)), name=f"msunas-rank{r}")
+    procs = [ctx.Process(target=_run_rank, args=(r, n, port, entry, list(argv), threads), name=f"msunas-rank{r}")
              for r in range(n)]
     for p in procs:
         p.start()

@@ -304,6 +304,17 @@ def test_bad_launches_fail_before_starting_processes(single_run, extra, message)
 
 
 @needs_oracle
+def test_n_gpus_without_gpus_is_capped_at_the_usable_cores(tmp_path):
+    # 64 CPU processes on 2 cores only take turns (each with its own model); taskset leaves one core
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "msunas.py", *map(str, oracle_args(tmp_path / "run")),
+                          "--n_gpus", "2"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: --n_gpus 2 without GPUs starts that many CPU processes, but only 1 CPU core usable here; "
+        "use --n_gpus 1 or fewer"]
+    assert not (tmp_path / "run").exists()
+
+
+@needs_oracle
 @pytest.mark.parametrize("timeout", ["0", "inf", "nan"])
 def test_a_bad_dist_timeout_is_one_line_before_starting_processes(tmp_path, timeout):
     # every rank used to say it (or, for inf and nan, print a traceback from deep inside torch)
