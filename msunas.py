@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
+from codebase.cli import ArgumentsError, OneLineParser, flags_given, run_main, stored_arguments
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -215,11 +215,14 @@ def setup_logging(save: Path, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     from codebase import distributed
 
-    args = resolve_args(argv)
+    try:  # the same in every process: said once
+        args = resolve_args(argv)
+        if args.n_gpus is not None and args.n_gpus < 1:
+            raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
+        distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
+    except ValueError as e:
+        raise ArgumentsError(str(e)) from None
     save = Path(args.save)
-    if args.n_gpus is not None and args.n_gpus < 1:
-        raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
-    distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
     if (args.n_gpus or 1) > 1 and not distributed.launched_by_torchrun():
         check_new_run(args, save)  # before starting anything
         device = distributed.resolve_device(args.device)

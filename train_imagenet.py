@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from codebase.cli import OneLineParser, run_main
+from codebase.cli import ArgumentsError, OneLineParser, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     if args.resume and not args.output:
-        raise ValueError("--resume needs --output DIR (the run to continue)")
+        raise ArgumentsError("--resume needs --output DIR (the run to continue)")
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
-        raise ValueError("--mixup/--cutmix need an even --batch-size")
+        raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
     args.output = args.output or default_output(args)
     finetune_imagenet(args)
     return 0

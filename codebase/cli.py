@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 
+class ArgumentsError(ValueError):
+    """Bad arguments: every process of a torchrun job finds the same, so only local rank 0 says so."""
+
+
+def other_local_rank() -> bool:
+    """True in a process that torchrun started as other than its machine's local rank 0."""
+    return os.environ.get("LOCAL_RANK", "0") != "0"
+
+
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(); a ValueError (bad input) becomes one line on stderr and exit code 2, and a
-    warning one line too (`warning: ...`, not Python's two lines with the source line that raised it)."""
+    warning one line too (`warning: ...`, not Python's two lines with the source line that raised it).
+    Under torchrun an ArgumentsError is said once per machine, not by each of its processes."""
     import warnings
 
     warnings.formatwarning = _one_line_warning
     try:
         code = main()
     except ValueError as e:
-        print(f"error: {error_line(e)}", file=sys.stderr)
+        if not (isinstance(e, ArgumentsError) and other_local_rank()):
+            print(f"error: {error_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -48,7 +60,8 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        if not other_local_rank():  # the same command line in every process of a torchrun job
+            print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
 

@@ -206,3 +206,26 @@ def test_a_script_warning_is_one_line():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0
     assert out.stderr == "warning: the supernet was trained on other training images\n"
+
+
+@pytest.mark.parametrize("script, argv, message", [
+    ("msunas.py", ["--iter", "3"], "error: unrecognized arguments: --iter 3"),
+    ("msunas.py", ["--resume", "no_such_run"], "error: --resume no_such_run"),
+    ("msunas.py", ["--dist_timeout", "0"], "error: --dist_timeout must be > 0"),
+    ("train_imagenet.py", ["DATA", "--model-config", "c", "--resume"], "error: --resume needs --output DIR"),
+])
+def test_bad_arguments_under_torchrun_are_said_once_per_machine(tmp_path, script, argv, message):
+    # every process of a torchrun job has the same command line: only local rank 0 says what is wrong with it
+    import os
+    import subprocess
+    import sys
+
+    said = {}
+    for local_rank in ("0", "1"):
+        env = {**os.environ, "LOCAL_RANK": local_rank, "RANK": local_rank, "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+        out = subprocess.run([sys.executable, str(ROOT / script), *argv], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=120)
+        assert out.returncode == 2
+        said[local_rank] = out.stderr.strip().splitlines()
+    assert len(said["0"]) == 1 and said["0"][0].startswith(message), said["0"]
+    assert said["1"] == []
