@@ -18,7 +18,9 @@ scale per layer gene group, ARD, log scales tied to their mean by a Gaussian pri
 efficiency, not size), `gpa_log` (gp_additive on log error), `mlp_ens` (a deep ensemble of 5 small MLPs on one-hot
 features), `gpa_interp` (gp_additive with its noise variance held at most 1e-4: it interpolates the
 deterministic oracle), `gpa_res` (linear part plus each layer's ordinal choices times the centred
-resolution index).
+resolution index), `gpa_act` (linear part on 0-based kernel and expand indices times active, plus
+the active indicators: switching a layer on and growing its kernel get separate coefficients),
+`gpa_smooth01` / `gpa_smooth05` (noise variance held at least 0.01 / 0.05 of the error's variance).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -219,13 +221,38 @@ def register_variants() -> None:
             self.n_linear = lin.shape[1]
             return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
 
+    class ActiveGP(AdditiveGP):
+        """Linear part on [kernel index x active, expand index x active, active, resolution] (0-based
+        indices): the `ordinal` encoding's (index + 1) x active gives switching a layer on and growing its
+        kernel one step the same coefficient, so a gain from depth leaks into a gain from larger kernels."""
+
+        def features(self, X):
+            from acc_predictor.encoding import _canonical, _ofa_layers
+
+            k, e, active, _, r = _ofa_layers(self.search_space, _canonical(self.search_space, np.atleast_2d(X)))
+            lin = np.concatenate([k * active, e * active, active, r[:, None]], axis=1).astype(float)
+            self.n_linear = lin.shape[1]
+            return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
+
     class InterpolatingGP(AdditiveGP):
         """gp_additive with its noise variance held near zero: the oracle is deterministic, so the model
         passes through every evaluated architecture instead of smoothing over misfit."""
 
         log_bounds = (*AdditiveGP.log_bounds[:3], (-12.0, float(np.log(1e-4))))
 
+    def smoothing_gp(noise_floor: float):
+        class SmoothingGP(AdditiveGP):
+            """gp_additive with its noise variance (standardised units) held at least `noise_floor`: a
+            smoother model than the marginal likelihood's choice (about 5e-4 on the protocol's archives)."""
+
+            log_bounds = (*AdditiveGP.log_bounds[:3], (float(np.log(noise_floor)), 1.0))
+
+        return SmoothingGP
+
+    register_acc_predictor("gpa_smooth01", smoothing_gp(0.01))
+    register_acc_predictor("gpa_smooth05", smoothing_gp(0.05))
     register_acc_predictor("gpa_res", ResolutionGP)
+    register_acc_predictor("gpa_act", ActiveGP)
     register_acc_predictor("gpa_interp", InterpolatingGP)
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
