@@ -128,12 +128,24 @@ def cutout_length(dataset: str, length: int | None, check: bool = True) -> int:
     native = dataset_info(dataset).native_size
     if length is None:
         return min(16, native // 2) if native else 16
-    if check and length < 1:
-        raise ValueError(f"--cutout_length {length}: must be at least 1 px")
-    if check and native and length >= native:
-        raise ValueError(f"--cutout_length {length} covers the whole image: it is in pixels at {dataset}'s native "
-                         f"size of {native} px (give less than {native}; the default is {min(16, native // 2)})")
+    if check:
+        check_cutout(dataset, length)
     return int(length)
+
+
+def check_cutout(dataset: str, length: int, image_size: int | None = None) -> None:
+    """ValueError unless a cutout of `length` px (at the data set's native size; at image_size for sets of
+    varying size) leaves part of the image."""
+    from codebase.data import dataset_info
+
+    native = dataset_info(dataset).native_size
+    side = native or image_size
+    if length < 1:
+        raise ValueError(f"--cutout_length {length}: must be at least 1 px")
+    if side and length >= side:
+        default = f"; the default is {min(16, native // 2)}" if native else ""
+        raise ValueError(f"--cutout_length {length} covers the whole image: it is in pixels at {dataset}'s "
+                         f"{'native ' if native else ''}size of {side} px (give less than {side}{default})")
 
 
 def training_transform(dataset: str, image_size: int, autoaugment: bool = False, cutout: int = 0,
@@ -148,10 +160,8 @@ def training_transform(dataset: str, image_size: int, autoaugment: bool = False,
 
     steps = list(train_transform(dataset, image_size).transforms)
     info = dataset_info(dataset)
-    side = info.native_size or image_size
-    if cutout >= side:
-        raise ValueError(f"--cutout_length {cutout} covers the whole image: it is in pixels at {dataset}'s "
-                         f"{'native ' if info.native_size else ''}size of {side} px (give less than {side})")
+    if cutout:
+        check_cutout(dataset, cutout, image_size)
     if autoaugment:
         policy = T.AutoAugmentPolicy.CIFAR10 if info.native_size else T.AutoAugmentPolicy.IMAGENET
         at = next(i for i, s in enumerate(steps) if isinstance(s, T.ToTensor))
