@@ -20,7 +20,8 @@ features), `gpa_interp` (gp_additive with its noise variance held at most 1e-4: 
 deterministic oracle), `gpa_res` (linear part plus each layer's ordinal choices times the centred
 resolution index), `gpa_act` (linear part on 0-based kernel and expand indices times active, plus
 the active indicators: switching a layer on and growing its kernel get separate coefficients),
-`gpa_smooth01` / `gpa_smooth05` (noise variance held at least 0.01 / 0.05 of the error's variance).
+`gpa_smooth01` / `gpa_smooth05` (noise variance held at least 0.01 / 0.05 of the error's variance),
+`gpa_ke` (linear part plus one indicator per active layer and (kernel, expand) pair).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -234,6 +235,23 @@ def register_variants() -> None:
             self.n_linear = lin.shape[1]
             return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
 
+    class LayerPairGP(AdditiveGP):
+        """Linear part also gets one indicator per layer and (kernel, expand) pair (9 per active layer): a
+        depthwise kernel's worth may depend on the width it filters, an interaction within one layer."""
+
+        def features(self, X):
+            from acc_predictor.encoding import _canonical, _ofa_layers
+
+            k, e, active, _, _ = _ofa_layers(self.search_space, _canonical(self.search_space, np.atleast_2d(X)))
+            ne = len(self.search_space.expand_ratios)
+            pairs = np.zeros((len(k), k.shape[1], len(self.search_space.kernel_sizes) * ne))
+            rows, slots = np.indices(k.shape)
+            pairs[rows, slots, k * ne + e] = active
+            lin = np.concatenate([encode(self.linear_encoding, self.search_space, X), pairs.reshape(len(k), -1)],
+                                 axis=1)
+            self.n_linear = lin.shape[1]
+            return np.concatenate([lin, encode(self.encoding, self.search_space, X)], axis=1)
+
     class InterpolatingGP(AdditiveGP):
         """gp_additive with its noise variance held near zero: the oracle is deterministic, so the model
         passes through every evaluated architecture instead of smoothing over misfit."""
@@ -253,6 +271,7 @@ def register_variants() -> None:
     register_acc_predictor("gpa_smooth05", smoothing_gp(0.05))
     register_acc_predictor("gpa_res", ResolutionGP)
     register_acc_predictor("gpa_act", ActiveGP)
+    register_acc_predictor("gpa_ke", LayerPairGP)
     register_acc_predictor("gpa_interp", InterpolatingGP)
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
