@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codebase.cli import ArgumentsError, OneLineParser, flags_given, run_main, stored_arguments
+from codebase.io import check_output_folder
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -255,9 +256,7 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
     if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
         raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
                          "or choose another folder")
-    in_the_way = next(p for p in (save, *save.parents) if p.exists())  # "." or "/" at the latest
-    if not in_the_way.is_dir():
-        raise ValueError(f"--save {save}: {in_the_way} is a file, not a folder")
+    check_output_folder(save, f"--save {save}")
 
 
 def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:

@@ -48,6 +48,10 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
         raise ValueError("--supernet_path: exporting weights needs codebase.evaluators.supernet.export_subnet, "
                          "which this installation lacks") from None
     run_args = stored_arguments(run_dir, missing=None)
+    space = run_args.get("search_space", "ofa")  # the original tool's runs (no args.yaml) searched OFA
+    if space != "ofa":  # an NSGA-Net network is trained from scratch: there is no supernet to take weights from
+        raise ValueError(f"--supernet_path: this run searched {space}, whose architectures inherit no supernet "
+                         "weights; export without --supernet_path (train_cifar.py --net_type trains them)")
     if run_args.get("evaluator") == "ofa_oracle":  # the oracle's space: ImageNet, OFA w1.2 at 160..224
         from codebase.oracle import oracle_space
 
@@ -64,12 +68,15 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
 
 def main(argv: list[str] | None = None) -> int:
     from codebase import plots, selection
-    from codebase.io import write_json
+    from codebase.io import check_output_folder, write_json
 
     args = build_parser().parse_args(argv)
+    unused = [f"--{k}" for k in ("data", "dataset") if getattr(args, k) is not None]
+    if unused and not args.supernet_path:  # they only serve the weights' batch-norm recalibration
+        raise ValueError(f"{' and '.join(unused)}: used only with --supernet_path (recalibrating the "
+                         "exported weights); without it nothing reads data")
     out = Path(args.save)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--save {out}: is a file, not a folder for the chosen architectures")
+    check_output_folder(out, f"--save {out}")
     result = selection.load_search_result(args.expr)
     prefer = None if args.prefer in (None, "", "None", "none") else args.prefer
     preference = selection.parse_preference(prefer, result.objectives) if prefer else None
@@ -82,15 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     notes += selection.remove_stale_picks(out, names)  # an earlier run's picks that are not chosen again
     summary = []
     for choice, name in zip(choices, names):
-        stats = selection.architecture_stats(result, choice.index, found)
-        selection.export_architecture(result.subnets[choice.index], stats, out / name, exporter)
         values = dict(zip(result.objectives, map(float, result.F[choice.index])))
         score = choice.score if math.isfinite(choice.score) else None  # a lone front member has no trade-off
         summary.append({"folder": name, "reason": choice.reason, "score": score, "objectives": values})
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    record = {"expr": str(args.expr), "prefer": prefer, "n": args.n, "notes": notes, "choices": summary}
+    # the picks are listed before any is written, so that a re-run after an interrupted export removes them too
+    write_json(out / "choices.json", {**record, "complete": False}, indent=2)
+    for choice, name, row in zip(choices, names, summary):
+        stats = selection.architecture_stats(result, choice.index, found)
+        selection.export_architecture(result.subnets[choice.index], stats, out / name, exporter)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in row["objectives"].items())
         print(f"{out / name}: {shown} ({choice.reason})")
-    write_json(out / "choices.json", {"expr": str(args.expr), "prefer": prefer, "n": args.n, "notes": notes,
-                                      "choices": summary}, indent=2)
+    write_json(out / "choices.json", {**record, "complete": True}, indent=2)
     aspiration = selection.aspiration_point(preference, result.objectives) if preference is not None else None
     how = f"preference {prefer}" if prefer else "trade-off (knee points)"
     title = f"{result.run_dir.name}/{Path(args.expr).name}: {len(choices)} chosen by {how}"

@@ -170,3 +170,13 @@ def _load_failure(e: Exception) -> str:
         return "not a PyTorch weight file, or a corrupt or truncated one"
     first_line = (text.splitlines() or ["no message"])[0]  # an empty file gives an empty message
     return f"{type(e).__name__}: {first_line}"
+
+
+def check_output_folder(folder: str | Path, what: str) -> None:
+    """ValueError `<what>: ... is a file, not a folder` when `folder` cannot be made because it, or the
+    nearest of its parents that exists, is a file: found before anything is written, instead of mkdir's
+    traceback half-way through an export."""
+    folder = Path(folder)
+    in_the_way = next(p for p in (folder, *folder.parents) if p.exists())  # "." or "/" at the latest
+    if not in_the_way.is_dir():
+        raise ValueError(f"{what}: {in_the_way} is a file, not a folder")

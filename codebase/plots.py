@@ -111,7 +111,7 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
     """An `iter_K.stats` with what the original tool's lacked filled in: objectives [top1_err, flops] (as its
     post_search.py assumed), the iteration from the file name, n_evaluations from the archive. ValueError
     naming the file for one that is no iter_K.stats."""
-    from codebase.selection import LEGACY_OBJECTIVES, legacy_archive
+    from codebase.selection import LEGACY_OBJECTIVES, archive_values, check_objectives, legacy_archive
 
     if not isinstance(stats, dict) or not isinstance(stats.get("archive"), list) or not stats["archive"]:
         raise ValueError(f"{path}: not an iter_K.stats file (needs a non-empty 'archive')")
@@ -119,8 +119,7 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives')")
     out = {"objectives": list(LEGACY_OBJECTIVES), "iteration": int(path.stem.split("_", 1)[1]),
            "n_evaluations": len(stats["archive"]), **stats}
-    if any(not isinstance(e, list) or len(e) != len(out["objectives"]) + 1 for e in out["archive"]):
-        raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(out['objectives'])}]")
+    archive_values(out["archive"], check_objectives(out["objectives"], path), path)  # the checks post_search makes
     return out
 
 

@@ -29,6 +29,7 @@ picks are different knees, not one knee and its neighbours), then the rest, each
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,21 +84,44 @@ def load_search_result(path: str | Path) -> SearchResult:
                      f"[subnet, {', '.join(LEGACY_OBJECTIVES)}]")
     if not isinstance(stats, dict) or "archive" not in stats or "objectives" not in stats:
         raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives' and 'archive')")
-    names = list(stats["objectives"])
-    if ERROR not in names or not 2 <= len(names) <= 4:
-        raise ValueError(f"{path}: expected 2 to 4 objectives including '{ERROR}', found {names}")
+    names = check_objectives(stats["objectives"], path)
     archive = stats["archive"]
     if not archive:
         raise ValueError(f"{path}: the archive is empty")
+    F = archive_values(archive, names, path)
+    return SearchResult(names, [entry[0] for entry in archive], F, path.parent, notes)
+
+
+# an objective's name becomes part of a folder name (net-flops@300): a plain word, never a path
+OBJECTIVE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def check_objectives(names: Any, path: Path) -> list[str]:
+    """The `objectives` of an iter_K.stats: 2 to 4 distinct plain names including top1_err; ValueError
+    naming the file otherwise (a hand-edited or foreign file must not crash or write outside --save)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and OBJECTIVE_NAME.fullmatch(n) for n in names):
+        raise ValueError(f"{path}: 'objectives' must be a list of objective names such as "
+                         f"[\"{ERROR}\", \"flops\"], found {json.dumps(names)}")
+    if ERROR not in names or not 2 <= len(names) <= 4 or len(set(names)) != len(names):
+        raise ValueError(f"{path}: expected 2 to 4 different objectives including '{ERROR}', found {names}")
+    return list(names)
+
+
+def archive_values(archive: Any, names: list[str], path: Path) -> np.ndarray:
+    """The (n, n_obj) objective values of archive entries [subnet, v1, v2, ...]; ValueError naming the file
+    for a wrong shape or a value that is not a finite number (JSON strings and booleans are refused, not
+    converted)."""
     if not isinstance(archive, list) or any(not isinstance(e, list) or len(e) != len(names) + 1 for e in archive):
         raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(names)}]")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for e in archive for v in e[1:]):
+        raise ValueError(f"{path}: the archive's objective values must be numbers")
     try:
-        F = np.array([entry[1:] for entry in archive], dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: the archive's objective values must be numbers") from None
+        F = np.array([e[1:] for e in archive], dtype=float).reshape(-1, len(names))
+    except OverflowError:  # a JSON integer beyond float's range
+        F = np.full((1, len(names)), np.inf)
     if not np.all(np.isfinite(F)):
         raise ValueError(f"{path}: the archive holds non-finite objective values")
-    return SearchResult(names, [entry[0] for entry in archive], F, path.parent, notes)
+    return F
 
 
 # the original tool's iter_K.stats had no "objectives": its archive entries were [subnet, top1_err, sec_obj],

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from codebase import plots
+    from codebase.io import check_output_folder
 
     args = build_parser().parse_args(argv)
     for run in args.runs:
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{run}: not a folder")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out}: is a folder; give the PNG file to write, e.g. {Path(args.out) / 'hv.png'}")
+    if Path(args.out).suffix.lower() != ".png":  # the plot is always PNG: never PNG bytes in hv.pdf
+        raise ValueError(f"--out {args.out}: the plot is a PNG image; give a file name ending in .png")
+    check_output_folder(Path(args.out).parent, f"--out {args.out}")
     if args.each:
         for run in args.runs:
             for stats in plots.load_run(run):

@@ -172,17 +172,33 @@ def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
     assert_png(old / "plots" / "iter_2.png", min_kb=10)
 
 
-@pytest.mark.parametrize("how", ["out_is_a_folder", "stats_without_archive", "bad_option"])
+@pytest.mark.parametrize("how", ["out_is_a_folder", "stats_without_archive", "bad_option", "out_beneath_a_file",
+                                 "out_not_png", "objectives_null", "objectives_not_names", "value_a_string"])
 def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
     args = [str(tmp_path / "a"), "--out", str(tmp_path / "hv.png")]
+    stats = tmp_path / "a" / "iter_0.stats"
     if how == "out_is_a_folder":
         args[-1] = str(tmp_path)
     elif how == "stats_without_archive":
         (tmp_path / "a" / "iter_1.stats").write_text(json.dumps({"hv": 1.0}))
+    elif how == "out_beneath_a_file":
+        args[-1] = str(stats / "hv.png")
+    elif how == "out_not_png":  # it would hold PNG bytes under a .pdf name
+        args[-1] = str(tmp_path / "hv.pdf")
+    elif how.startswith(("objectives", "value")):
+        content = json.loads(stats.read_text())
+        if how == "objectives_null":
+            content["objectives"] = None
+        elif how == "objectives_not_names":
+            content["objectives"] = [{"a": 1}, "top1_err"]
+        else:
+            content["archive"][0][1] = "1"
+        stats.write_text(json.dumps(content))
     else:
         args.append("--bogus")
     out = subprocess.run([sys.executable, "scripts/plot_runs.py", *args], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
+    assert not (tmp_path / "hv.png").exists() and not (tmp_path / "hv.pdf").exists()

@@ -486,14 +486,17 @@ def test_a_new_export_leaves_no_weights_of_another_architecture_behind(tmp_path)
     (["-n", "x"], "argument -n: invalid int value: 'x'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--save", "FILE"], "--save"),
+    (["--data", "D", "--save", "OUT"], "--data: used only with --supernet_path"),  # else silently ignored
+    (["--dataset", "cifar10", "--save", "OUT"], "--dataset: used only with --supernet_path"),
 ])
 def test_post_search_usage_errors_are_one_line_exit_2(tmp_path, extra, message):
     expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
     (tmp_path / "file").write_text("not a folder")
-    extra = [str(tmp_path / "file") if a == "FILE" else a for a in extra]
+    extra = [{"FILE": str(tmp_path / "file"), "OUT": str(tmp_path / "out")}.get(a, a) for a in extra]
     out = post_search("--expr", expr, *extra)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_rerun_into_the_same_save_removes_only_its_own_stale_picks(tmp_path, capsys):
@@ -549,3 +552,68 @@ def test_an_unreadable_previous_choices_json_is_a_note_not_an_error(tmp_path, ca
     (out / "choices.json").write_text("{not json")
     assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0
     assert "earlier picks (if any) were left in place" in capsys.readouterr().out
+
+
+# a hand-edited or foreign iter_K.stats: one error naming the file, never a traceback, a silently converted
+# value, or a folder named after an objective outside --save
+@pytest.mark.parametrize("objectives, value, message", [
+    (None, 1, "'objectives' must be a list"),
+    ([{"a": 1}, "top1_err"], 1, "'objectives' must be a list"),
+    ("top1_err", 1, "'objectives' must be a list"),
+    (["top1_err", "../../outside"], 1, "'objectives' must be a list"),
+    (["top1_err", 5], 1, "'objectives' must be a list"),
+    (["top1_err", "flops", "flops"], 1, "different objectives"),
+    (["top1_err", "flops"], "7", "must be numbers"),
+    (["top1_err", "flops"], True, "must be numbers"),
+    (["top1_err", "flops"], 10 ** 400, "non-finite"),
+], ids=["null", "a_dict", "a_string", "a_path", "a_number", "twice", "value_str", "value_bool", "value_huge"])
+def test_stats_files_with_bad_objectives_or_values_are_one_line_exit_2(tmp_path, objectives, value, message):
+    n = len(objectives) if isinstance(objectives, list) else 2
+    path = tmp_path / "run" / "iter_3.stats"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"objectives": objectives, "archive": [[{"i": 0}, 20.0, *[value] * (n - 1)]]}))
+    out = post_search("--expr", path, "--save", tmp_path / "out" / "final")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
+    assert str(path) in out.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_save_beneath_a_file_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = post_search("--expr", expr, "--save", expr / "final")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == f"error: --save {expr / 'final'}: {expr} is a file, not a folder", out.stderr
+
+
+def test_a_rerun_after_an_interrupted_export_removes_its_picks(tmp_path, monkeypatch):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE + [[26, 350], [8, 700]])
+    out = tmp_path / "final"
+    export = selection.export_architecture
+    written = []
+
+    def killed_after_one(subnet, stats, folder, exporter=None):
+        if written:
+            raise KeyboardInterrupt  # Ctrl-C during the second pick's export
+        written.append(Path(folder).name)
+        return export(subnet, stats, folder, exporter)
+
+    monkeypatch.setattr(selection, "export_architecture", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(["--expr", str(expr), "--save", str(out), "-n", "2", "--prefer", "flops#300+top1#80"])
+    assert written == ["net-flops@300"] and json.loads((out / "choices.json").read_text())["complete"] is False
+    monkeypatch.setattr(selection, "export_architecture", export)
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0  # knee points this time
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["net-flops@500", "net-flops@700"]
+    assert json.loads((out / "choices.json").read_text())["complete"] is True
+
+
+def test_supernet_export_of_an_nsganet_run_is_refused_before_anything_is_written(tmp_path):
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    (tmp_path / "run" / "args.yaml").write_text("search_space: nsganet_micro\nevaluator: nsganet_train\n")
+    (tmp_path / "sn.pth").write_bytes(b"not a supernet")
+    out = post_search("--expr", expr, "--save", tmp_path / "final", "--supernet_path", tmp_path / "sn.pth")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "this run searched nsganet_micro" in out.stderr and "without --supernet_path" in out.stderr
+    assert not (tmp_path / "final").exists()
