@@ -133,15 +133,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     if not args.supernet_path:
         raise ValueError("evaluating a subnet needs --supernet_path (train one with train_supernet.py)")
     from codebase.evaluators.supernet import SupernetEvaluator, export_subnet
-    from codebase.io import write_json
+    from codebase.io import check_output_file, check_output_folder, write_json
     from codebase.supernet_training import default_resolutions
     from search_space.ofa import load_subnet, subnet_resolution
 
-    # outputs are checked before the evaluation, which can take minutes
-    if args.save and Path(args.save).is_dir():
-        raise ValueError(f"--save {args.save}: is a folder; give the file to write the stats to (net.stats)")
-    if args.save_config and Path(args.save_config).exists() and not Path(args.save_config).is_dir():
-        raise ValueError(f"--save_config {args.save_config}: is a file; give the folder to export into")
+    # outputs are checked before the evaluation, which can take minutes (a file on their way too)
+    if args.save:
+        check_output_file(args.save, "--save")
+    if args.save_config:
+        check_output_folder(args.save_config, f"--save_config {args.save_config}")
     args.dataset = args.dataset or "digits"
     subnet = load_subnet(args.subnet)
     _check_img_size(args.img_size)

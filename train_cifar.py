@@ -87,7 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def absolute_paths(args: argparse.Namespace) -> None:
+    """File and folder arguments made absolute: args.yaml then lets --resume run from any folder, and never
+    reads another folder's file of the same relative name."""
+    for key in PATH_FLAGS:
+        value = getattr(args, key)
+        if isinstance(value, str) and value and (key != "arch" or os.path.isfile(value)):  # arch: a name or a file
+            setattr(args, key, os.path.abspath(value))
+
+
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    absolute_paths(args)
     defaults = NSGANET_DEFAULTS if args.net_type else OFA_DEFAULTS
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -96,9 +106,12 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
-    from codebase.finetune import cutout_length, run_folder
+    from codebase.finetune import check_new_run_folder, cutout_length, run_folder
 
     args.cutout_length = cutout_length(args.dataset, args.cutout_length, check=args.cutout)
+    if not args.resume and not args.evaluate:  # before any data or weights are read; --evaluate writes nothing
+        folder = run_folder(args)
+        check_new_run_folder(folder, "--save", f"--resume {folder}")
     if args.evaluate:  # score trained weights, never a fresh initialisation
         if args.resume:
             args.pretrained = str(run_folder(args) / "model.pth")
@@ -174,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.net_type == "macro":
         warn_ignored_macro_flags(args, flags_given(build_parser, sys.argv[1:] if argv is None else argv))
     args = resolve(args)
-    stats = finetune(args)
+    try:
+        stats = finetune(args)
+    except FloatingPointError as e:  # a diverged loss: a setting to change (--lr), not a traceback
+        raise ValueError(str(e)) from None
     if args.evaluate and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}))
     return 0

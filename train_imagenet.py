@@ -67,15 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pathlib import Path
+
+    from codebase.finetune import check_new_run_folder
     from codebase.finetune_imagenet import default_output, finetune_imagenet
 
     args = build_parser().parse_args(argv)
     if args.resume and not args.output:
         raise ArgumentsError("--resume needs --output DIR (the run to continue)")
+    if args.resume and not (Path(args.output) / "args.yaml").is_file():
+        raise ArgumentsError(f"--resume --output {args.output}: not a train_imagenet.py run folder (no args.yaml)")
+    if args.epochs < 0:  # no epoch to run: refused rather than an empty run folder
+        raise ArgumentsError(f"--epochs {args.epochs}: must be >= 0")
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
     args.output = args.output or default_output(args)
-    finetune_imagenet(args)
+    if not args.resume:  # before anything is loaded: never over another run's checkpoint and weights
+        try:
+            check_new_run_folder(Path(args.output), "--output", f"--resume --output {args.output}")
+        except ValueError as e:
+            raise ArgumentsError(str(e)) from None
+    try:
+        finetune_imagenet(args)
+    except FloatingPointError as e:  # a diverged loss: a setting to change (--lr), not a traceback
+        raise ValueError(str(e)) from None
     return 0
 
 

@@ -84,7 +84,11 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from codebase.io import check_output_file
+
     args = build_parser().parse_args(argv)
+    if args.save:  # before the evaluation, which can take minutes
+        check_output_file(args.save, "--save")
     results = validate(args)
     print(f"{args.dataset} test ({results['n']} images, {results['img_size']} px): top1 {results['top1']:.2f}%  "
           f"top5 {results['top5']:.2f}%  loss {results['loss']:.4f}  params {results['params']:.3f}M  "

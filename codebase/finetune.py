@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
 from codebase.checkpoints import check_compatible, load_weights
-from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.io import check_output_folder, load_torch, save_torch, write_json, write_text, write_yaml
 from codebase.latency.measure import resolve_device
 from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
 
@@ -230,6 +230,33 @@ def run_folder(args: argparse.Namespace) -> Path:
     return Path("exp") / f"train-{args.dataset}-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# a run's trained weights (written from its first epoch on): a fresh run never overwrites them; a folder with only
+# args.yaml holds a run that stopped before its first epoch ended, and may be started again
+RUN_FILES = ("checkpoint.pth", "model.pth")
+
+
+def check_new_run_folder(folder: Path, flag: str, resume: str) -> None:
+    """Before a fresh run loads anything: its folder must be a folder (or not exist yet) and hold no other run,
+    whose checkpoint and weights it would otherwise overwrite; `resume` is the command line that continues one."""
+    check_output_folder(folder, f"{flag} {folder}")
+    held = [name for name in RUN_FILES if (folder / name).exists()]
+    if held:
+        raise ValueError(f"{flag} {folder} already holds a run ({held[0]}); continue it with {resume}, or give "
+                         f"another folder")
+
+
+def restart_killed_run(folder: Path, flag: str, say: bool = True) -> None:
+    """--resume of a run folder without checkpoint.pth: a run killed in its first epoch (before its first
+    checkpoint) starts again from epoch 1; one whose metrics.csv logged a later epoch lost its checkpoint."""
+    metrics = folder / "metrics.csv"
+    if len(_metrics_rows(metrics, 2**31)) > len(_metrics_rows(metrics, 2)):
+        raise ValueError(f"{flag}: {folder} has no checkpoint.pth, though its metrics.csv logged epochs after the "
+                         f"first; the run cannot continue")
+    if say:
+        print(f"{flag}: no checkpoint.pth in {folder} (killed in its first epoch): starting from epoch 1",
+              file=sys.stderr, flush=True)
+
+
 def finetune(args: argparse.Namespace) -> dict[str, Any]:
     """Train (or, with args.evaluate, only score) and return the last evaluation's numbers."""
     from tqdm import tqdm
@@ -275,9 +302,9 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
                                       args.weight_decay, nesterov=args.nesterov)
     start, best = 0, 0.0
     checkpoint_path = folder / "checkpoint.pth"
-    if args.resume:
-        if not checkpoint_path.is_file():
-            raise ValueError(f"--resume {args.resume}: no checkpoint.pth in {folder}")
+    if args.resume and not checkpoint_path.is_file():
+        restart_killed_run(folder, f"--resume {args.resume}", say=processes.main)
+    elif args.resume:
         state = load_torch(checkpoint_path, map_location=str(processes.device))
         check_compatible(model, state["state_dict"], str(checkpoint_path))  # one error line, not a traceback
         model.load_state_dict(state["state_dict"])

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from codebase.checkpoints import check_compatible, load_into, load_weights
-from codebase.finetune import Processes, evaluate_everywhere, n_classes_of
+from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, restart_killed_run
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
 from codebase.training import accuracy, autocast, distillation_loss, restore_rng_state, rng_state, seed_everything
 
@@ -126,7 +126,9 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         criterion = nn.CrossEntropyLoss()
     folder = Path(args.output)
     start = 0
-    if args.resume:
+    if args.resume and not (folder / "checkpoint.pth").is_file():
+        restart_killed_run(folder, "--resume", say=processes.main)
+    elif args.resume:
         state = load_torch(folder / "checkpoint.pth", map_location=str(device))
         check_compatible(model, state["state_dict"], str(folder / "checkpoint.pth"))  # one line, no traceback
         model.load_state_dict(state["state_dict"])

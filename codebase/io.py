@@ -90,6 +90,15 @@ def _maybe_die_mid_write(path: Path) -> None:
 _write_counts: dict[str, int] = {}
 
 
+def check_output_file(path: str | Path, flag: str) -> None:
+    """Before a run's work: a ValueError naming `flag` when `path` cannot become a file (it is a folder, or a file
+    stands where a folder on its way should be), so that the mistake costs one line, not the work and a traceback."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; give the file to write")
+    check_output_folder(path.parent, f"{flag} {path}")
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text))
 
@@ -159,6 +168,7 @@ def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
 def _load_failure(e: Exception) -> str:
     """What is wrong with a file torch.load refused, in one line (torch's own message is a page long and,
     for a corrupt file, suggests the unsafe weights_only=False)."""
+    import errno
     import re
 
     text = str(e)
@@ -166,7 +176,9 @@ def _load_failure(e: Exception) -> str:
     if unsafe:
         return (f"it holds a Python object of type {unsafe[1]}, which is not loaded because unpickling it could "
                 f"run code; save only the tensors (the state dict) to load it here")
-    if "Weights only load failed" in text or "PytorchStreamReader" in text or type(e).__name__ == "EOFError":
+    # a zip archive cut short can also fail as a seek past its end (EINVAL)
+    truncated = type(e).__name__ == "EOFError" or isinstance(e, OSError) and e.errno == errno.EINVAL
+    if truncated or "Weights only load failed" in text or "PytorchStreamReader" in text:
         return "not a PyTorch weight file, or a corrupt or truncated one"
     first_line = (text.splitlines() or ["no message"])[0]  # an empty file gives an empty message
     return f"{type(e).__name__}: {first_line}"

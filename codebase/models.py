@@ -126,13 +126,18 @@ def _image_size_of_run(weights: Path) -> int | None:
     return None
 
 
+MAX_IMAGE_SIZE = 1024  # as evaluator.py: larger is a typo (train_cifar at 5000 px ran out of memory)
+
+
 def resolve_image_size(explicit: int | None, dataset: str, config: str | Path | None = None,
                        weights: str | Path | None = None, nsganet: bool = False) -> int:
     """Input resolution: --img-size, else the training run's args.yaml beside the weights, else the
     config's "image_size"/"r" (or the "r" of a net.subnet beside it), else the data set's default."""
     from codebase.data import dataset_info
 
-    if explicit:
+    if explicit is not None:  # 0 is refused, not read as "not given" (evaluator.py does the same)
+        if not 1 <= explicit <= MAX_IMAGE_SIZE:
+            raise ValueError(f"--img-size {explicit}: expected an input resolution in 1..{MAX_IMAGE_SIZE} pixels")
         return int(explicit)
     if weights and Path(weights).is_file():
         size = _image_size_of_run(Path(weights))

@@ -364,3 +364,14 @@ def test_the_oracle_evaluator_refuses_resolutions_it_would_ignore():
     for resolutions in (None, [160, 176, 192, 208, 224]):  # a new run, and a resume (its args.yaml's values)
         assert get_evaluator("ofa_oracle", oracle_path=str(ORACLE), resolutions=resolutions).space.resolutions == \
             (160, 176, 192, 208, 224)
+
+
+def test_evaluator_outputs_under_a_file_are_refused_before_anything_is_loaded(tmp_path):
+    import evaluator as cli
+
+    (tmp_path / "file").write_text("")
+    base = ["--subnet", str(tmp_path / "net.subnet"), "--supernet_path", str(tmp_path / "supernet.pth")]
+    # was: mkdir's FileExistsError / NotADirectoryError traceback after the whole evaluation
+    for extra in (["--save", str(tmp_path / "file" / "net.stats")], ["--save_config", str(tmp_path / "file" / "x")]):
+        with pytest.raises(ValueError, match="file is a file, not a folder"):
+            cli.evaluate(cli.build_parser().parse_args([*base, *extra]))

@@ -347,3 +347,61 @@ def test_macro_flags_the_network_does_not_have_are_warned_about():
         warn_ignored_macro_flags(searched, {"init_channels": 8})
     with pytest.warns(UserWarning, match="--filter_increment ignored"):
         warn_ignored_macro_flags(searched, {"filter_increment": 4})
+
+
+def test_a_new_run_never_overwrites_another_and_bad_outputs_are_refused_first(setup, tmp_path):
+    folder, common = setup
+    run = tmp_path / "run"
+    assert main_inline("train_cifar", [*common, "--epochs", "1", "--save", run]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ValueError, match="already holds a run \\(checkpoint.pth\\); continue it with --resume"):
+        main_inline("train_cifar", [*common, "--epochs", "1", "--save", run])
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    (tmp_path / "file").write_text("")
+    for save in (tmp_path / "file", tmp_path / "file" / "run"):
+        with pytest.raises(ValueError, match="file is a file, not a folder"):
+            main_inline("train_cifar", [*common, "--save", save])
+    with pytest.raises(ValueError, match="--img-size 0: expected an input resolution"):  # was: silently 224 px
+        main_inline("train_cifar", [*common, "--img-size", "0", "--save", tmp_path / "zero"])
+    assert not (tmp_path / "zero").exists()
+
+
+def test_resume_of_a_run_killed_in_its_first_epoch_starts_it_again(setup, tmp_path):
+    folder, common = setup
+    argv = [*common, "--epochs", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NSGANETV2_TEST_KILL_DURING_WRITE": "model.pth:1"}
+    killed = subprocess.run([sys.executable, str(ROOT / "train_cifar.py"), *argv, "--save", tmp_path / "run"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "run" / "args.yaml").is_file() and not (tmp_path / "run" / "checkpoint.pth").exists()
+    assert main_inline("train_cifar", ["--resume", tmp_path / "run"]) == 0  # was: "no checkpoint.pth", exit 2
+    assert main_inline("train_cifar", [*argv, "--save", tmp_path / "ref"]) == 0
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "ref")
+    # a run whose checkpoint went missing after later epochs cannot restart silently
+    (tmp_path / "ref" / "checkpoint.pth").unlink()
+    (tmp_path / "ref" / "metrics.csv").write_text((tmp_path / "ref" / "metrics.csv").read_text() + "2,0,0,0,0,0,0\n")
+    with pytest.raises(ValueError, match="no checkpoint.pth, though its metrics.csv logged epochs after the first"):
+        main_inline("train_cifar", ["--resume", tmp_path / "ref"])
+
+
+def test_a_diverged_training_is_one_error_line_and_can_be_started_again(setup, tmp_path):
+    _, common = setup
+    argv = [*common, "--epochs", "1", "--save", tmp_path / "run"]
+    with pytest.raises(ValueError, match="training loss is nan; lower the learning rate"):  # was: a traceback
+        main_inline("train_cifar", [*argv, "--lr", "1e12", "--grad_clip", "0"])
+    assert main_inline("train_cifar", argv) == 0  # no epoch finished: the folder holds no run yet
+
+
+def test_relative_paths_are_stored_absolute_so_a_resume_works_from_any_folder(setup, tmp_path, monkeypatch, capsys):
+    folder, common = setup
+    monkeypatch.chdir(folder)
+    argv = [*common, "--epochs", "1", "--save", tmp_path / "run"]
+    for flag, relative in (("--data", "data"), ("--model-config", "model/net.config"),
+                           ("--initial-checkpoint", "model/net.inherited")):
+        argv[argv.index(flag) + 1] = relative
+    assert main_inline("train_cifar", argv) == 0
+    monkeypatch.chdir(tmp_path)  # was: "model/net.config: file not found" (or another folder's file of that name)
+    capsys.readouterr()
+    assert main_inline("train_cifar", ["--evaluate", "--resume", tmp_path / "run"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["top1"] == pytest.approx(metrics(tmp_path / "run")[0]["val_top1"], abs=1e-3)

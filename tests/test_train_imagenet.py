@@ -171,3 +171,42 @@ def test_bad_arguments_are_one_error_line(setup, tmp_path):
     changed = [*argv[:at], "--model-config", other, *argv[at + 4:]]
     with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor 'feature_mix_layer"):
         train_imagenet.main([str(a) for a in [*changed, "--output", tmp_path / "run", "--resume"]])
+
+
+def test_output_of_another_run_is_refused_and_a_first_epoch_kill_resumes(setup, tmp_path):
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--model-ema", "--quiet", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NSGANETV2_TEST_KILL_DURING_WRITE": "model.pth:1"}
+    killed = subprocess.run([os.sys.executable, str(ROOT / "train_imagenet.py"), *argv, "--output", tmp_path / "run"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoint.pth").exists()
+    # the first epoch again (was: "checkpoint.pth: weight file not found"), as an uninterrupted run has it
+    assert train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "run", "--resume"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "ref"]]) == 0
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "ref")
+    # a fresh run into a finished one is refused before anything is written (was: overwritten)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(ValueError, match="--output .* already holds a run .*--resume --output"):
+        train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "run"]])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    with pytest.raises(ValueError, match="not a train_imagenet.py run folder"):
+        train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "none", "--resume"]])
+    assert not (tmp_path / "none").exists()
+
+
+def test_negative_epochs_and_a_diverged_loss_are_one_error_line(setup, tmp_path):
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--quiet", "--device", "cpu", "--output", tmp_path / "run"]
+    with pytest.raises(ValueError, match="--epochs -1: must be >= 0"):  # was: an empty run, exit 0
+        train_imagenet.main([str(a) for a in [*argv, "--epochs", "-1"]])
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="training loss is nan at epoch 1; lower --lr"):  # was: a traceback
+        train_imagenet.main([str(a) for a in [*argv, "--epochs", "1", "--opt", "sgd", "--lr", "1e12",
+                                              "--warmup-epochs", "0"]])

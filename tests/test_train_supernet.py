@@ -313,3 +313,13 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path):
         resolve_n_classes("folder", tmp_path, None)
     write_image_folder(tmp_path, ["train", "test"], ["other"], per_class=3)
     assert resolve_n_classes("folder", tmp_path, None) == 2
+
+
+def test_a_diverged_supernet_training_is_one_error_line(folder_data, tmp_path):
+    import train_supernet as script
+
+    argv = ["--dataset", "folder", "--data", folder_data, "--resolutions", "24", "--vld_size", "6", "--batch_size",
+            "6", "--epochs", "1", "--n_random", "1", "--warmup_epochs", "0", "--lr", "1e12", "--grad_clip", "0",
+            "--device", "cpu", "--quiet", "--save", tmp_path / "run"]
+    with pytest.raises(ValueError, match="supernet training loss is nan; lower --lr"):  # was: a traceback
+        script.main([str(a) for a in argv])

@@ -286,3 +286,33 @@ def test_usage_errors_are_one_line_and_exit_2(script, capsys):
         module.main(["DATA", "--model-config", "net.config", "--no-such-flag"])
     err = capsys.readouterr().err.strip().splitlines()
     assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_truncated_weight_files_are_named_at_every_length(export, tmp_path):
+    # a zip cut short in its first kilobytes fails inside torch as a seek past the end (OSError EINVAL)
+    _, _, net, _, _ = export
+    whole = save_torch(tmp_path / "whole.pth", {"state_dict": net.state_dict()}).read_bytes()
+    for length in (10, 5000, 20000, len(whole) // 2, len(whole) - 1):
+        (tmp_path / "cut.pth").write_bytes(whole[:length])
+        with pytest.raises(ValueError, match="cut.pth: cannot load weights \\(not a PyTorch weight file, or a corrupt"):
+            load_weights(tmp_path / "cut.pth")
+
+
+def test_bad_save_path_and_image_size_are_refused_before_the_evaluation(export, tmp_path, monkeypatch):
+    config, weights, _, data, _ = export
+    import validation
+
+    monkeypatch.setattr(validation, "validate", lambda args: pytest.fail("evaluated before the check"))
+    argv = ["--dataset", "cifar10", "--data", data, "--model", config, "--pretrained", weights, "-j", "0"]
+    with pytest.raises(ValueError, match="--save .*: is a folder"):
+        run_inline(validation.main, *argv, "--save", tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="file is a file, not a folder"):
+        run_inline(validation.main, *argv, "--save", tmp_path / "file" / "v.json")
+    monkeypatch.undo()
+    # --img-size 0 is refused, not read as "not given" (which scored at another resolution)
+    from codebase.models import resolve_image_size
+
+    for size in (0, -3, 5000):
+        with pytest.raises(ValueError, match=f"--img-size {size}: expected an input resolution in 1..1024"):
+            resolve_image_size(size, "cifar10", config, weights)
