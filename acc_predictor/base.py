@@ -104,6 +104,8 @@ def correlation(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     if len(pred) < 2:
         raise ValueError("correlation: need at least 2 points")
     rmse = float(np.sqrt(np.mean((pred - true) ** 2)))
+    if np.ptp(pred) == 0 or np.ptp(true) == 0:  # undefined (a model predicting a constant, or equal errors):
+        return {"rmse": rmse, "rho": float("nan"), "tau": float("nan")}  # nan, without scipy's warning each time
     rho = float(stats.spearmanr(pred, true).statistic)
     tau = float(stats.kendalltau(pred, true).statistic)
     return {"rmse": rmse, "rho": rho, "tau": tau}

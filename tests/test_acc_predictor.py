@@ -290,3 +290,16 @@ def test_gp_ranks_with_fewer_points_than_features_need(n):
     pred = get_acc_predictor("gp").fit(X, target(X)).predict(Xt)
     assert np.std(pred) > 0.3 * np.std(target(Xt))
     assert kendalltau(pred, target(Xt)).statistic > 0.3  # the old fit: 0.06 at n = 30
+
+
+def test_correlation_of_a_constant_is_nan_without_a_warning():
+    # a surrogate predicting one value (or an archive of equal errors, as digits' early runs): rank correlation is
+    # undefined; scipy said so in a warning line on every iteration of the search
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for pred, true in (([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]), ([0.0, 1.0, 2.0], [5.0, 5.0, 5.0])):
+            q = correlation(np.array(pred), np.array(true))
+            assert np.isnan(q["rho"]) and np.isnan(q["tau"])
+            assert q["rmse"] == pytest.approx(np.sqrt(np.mean((np.array(pred) - np.array(true)) ** 2)))
