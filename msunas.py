@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import ArgumentsError, OneLineParser, flags_given, run_main, stored_arguments
+from codebase.cli import ArgumentsError, OneLineParser, absolute_path, flags_given, run_main, stored_arguments
 from codebase.io import check_output_folder
 from codebase.search.subset import SUBSET_METHODS
 
@@ -144,22 +144,18 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
 PATH_FLAGS = ("oracle_path", "supernet_path", "data")
 
 
-def _absolute(value: object) -> object:
-    return str(Path(str(value)).expanduser().resolve()) if value else value
-
-
 def _sec_obj_absolute(spec: str) -> str:
     """--sec_obj without spaces and with its latency tables as absolute paths (`lut:PATH`)."""
     from codebase.search.objectives import objective_names
 
-    return ",".join(f"lut:{_absolute(name[4:])}" if name.startswith("lut:") else name
+    return ",".join(f"lut:{absolute_path(name[4:])}" if name.startswith("lut:") else name
                     for name in objective_names(spec))
 
 
 def absolute_paths(values: dict[str, object]) -> dict[str, object]:
     """The path-valued flags as absolute paths, so a run's args.yaml serves a resume from any folder and a
     resume's relative paths compare by the file they name, not by how they were typed."""
-    out = {k: (_absolute(v) if k in PATH_FLAGS else v) for k, v in values.items()}
+    out = {k: (absolute_path(v) if k in PATH_FLAGS else v) for k, v in values.items()}
     if out.get("sec_obj"):
         out["sec_obj"] = _sec_obj_absolute(out["sec_obj"])
     return out

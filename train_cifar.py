@@ -25,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
+from codebase.cli import OneLineParser, absolute_path, flags_given, run_main, stored_arguments
 
 OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": False}
 NSGANET_DEFAULTS = {"lr": 0.025, "weight_decay": 3e-4, "epochs": 600, "nesterov": False}
@@ -93,7 +93,7 @@ def absolute_paths(args: argparse.Namespace) -> None:
     for key in PATH_FLAGS:
         value = getattr(args, key)
         if isinstance(value, str) and value and (key != "arch" or os.path.isfile(value)):  # arch: a name or a file
-            setattr(args, key, os.path.abspath(value))
+            setattr(args, key, absolute_path(value))
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -187,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.net_type == "macro":
         warn_ignored_macro_flags(args, flags_given(build_parser, sys.argv[1:] if argv is None else argv))
     args = resolve(args)
-    try:
-        stats = finetune(args)
-    except FloatingPointError as e:  # a diverged loss: a setting to change (--lr), not a traceback
-        raise ValueError(str(e)) from None
+    stats = finetune(args)
     if args.evaluate and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}))
     return 0

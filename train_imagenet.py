@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             check_new_run_folder(Path(args.output), "--output", f"--resume --output {args.output}")
         except ValueError as e:
             raise ArgumentsError(str(e)) from None
-    try:
-        finetune_imagenet(args)
-    except FloatingPointError as e:  # a diverged loss: a setting to change (--lr), not a traceback
-        raise ValueError(str(e)) from None
+    finetune_imagenet(args)
     return 0
 
 

@@ -85,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
-    try:
-        path = train_supernet(config, save, device=args.device, progress=not args.quiet, num_workers=args.num_workers)
-    except FloatingPointError as e:  # a diverged loss: a setting to change (--lr), not a traceback
-        raise ValueError(str(e)) from None
+    path = train_supernet(config, save, device=args.device, progress=not args.quiet, num_workers=args.num_workers)
 
     evaluator = SupernetEvaluator(dataset=config.dataset, data=config.data, n_classes=config.n_classes,
                                   supernet_path=path, width_mult=config.width_mult,

@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 
+def absolute_path(value: Any) -> Any:
+    """A path flag's value as an absolute path (None and "" as given): a run's args.yaml then serves a resume
+    from any folder, and paths typed differently compare by the file they name."""
+    return str(Path(str(value)).expanduser().resolve()) if value else value
+
+
 class ArgumentsError(ValueError):
     """Bad arguments: every process of a torchrun job finds the same, so only local rank 0 says so."""
 

@@ -27,7 +27,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 from codebase.checkpoints import check_compatible, load_into, load_weights
 from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, restart_killed_run
 from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
-from codebase.training import accuracy, autocast, distillation_loss, restore_rng_state, rng_state, seed_everything
+from codebase.training import (
+    DivergedError,
+    accuracy,
+    autocast,
+    distillation_loss,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+)
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5", "ema_top1",
                   "ema_top5")
@@ -167,7 +175,7 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
                         soft = teacher(x).detach()
                     loss = loss + args.teacher_weight * distillation_loss(logits, soft)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower --lr")
+                raise DivergedError(f"training loss is {loss.item()} at epoch {epoch + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip_grad:

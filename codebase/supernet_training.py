@@ -242,7 +242,7 @@ def train_step(supernet: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     """Forward/backward of each (subnet, resolution); the first one is the teacher. Gradients accumulate
     (the caller zeroes and steps). Returns the teacher's loss and top-1 on this batch."""
     from codebase.supernet import set_active_subnet
-    from codebase.training import accuracy, autocast, distillation_loss
+    from codebase.training import DivergedError, accuracy, autocast, distillation_loss
 
     device = images.device
     soft = None
@@ -261,7 +261,7 @@ def train_step(supernet: torch.nn.Module, images: torch.Tensor, labels: torch.Te
         elif kd_ratio > 0:
             loss = loss + kd_ratio * distillation_loss(logits, soft)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"supernet training loss is {loss.item()}; lower --lr")
+            raise DivergedError(f"supernet training loss is {loss.item()}; lower --lr")
         loss.backward()
     return teacher_loss, teacher_top1
 

@@ -17,6 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class DivergedError(ValueError, FloatingPointError):
+    """A training loss that is not finite: a setting to change (--lr), so every script says it in one line
+    as bad input (a ValueError), while it stays a FloatingPointError for code that catches that."""
+
+
 def accuracy(logits: torch.Tensor, targets: torch.Tensor, topk: tuple[int, ...] = (1, 5)) -> list[float]:
     """Top-k accuracies in percent; k larger than the number of classes counts as all classes."""
     if logits.shape[0] == 0:
@@ -117,7 +122,7 @@ def train_one_epoch(
                     teacher_logits = _logits(teacher(x)).detach()
                 loss = loss + distill_weight * distillation_loss(logits, teacher_logits)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()}; lower the learning rate")
+            raise DivergedError(f"training loss is {loss.item()}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None and grad_clip > 0:
