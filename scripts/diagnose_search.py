@@ -49,6 +49,7 @@ from codebase.oracle import OFAOracle, oracle_space  # noqa: E402
 from codebase.search.indicators import nondominated  # noqa: E402
 from codebase.search.subset import select_subset  # noqa: E402
 from search_space.base import rows_in  # noqa: E402
+from search_space.ofa import RESOLUTION_GENE  # noqa: E402
 
 
 def true_front(oracle: OFAOracle, calls: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,6 +329,20 @@ def main() -> None:
     distance = genes_apart(TX, AX)
     print(line + f"; genes from the true front to the nearest archive genome: median {np.median(distance):.0f} "
           f"(10-90%: {np.percentile(distance, 10):.0f}-{np.percentile(distance, 90):.0f})")
+
+    print("  its bias on the true front by resolution (architectures there, archive's architectures there): "
+          + ", ".join(f"{space.resolutions[r]}: {bias_true[TX[:, RESOLUTION_GENE] == r].mean():+.2f} "
+                      f"({(TX[:, RESOLUTION_GENE] == r).sum()}, {(AX[:, RESOLUTION_GENE] == r).sum()})"
+                      for r in range(len(space.resolutions)) if (TX[:, RESOLUTION_GENE] == r).any()))
+    layers = space.active_layers(TX).sum(1)
+    print("  and by number of layers: " + ", ".join(f"{n}: {bias_true[layers == n].mean():+.2f} ({(layers == n).sum()})"
+                                                 for n in np.unique(layers)))
+
+    archive_best = np.array([AF[front][AF[front][:, 1] <= f, 0].min(initial=np.inf) for f in TF[:, 1]])
+    beat = {name: (get_acc_predictor(name, search_space=space, seed=0).fit(AX, AF[:, 0]).predict(TX)
+                   < archive_best).mean() for name in dict.fromkeys([args.predictor, *args.models])}
+    print(f"  share of the true front predicted to beat the archive's front at its FLOPs (truly "
+          f"{(TF[:, 0] < archive_best).mean():.2f}): " + ", ".join(f"{n} {v:.2f}" for n, v in beat.items()))
 
     ridge = RandomDataRidge(oracle, 2000, seed=args.seed + 5)
     print("largest misjudged effects on the true front (one gene raised by one choice), error change: "

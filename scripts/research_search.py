@@ -9,7 +9,9 @@ of 40 x n_doe samples), `confidence:K` (the searched error is the prediction min
 K of either sign; the engine's `explore` takes K > 0 only), `rank_fill` (the inner search starts from
 the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
 `mutation:M` (the inner search mutates M genes per child on average instead of 1), `crossover:ux` /
-`crossover:none` (the inner search's uniform crossover, or none, instead of two-point).
+`crossover:none` (the inner search's uniform crossover, or none, instead of two-point), `res_strata:K`
+(K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
+pick the best predicted gain over the archive's front at its resolution).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -46,6 +48,7 @@ import numpy as np  # noqa: E402
 from codebase.cli import OneLineParser  # noqa: E402
 from codebase.io import read_json  # noqa: E402
 from codebase.search import pymoo_adapter  # noqa: E402
+from codebase.search.subset import select_subset  # noqa: E402
 from search_space.base import rows_in  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -160,6 +163,48 @@ def with_crossover(kind: str):
         return crossover, PM(eta=mutation_eta, repair=RoundingRepair(), vtype=float)
 
     return operators
+
+
+def with_resolution_strata(original, k: int):
+    """MSuNAS._surrogate_picks with k of the n picks spent on per-resolution fronts: for the next k input
+    resolutions in turn, an inner search held at that resolution (a genome at another one is infeasible),
+    started from the archive's front at that resolution (topped up with the whole front moved to it), and
+    its candidate of largest predicted hypervolume gain over the archive's front at that resolution. The
+    input size scales every layer, so each resolution is its own basin of good designs; this spends a
+    fixed share of the budget on the basins the global front has left."""
+    from codebase.search.engine import nondominated
+    from search_space.ofa import RESOLUTION_GENE
+
+    def picks(self, models, archive, n, ref_point, seed):
+        main = original(self, models, archive, n - k, ref_point, seed)
+        chosen = [main]
+        n_res = int(self.space.xu[RESOLUTION_GENE]) + 1
+        for j in range(k):
+            r = (len(archive.X) // self.s.n_iter * k + j) % n_res  # next resolutions in turn
+
+            def held(X, r=r):
+                F = self._predict(models, X, self.s.explore)
+                F[X[:, RESOLUTION_GENE] != r] = 1e9
+                return F
+
+            at_r = archive.X[:, RESOLUTION_GENE] == r
+            start = archive.X[at_r][nondominated(archive.F[at_r])] if at_r.any() else archive.X[:0]
+            moved = archive.X[nondominated(archive.F)].copy()
+            moved[:, RESOLUTION_GENE] = r
+            start = np.unique(np.concatenate([start, self.space.canonical(moved)]), axis=0)
+            X, F = _ORIGINAL_MINIMIZE(self.space, held, len(self.objectives), start, self.s.inner_pop,
+                                      self.s.inner_gens, seed + 1 + j)
+            X = np.unique(X[X[:, RESOLUTION_GENE] == r], axis=0)
+            X = X[~rows_in(X, np.concatenate([archive.X, *chosen]))]
+            if not len(X):
+                continue
+            F = self._predict(models, X, self.s.explore)
+            ref_front = archive.F[at_r] if at_r.any() else archive.F[:0]
+            best = select_subset("hv", F, ref_front, 1, ref_point)
+            chosen.append(X[best])
+        return np.concatenate(chosen)
+
+    return picks
 
 
 def register_variants() -> None:
@@ -462,7 +507,7 @@ def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
-                        "crossover:ux|none")
+                        "crossover:ux|none | res_strata:K")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -486,6 +531,10 @@ def main() -> None:
         pymoo_adapter._operators = with_mutation_rate(float(arg))
     elif name == "crossover":
         pymoo_adapter._operators = with_crossover(arg)
+    elif name == "res_strata":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._surrogate_picks = with_resolution_strata(MSuNAS._surrogate_picks, int(arg or 2))
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
