@@ -11,7 +11,8 @@ the archive's best `inner_pop` by non-dominated rank and crowding, not from its 
 `mutation:M` (the inner search mutates M genes per child on average instead of 1), `crossover:ux` /
 `crossover:none` (the inner search's uniform crossover, or none, instead of two-point), `res_strata:K`
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
-pick the best predicted gain over the archive's front at its resolution).
+pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
+picks by a second surrogate NAME, with its own inner search and subset selection).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -203,6 +204,23 @@ def with_resolution_strata(original, k: int):
             best = select_subset("hv", F, ref_front, 1, ref_point)
             chosen.append(X[best])
         return np.concatenate(chosen)
+
+    return picks
+
+
+def with_portfolio(original, name: str, k: int):
+    """MSuNAS._surrogate_picks with k of the n picks made by a second surrogate `name` (its own inner
+    search and subset selection), the rest by the run's predictor: models of other inductive biases
+    extrapolate differently, so the second one's picks explore where the first one is sure."""
+    from acc_predictor import get_acc_predictor
+
+    def picks(self, models, archive, n, ref_point, seed):
+        main = original(self, models, archive, n - k, ref_point, seed)
+        other = dict(models)
+        other[0] = get_acc_predictor(name, search_space=self.space, seed=seed).fit(archive.X, archive.F[:, 0])
+        extra = original(self, other, archive, k, ref_point, seed + 1)
+        extra = extra[~rows_in(extra, main)]  # the engine tops up with random architectures if any repeat
+        return np.concatenate([main, extra])
 
     return picks
 
@@ -507,7 +525,7 @@ def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
-                        "crossover:ux|none | res_strata:K")
+                        "crossover:ux|none | res_strata:K | portfolio:NAME:K")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -535,6 +553,11 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._surrogate_picks = with_resolution_strata(MSuNAS._surrogate_picks, int(arg or 2))
+    elif name == "portfolio":
+        from codebase.search.engine import MSuNAS
+
+        other, _, k = arg.partition(":")
+        MSuNAS._surrogate_picks = with_portfolio(MSuNAS._surrogate_picks, other, int(k or 2))
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
