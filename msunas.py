@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codebase.cli import ArgumentsError, OneLineParser, absolute_path, flags_given, run_main, stored_arguments
+from codebase.cli import (
+    ArgumentsError,
+    OneLineParser,
+    absolute_path,
+    changed_settings,
+    check_resume_save,
+    flags_given,
+    run_main,
+    stored_arguments,
+)
 from codebase.io import check_output_folder
 from codebase.search.subset import SUBSET_METHODS
 
@@ -126,13 +135,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
             given[name] = given.pop(alias)
     defaults = vars(parser.parse_args([]))
     merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
-    if "save" in given and Path(given["save"]) != run:
-        raise ValueError(f"--resume {run} continues the run in that folder; drop --save {given['save']}")
-    fixed = {k: v for k, v in absolute_paths(given).items() if k not in (*RESUMABLE, "save", "resume")}
-    stored_paths = absolute_paths({k: merged.get(k) for k in fixed})  # runs of earlier versions: relative
-    # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored
-    changed = [f"--{k} {_shown(given[k])} (the run has {_shown(merged.get(k))})" for k, v in fixed.items()
-               if v != stored_paths[k]]
+    check_resume_save(run, given)
+    # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
+    # paths compare as absolute ones (runs of earlier versions stored them relative)
+    changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"),
+                               same=lambda k, a, b: absolute_paths({k: a}) == absolute_paths({k: b}))
     if changed:
         raise ValueError(f"--resume {run} continues with the settings in its args.yaml; drop {', '.join(changed)}; "
                          f"only {', '.join('--' + k for k in RESUMABLE)} (and --n_gens) may change")
@@ -159,10 +166,6 @@ def absolute_paths(values: dict[str, object]) -> dict[str, object]:
     if out.get("sec_obj"):
         out["sec_obj"] = _sec_obj_absolute(out["sec_obj"])
     return out
-
-
-def _shown(value: object) -> str:
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def check_args(args: argparse.Namespace) -> None:

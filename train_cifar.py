@@ -23,9 +23,18 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from codebase.cli import OneLineParser, absolute_path, flags_given, run_main, stored_arguments
+from codebase.cli import (
+    OneLineParser,
+    absolute_path,
+    changed_settings,
+    check_resume_save,
+    flag_names,
+    flags_given,
+    run_main,
+    same_setting,
+    stored_arguments,
+)
 
 OFA_DEFAULTS = {"lr": 0.01, "weight_decay": 4e-5, "epochs": 150, "nesterov": False}
 NSGANET_DEFAULTS = {"lr": 0.025, "weight_decay": 3e-4, "epochs": 600, "nesterov": False}
@@ -120,17 +129,6 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def _same(key: str, given, stored) -> bool:
-    if given == stored:
-        return True
-    if key in PATH_FLAGS and isinstance(given, str) and isinstance(stored, str):
-        try:
-            return os.path.samefile(given, stored)
-        except OSError:
-            return False
-    return False
-
-
 def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argparse.Namespace:
     """--resume DIR: the arguments stored in DIR/args.yaml, with the few that a resume may change taken from the
     command line. A flag that would change the training (or, with --evaluate, the network scored) and differs
@@ -143,17 +141,15 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
                                       f"{folder})")
     parser = build_parser()
     defaults = vars(parser.parse_args([]))
-    names = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in parser._actions}
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
+    check_resume_save(folder, given)
     free = RESUME_FREE | (TRAINING_ONLY if args.evaluate else frozenset())
-    refused = [names[key] for key, value in given.items()
-               if key not in free and key != "save" and not _same(key, value, stored.get(key, defaults[key]))]
-    if given.get("save") and Path(given["save"]).resolve() != folder.resolve():
-        refused.append("--save")
+    refused = changed_settings(given, {**defaults, **stored}, free | {"save"}, flag_names(parser),  # --save: above
+                               same=lambda key, a, b: same_setting(a, b, path=key in PATH_FLAGS))
     if refused:
         raise ValueError(f"--resume {args.resume} continues the run with the settings in {path}; drop "
-                         + ", ".join(sorted(refused)) + " (only --data, --device, --workers, --amp, --quiet and "
-                         "--evaluate may change)")
+                         + ", ".join(refused) + "; only --data, --device, --workers, --amp, --quiet and "
+                         "--evaluate may change")
     settings = {key: stored.get(key, value) for key, value in vars(args).items()}
     settings.update({key: value for key, value in given.items() if key in free})
     return argparse.Namespace(**settings)

@@ -8,14 +8,34 @@
     python train_imagenet.py DATA ... --resume --output DIR       # continue DIR from its checkpoint.pth
 
 Scale --lr with the total batch: (batch per process x processes / 256) x 0.006.
+--resume continues with the settings in DIR/args.yaml: flags left out take the stored values, and a flag that
+would change one is refused; only --epochs (the schedule then spans the new length), DATA, --device, --workers,
+--validation-batch-size, --amp and --quiet may change.
 Writes DIR/args.yaml, DIR/checkpoint.pth, DIR/model.pth ({"state_dict", "state_dict_ema"}), DIR/metrics.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from codebase.cli import ArgumentsError, OneLineParser, run_main
+from codebase.cli import (
+    ArgumentsError,
+    OneLineParser,
+    absolute_path,
+    changed_settings,
+    flag_names,
+    flags_given,
+    run_main,
+    same_setting,
+    stored_arguments,
+)
+
+# what --resume may change: the run's length, where the data are, how it runs (evaluation batches change no score)
+RESUME_FREE = frozenset({"resume", "output", "epochs", "data", "device", "workers", "validation_batch_size", "amp",
+                         "quiet"})
+PATH_FLAGS = frozenset({"model_config", "initial_checkpoint", "teacher"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,19 +86,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from pathlib import Path
+def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argparse.Namespace:
+    """--resume: the settings in the run's args.yaml, with the flags given on the command line. A flag that would
+    change a stored setting is one error line naming it: the checkpoint's optimizer state would silently
+    override a new --lr (while args.yaml recorded it), and a changed network or data pipeline would mix runs."""
+    folder = Path(args.output)
+    stored = stored_arguments(folder, f"--resume --output {folder}: not a train_imagenet.py run folder "
+                                      f"(no args.yaml)")
+    parser = build_parser()
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
+    run = {**{k: parser.get_default(k) for k in vars(args)}, **stored}  # defaults: flags earlier versions lacked
+    changed = changed_settings(given, run, RESUME_FREE, flag_names(parser),
+                               same=lambda key, a, b: same_setting(a, b, path=key in PATH_FLAGS))
+    if changed:
+        raise ValueError(f"--resume --output {folder} continues the run with the settings in its args.yaml; give "
+                         f"the run's values (or leave the flags out): {', '.join(changed)}; only --epochs, DATA, "
+                         f"--device, --workers, --validation-batch-size, --amp and --quiet may change")
+    return argparse.Namespace(**{**run, **given})
 
+
+def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import check_new_run_folder
     from codebase.finetune_imagenet import default_output, finetune_imagenet
 
     args = build_parser().parse_args(argv)
     if args.resume and not args.output:
         raise ArgumentsError("--resume needs --output DIR (the run to continue)")
-    if args.resume and not (Path(args.output) / "args.yaml").is_file():
-        raise ArgumentsError(f"--resume --output {args.output}: not a train_imagenet.py run folder (no args.yaml)")
+    if args.resume:
+        try:
+            args = resume_settings(args, argv)
+        except ValueError as e:
+            raise ArgumentsError(str(e)) from None
+    for key in (*PATH_FLAGS, "data"):  # absolute in args.yaml: a resume from another folder finds the same files
+        setattr(args, key, absolute_path(getattr(args, key)))
     if args.epochs < 0:  # no epoch to run: refused rather than an empty run folder
         raise ArgumentsError(f"--epochs {args.epochs}: must be >= 0")
+    if args.batch_size < 1 or args.validation_batch_size < 1:  # -vb 0 failed only after the first epoch
+        raise ArgumentsError(f"--batch-size {args.batch_size} / --validation-batch-size "
+                             f"{args.validation_batch_size}: must be >= 1")
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
     args.output = args.output or default_output(args)

@@ -19,7 +19,11 @@ import logging
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, flags_given, run_main, stored_arguments
+from codebase.cli import OneLineParser, changed_settings, check_resume_save, flags_given, run_main, stored_arguments
+from codebase.io import check_output_folder
+
+# what --resume DIR may change: where the data are and how the training runs
+RESUME_FREE = ("data", "device", "num_workers", "quiet", "save", "resume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,31 +60,32 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.io import write_json, write_yaml
     from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:
         save = Path(args.resume)
         stored = stored_arguments(save, f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
         given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
-        ignored = [k for k in sorted(fields - {"data"}) if k in given and given[k] != stored.get(k, given[k])]
-        if ignored:  # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise
+        check_resume_save(save, given)
+        # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise
+        ignored = changed_settings(given, {**vars(parser.parse_args([])), **stored}, RESUME_FREE)
+        if ignored:
             raise ValueError(f"--resume {save} continues with the settings in its args.yaml; drop "
-                             + ", ".join(f"--{k}" for k in ignored) + " (only --data, --device and "
-                             "--num_workers may change)")
+                             + ", ".join(ignored) + "; only --data, --device and --num_workers may change")
         if args.data is not None:  # the one setting a resume may change: the data moved
             stored = {**stored, "data": args.data}
         config = SupernetTrainConfig(**{k: v for k, v in stored.items() if k in fields})
     else:
         save = Path(args.save)
-        if save.exists() and not save.is_dir():
-            raise ValueError(f"--save {save}: not a folder")
+        check_output_folder(save, f"--save {save}")  # before the data are read
         if (save / CHECKPOINT).exists():
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
         config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     config = config.resolved()
     try:
         save.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a file on the way, no permission, ...
+    except OSError as e:  # no permission, ...
         raise ValueError(f"--save {save}: cannot create the folder ({e.strerror or type(e).__name__})") from None
     if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())

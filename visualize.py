@@ -42,6 +42,12 @@ def looks_macro(arch: object) -> bool:
     return True
 
 
+def looks_ofa(arch: object) -> bool:
+    """Whether a parsed architecture file holds an OFA MobileNetV3 subnet ({"ks", "e", "d", "r"}: a net.subnet of
+    msunas.py's OFA space) or its net.config: architectures of another space, which these drawings do not show."""
+    return isinstance(arch, dict) and ({"ks", "e", "d"} <= arch.keys() or {"first_conv", "blocks"} <= arch.keys())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # a file (net_I.subnet, arch.json) names the drawings by its stem, so they land in --out
@@ -50,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     arch = None
     try:
         arch = load_arch(args.arch, args.net_type)
+        if looks_ofa(arch):  # not "missing field 'normal'": no field would make it a cell
+            raise ValueError(f"{args.arch}: an OFA MobileNetV3 subnet, which this tool cannot draw (it draws "
+                             f"NSGA-Net micro cells and macro phases)")
         if args.net_type == "micro":
             if isinstance(arch, list):  # a 40-gene genome
                 from search_space.nsganet_micro import MicroSearchSpace

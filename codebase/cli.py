@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -95,3 +95,47 @@ def stored_arguments(folder: str | Path, missing: str | None) -> dict[str, Any]:
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: corrupt (expected a mapping of arguments)")
     return stored
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{dest: the option's first long name (`--model-config` for model_config)}: how a message names a flag."""
+    return {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in parser._actions}
+
+
+def same_setting(given: Any, stored: Any, path: bool = False) -> bool:
+    """Whether a resume's flag value repeats the run's stored one; a path (`path`) also when typed differently
+    (relative, absolute, through a link) for the same existing file."""
+    if given == stored:
+        return True
+    if path and isinstance(given, str) and isinstance(stored, str):
+        try:
+            return os.path.samefile(given, stored)
+        except OSError:  # one of them does not exist: not the same file
+            return False
+    return False
+
+
+def changed_settings(given: dict[str, Any], stored: dict[str, Any], free: Collection[str],
+                     names: dict[str, str] | None = None,
+                     same: Callable[[str, Any, Any], bool] | None = None) -> list[str]:
+    """What a resume's command line (`given`, from flags_given) would change in the run: each flag outside
+    `free` whose value differs from the run's (`stored`: its args.yaml over the defaults), as
+    `--flag VALUE (the run has STORED)`. A resume refuses these by name: the run's checkpoint (optimizer,
+    schedule) would otherwise silently override the new value, or the new value silently mix with the old run.
+    `same(dest, given, stored)` compares (default: ==); `names` maps dests to flags (default: --dest)."""
+    names = names or {}
+    same = same or (lambda _, a, b: a == b)
+    return [f"{names.get(k, '--' + k)} {_shown(v)} (the run has {_shown(stored.get(k))})"
+            for k, v in given.items() if k not in free and not same(k, v, stored.get(k))]
+
+
+def check_resume_save(run: str | Path, given: dict[str, Any]) -> None:
+    """--resume RUN continues the run in RUN: a --save naming another folder (`given`, from flags_given) is a
+    ValueError, not silently ignored."""
+    save = given.get("save")
+    if save and Path(save).resolve() != Path(run).resolve():
+        raise ValueError(f"--resume {run} continues the run in that folder; drop --save {save}")
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)

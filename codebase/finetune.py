@@ -248,8 +248,7 @@ def check_new_run_folder(folder: Path, flag: str, resume: str) -> None:
 def restart_killed_run(folder: Path, flag: str, say: bool = True) -> None:
     """--resume of a run folder without checkpoint.pth: a run killed in its first epoch (before its first
     checkpoint) starts again from epoch 1; one whose metrics.csv logged a later epoch lost its checkpoint."""
-    metrics = folder / "metrics.csv"
-    if len(_metrics_rows(metrics, 2**31)) > len(_metrics_rows(metrics, 2)):
+    if any(int(row.split(",")[0]) > 1 for row in _metrics_rows(folder / "metrics.csv", 2**31)):
         raise ValueError(f"{flag}: {folder} has no checkpoint.pth, though its metrics.csv logged epochs after the "
                          f"first; the run cannot continue")
     if say:

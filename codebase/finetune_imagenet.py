@@ -141,7 +141,8 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         check_compatible(model, state["state_dict"], str(folder / "checkpoint.pth"))  # one line, no traceback
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        # the schedule is not restored but built from the settings (train_imagenet.py refuses changed ones) and
+        # --epochs, which a resume may change: a lengthened cosine run then spans its new length, as in timm
         if ema is not None and "state_dict_ema" in state:
             ema.module.load_state_dict(state["state_dict_ema"])
         start = int(state["epoch"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,11 +317,18 @@ def stats_from_objectives(objectives: list[str], values: np.ndarray) -> dict[str
 
 
 def architecture_stats(result: SearchResult, index: int, found: dict[str, Path]) -> dict[str, Any]:
+    """net.stats of archive member `index`: its evaluation's iter_K/net_I.stats (all it measured), else the
+    archive's values. A corrupt evaluation file is a warning, not the end of the export: the archive holds
+    the objective values."""
     path = found.get(subnet_key(result.subnets[index]))
     if path is not None:
-        stats = read_json(path)
-        if isinstance(stats, dict):
-            return stats
+        try:
+            stats = read_json(path)
+            if isinstance(stats, dict):
+                return stats
+            raise ValueError(f"{path}: not a stats file (expected a JSON object)")
+        except ValueError as e:
+            warnings.warn(f"{e}; its net.stats holds the archive's objective values instead", stacklevel=2)
     return stats_from_objectives(result.objectives, result.F[index])
 
 

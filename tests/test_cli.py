@@ -229,3 +229,23 @@ def test_bad_arguments_under_torchrun_are_said_once_per_machine(tmp_path, script
         said[local_rank] = out.stderr.strip().splitlines()
     assert len(said["0"]) == 1 and said["0"][0].startswith(message), said["0"]
     assert said["1"] == []
+
+
+def test_a_resume_names_each_flag_that_would_change_its_run(tmp_path, monkeypatch):
+    """The one mechanism of msunas, train_cifar, train_imagenet and train_supernet --resume."""
+    from codebase.cli import changed_settings, check_resume_save, flag_names, same_setting
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.config").write_text("{}")
+    parser = OneLineParser()
+    parser.add_argument("--model-config", "--model_config", dest="model_config")
+    parser.add_argument("--lr", type=float)
+    stored = {"model_config": str(tmp_path / "net.config"), "lr": 0.05, "sizes": [160, 224], "epochs": 2}
+    given = {"model_config": "net.config", "lr": 0.1, "sizes": [160, 192], "epochs": 3}
+    same = lambda key, a, b: same_setting(a, b, path=key == "model_config")  # noqa: E731
+    assert changed_settings(given, stored, {"epochs"}, flag_names(parser), same) == [
+        "--lr 0.1 (the run has 0.05)", "--sizes 160 192 (the run has 160 224)"]  # the same file, typed relative
+    assert changed_settings(given, stored, {"epochs"})[0].startswith("--model_config net.config (the run has /")
+    check_resume_save(tmp_path, {"save": "."})  # the run's own folder, typed otherwise
+    with pytest.raises(ValueError, match=r"continues the run in that folder; drop --save other$"):
+        check_resume_save(tmp_path, {"save": "other"})

@@ -109,6 +109,17 @@ def test_a_width_the_supernet_lacks_and_a_corrupt_folder_are_refused(tmp_path, c
     assert (tmp_path / "c" / "args.yaml").read_text() == "- not\n- settings\n"
 
 
+def test_save_that_is_or_lies_beneath_a_file_is_one_error_line(tmp_path, capsys):
+    # codebase.io.check_output_folder: a file on the way of --save was an OSError traceback from mkdir
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder")
+    for save in (taken, taken / "luts"):
+        assert _script().main(["--save", str(save), *FAST]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --save {save}: {taken} is a file, not a folder\n"
+    assert taken.read_text() == "not a folder"
+
+
 @pytest.mark.slow
 def test_table_prediction_tracks_measured_latency(tmp_path):
     """A table built on this CPU predicts a whole subnet's measured time within a factor of 3."""

@@ -126,6 +126,22 @@ def test_a_macro_file_drawn_as_micro_hints_at_net_type_macro(tmp_path, capsys, c
     assert list(tmp_path.iterdir()) == [path]
 
 
+@pytest.mark.parametrize("net_type", ["micro", "macro"])
+@pytest.mark.parametrize("name, content", [
+    ("net.subnet", {"ks": [3, 5, 7, 3, 5, 7, 3, 5, 7, 3], "e": [3, 4, 6, 3, 4, 6, 3, 4, 6, 3], "d": [2] * 5, "r": 224}),
+    ("net.config", {"name": "MobileNetV3", "first_conv": {}, "blocks": [], "classifier": {}}),
+])
+def test_an_ofa_subnet_is_refused_in_one_line_as_not_drawable(tmp_path, capsys, net_type, name, content):
+    # was: "micro genotype: missing field 'normal'" (or 'genome' with --net_type macro), as if a field were missing
+    path = tmp_path / name
+    path.write_text(json.dumps(content))
+    assert visualize.main([str(path), "--net_type", net_type, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {path}: an OFA MobileNetV3 subnet, which this tool cannot draw (it draws NSGA-Net "
+                   f"micro cells and macro phases)")
+    assert list(tmp_path.iterdir()) == [path]
+
+
 def test_a_broken_micro_file_gets_no_macro_hint(tmp_path, capsys):
     path = tmp_path / "cells.json"
     path.write_text(json.dumps({"normal": [["skip_connect", 0]] * 10, "normal_concat": [2]}))

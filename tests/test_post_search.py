@@ -311,6 +311,24 @@ def test_post_search_by_preference_on_a_genome_list_run(tmp_path):
     assert png.startswith(PNG) and len(png) > 20_000
 
 
+def test_a_corrupt_evaluation_stats_file_is_a_warning_and_the_archive_values_are_exported(tmp_path):
+    import post_search as script
+
+    F = LINE + [[26, 350], [8, 700]]  # the last one: most accurate, evaluated in the last iteration
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], F)
+    corrupt = tmp_path / "run" / "iter_2" / "net_0.stats"
+    corrupt.write_text('{"top1": 92.0, "lo')  # cut short: the export stopped at it, though iter_2.stats holds it
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match=rf"{corrupt}: corrupt JSON file .*; its net.stats holds the archive's"):
+        assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1", "--prefer", "flops#300+top1#80"]) == 0
+    assert json.loads((out / "net-flops@700" / "net.stats").read_text()) == {"top1": 92.0, "flops": 700.0}
+    assert json.loads((out / "choices.json").read_text())["complete"] is True
+    # as a script: one warning line, exit 0
+    done = post_search("--expr", expr, "--save", tmp_path / "again", "-n", "1", "--prefer", "flops#300+top1#80")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"warning: {corrupt}: corrupt JSON file") and done.stderr.count("\n") == 1
+
+
 def test_post_search_by_trade_off_with_none_and_four_objectives(tmp_path):
     import post_search as script
 

@@ -136,7 +136,8 @@ def test_resume_into_another_network_or_a_bad_device_is_one_error(setup, tmp_pat
     at = common.index("--model-config")
     other = [*common[:at], *common[at + 4:], "--net_type", "micro", "--layers", "3", "--init_channels", "4",
              "--filter_increment", "2"]
-    refused = r"drop --epochs, --filter_increment, --init_channels, --layers, --net_type \(only"
+    refused = (r"drop --epochs 2 \(the run has 1\), --net_type micro \(the run has None\), --layers 3 \(the run "
+               r"has 20\), --init_channels 4 \(the run has 34\), --filter_increment 2 \(the run has 4\); only")
     with pytest.raises(ValueError, match=refused):
         main_inline("train_cifar", [*other, "--resume", run])
     # args.yaml edited to another network: an error naming a tensor, not load_state_dict's traceback
@@ -201,7 +202,8 @@ def test_resume_refuses_flags_it_cannot_honour(setup, tmp_path):
     err = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(err) == 1, done.stderr[-2000:]
     assert err[0].startswith("error: --resume") and "drop --epochs " in err[0] and "args.yaml" in err[0]
-    with pytest.raises(ValueError, match=r"drop --batch-size, --lr, --model-config \(only --data"):
+    with pytest.raises(ValueError, match=r"drop --lr 0.1 \(the run has 0.05\), --batch-size 4 \(the run has 10\), "
+                                         r"--model-config other.config \(the run has /\S+/net.config\); only --data"):
         main_inline("train_cifar", ["--resume", run, "--lr", "0.1", "-b", "4", "--model-config", "other.config"])
     assert (run / "metrics.csv").read_text() == before
     # allowed: the data moved, another device / loader, the same values repeated
@@ -382,6 +384,21 @@ def test_resume_of_a_run_killed_in_its_first_epoch_starts_it_again(setup, tmp_pa
     (tmp_path / "ref" / "metrics.csv").write_text((tmp_path / "ref" / "metrics.csv").read_text() + "2,0,0,0,0,0,0\n")
     with pytest.raises(ValueError, match="no checkpoint.pth, though its metrics.csv logged epochs after the first"):
         main_inline("train_cifar", ["--resume", tmp_path / "ref"])
+
+
+def test_restarting_a_killed_run_reads_its_metrics_once(tmp_path, monkeypatch):
+    from codebase.finetune import restart_killed_run
+
+    header = "epoch,lr,train_loss,train_top1,val_loss,val_top1,val_top5\n"
+    (tmp_path / "metrics.csv").write_text(header + "1,0.1,1,50,1,50,90\n")
+    reads = []
+    read_text = Path.read_text
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: reads.append(self.name) or read_text(self, *a, **k))
+    restart_killed_run(tmp_path, "--resume", say=False)  # only the first epoch logged: it starts again
+    assert reads == ["metrics.csv"]  # was: read twice
+    (tmp_path / "metrics.csv").write_text(header + "1,0.1,1,50,1,50,90\n2,0.1,1,50,1,50,90\n")
+    with pytest.raises(ValueError, match="no checkpoint.pth, though its metrics.csv logged epochs after the first"):
+        restart_killed_run(tmp_path, "--resume", say=False)
 
 
 def test_a_diverged_training_is_one_error_line_and_can_be_started_again(setup, tmp_path):

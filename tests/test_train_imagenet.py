@@ -161,16 +161,23 @@ def test_bad_arguments_are_one_error_line(setup, tmp_path):
         main("--aa", "bogus", "--output", tmp_path / "b")
     with pytest.raises(ValueError, match="--device foo"):
         main("--device", "foo", "--output", tmp_path / "c")
-    # resuming a run with another architecture names the first tensor that differs
-    assert main("--output", tmp_path / "run") == 0
+    # resuming with another architecture is refused by name, before anything is loaded; the run's own
+    # net.config edited in place names the first tensor of checkpoint.pth that differs
+    own = tmp_path / "net.config"
+    own.write_text(Path(config).read_text())
+    at = argv.index("--model-config")
+    mine = [*argv[:at], "--model-config", own, *argv[at + 4:]]  # no --initial-checkpoint: it fits only `config`
+    assert train_imagenet.main([str(a) for a in [*mine, "--output", tmp_path / "run"]]) == 0
     other, _, _ = tiny_export(tmp_path / "other", n_classes=3)
     cfg = json.loads(other.read_text())
     cfg["classifier"]["in_features"] = cfg["feature_mix_layer"]["out_channels"] = 64
     other.write_text(json.dumps(cfg))
-    at = argv.index("--model-config")
     changed = [*argv[:at], "--model-config", other, *argv[at + 4:]]
-    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor 'feature_mix_layer"):
+    with pytest.raises(ValueError, match=r"--model-config \S+other/net.config \(the run has \S+/net.config\)"):
         train_imagenet.main([str(a) for a in [*changed, "--output", tmp_path / "run", "--resume"]])
+    own.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor 'feature_mix_layer"):
+        train_imagenet.main([str(a) for a in [*mine, "--output", tmp_path / "run", "--resume"]])
 
 
 def test_output_of_another_run_is_refused_and_a_first_epoch_kill_resumes(setup, tmp_path):
@@ -210,3 +217,68 @@ def test_negative_epochs_and_a_diverged_loss_are_one_error_line(setup, tmp_path)
     with pytest.raises(ValueError, match="training loss is nan at epoch 1; lower --lr"):  # was: a traceback
         train_imagenet.main([str(a) for a in [*argv, "--epochs", "1", "--opt", "sgd", "--lr", "1e12",
                                               "--warmup-epochs", "0"]])
+
+
+def test_resume_takes_the_stored_settings_and_refuses_a_changed_one_by_name(setup, tmp_path, monkeypatch):
+    """--resume continues with the run's args.yaml: a changed --lr was silently overridden by the checkpoint's
+    optimizer and schedule while args.yaml recorded it; flags left out were the defaults in args.yaml."""
+    import train_imagenet
+    from codebase.io import read_yaml
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--img-size", "32", "-b", "4", "-j",
+            "0", "--model-ema", "--quiet", "--device", "cpu"]
+
+    def main(*extra):
+        return train_imagenet.main([str(a) for a in [*argv, *extra]])
+
+    monkeypatch.chdir(Path(weights).parent)  # a relative path is stored absolute: the resume runs elsewhere
+    assert main("--epochs", "1", "--lr", "0.05", "--warmup-epochs", "0", "--initial-checkpoint", Path(weights).name,
+                "--output", tmp_path / "run") == 0
+    assert read_yaml(tmp_path / "run" / "args.yaml")["initial_checkpoint"] == str(weights)
+    monkeypatch.chdir(tmp_path)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(ValueError, match=r"--lr 0.1 \(the run has 0.05\), --opt sgd \(the run has rmsproptf\); "
+                                         r"only --epochs") as error:
+        main("--epochs", "2", "--lr", "0.1", "--opt", "sgd", "--output", tmp_path / "run", "--resume")
+    assert "\n" not in str(error.value)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    # the flags left out are the run's (lr 0.05, no warm-up, its weights), not the defaults (0.024, 3 warm-up
+    # epochs, none)
+    assert main("--epochs", "2", "--output", tmp_path / "run", "--resume") == 0
+    stored = read_yaml(tmp_path / "run" / "args.yaml")
+    assert (stored["lr"], stored["warmup_epochs"], stored["epochs"]) == (0.05, 0, 2)
+    assert stored["initial_checkpoint"] == str(weights)
+    assert main("--epochs", "2", "--lr", "0.05", "--warmup-epochs", "0", "--initial-checkpoint", weights,
+                "--output", tmp_path / "straight") == 0
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "straight")
+
+
+def test_a_lengthened_cosine_run_follows_the_schedule_of_its_new_length(setup, tmp_path):
+    # the schedule restored from checkpoint.pth kept the old length: epoch 2 of a cosine run lengthened from 1 to
+    # 2 epochs ran at the minimum lr instead of half way down, unlike the same 2 epochs run straight
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--quiet", "--device", "cpu", "--sched", "cosine",
+            "--warmup-epochs", "0", "--lr", "0.02", "--min-lr", "0", "--model-ema"]
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "1", "--output", tmp_path / "run"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "2", "--output", tmp_path / "run",
+                                                 "--resume"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "2", "--output", tmp_path / "straight"]]) == 0
+    rows = metrics(tmp_path / "run")
+    assert rows[1]["lr"] == pytest.approx(0.01)
+    assert rows == metrics(tmp_path / "straight")
+
+
+def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(setup, tmp_path):
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--quiet", "--device", "cpu", "-vb", "0",
+            "--output", tmp_path / "run"]
+    with pytest.raises(ValueError, match="--validation-batch-size 0: must be >= 1"):  # was: after the first epoch
+        train_imagenet.main([str(a) for a in argv])
+    assert not (tmp_path / "run").exists()

@@ -229,7 +229,7 @@ def test_train_supernet_script_and_resume(folder_data, tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
     changed = run("--resume", str(tmp_path / "s"), "--epochs", "40", "--lr", "0.5")
     assert changed.returncode == 2 and changed.stderr.count("\n") == 1, changed.stderr
-    assert "drop --epochs, --lr" in changed.stderr
+    assert "drop --epochs 40 (the run has 1), --lr 0.5 (the run has 0.05)" in changed.stderr
     resumed = run("--resume", str(tmp_path / "s"))
     assert resumed.returncode == 0, resumed.stderr
     import shutil
@@ -264,14 +264,38 @@ def test_a_supernet_is_not_reused_once_its_training_images_changed(folder_data, 
     assert "18 training images then, 19 now" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_train_supernet_save_that_is_a_file_is_one_error_line(tmp_path):
+def test_train_supernet_save_that_is_a_file_is_one_error_line(tmp_path, monkeypatch):
     import train_supernet as script
+    from codebase import supernet_training
 
+    # codebase.io.check_output_folder, before the data are read (a file on the way was found only by mkdir)
+    monkeypatch.setattr(supernet_training.SupernetTrainConfig, "resolved", lambda self: pytest.fail("data read"))
     taken = tmp_path / "taken"
     taken.write_text("not a folder")
-    with pytest.raises(ValueError, match=r"--save .*taken: not a folder"):
-        script.main(["--dataset", "digits", "--save", str(taken), "--quiet"])
+    for save in (taken, taken / "run"):
+        with pytest.raises(ValueError, match=rf"--save {save}: {taken} is a file, not a folder"):
+            script.main(["--dataset", "digits", "--save", str(save), "--quiet"])
     assert taken.read_text() == "not a folder"
+
+
+def test_train_supernet_resume_refuses_another_save_folder(tmp_path, monkeypatch):
+    """--resume DIR continues in DIR: --save OTHER was silently ignored (the run went on in DIR)."""
+    import train_supernet as script
+    from codebase import supernet_training
+    from codebase.io import write_yaml
+
+    def trained(*args, **kwargs):
+        raise RuntimeError("trained")
+
+    monkeypatch.setattr(supernet_training, "train_supernet", trained)
+    run = tmp_path / "run"
+    write_yaml(run / "args.yaml", SupernetTrainConfig(dataset="digits").resolved().to_dict())
+    with pytest.raises(ValueError, match=rf"--resume {run} continues the run in that folder; drop --save "
+                                         rf"{tmp_path / 'other'}$"):
+        script.main(["--resume", str(run), "--save", str(tmp_path / "other"), "--quiet"])
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(RuntimeError, match="trained"):  # --save naming the run's own folder is no conflict
+        script.main(["--resume", str(run), "--save", str(run), "--quiet"])
 
 
 @pytest.mark.parametrize("field, value", [("kd_ratio", -1.0), ("warmup_epochs", -1), ("weight_decay", -1e-4),

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from codebase.io import read_yaml, write_yaml
+from codebase.io import check_output_folder, read_yaml, write_yaml
 from codebase.latency.layers import Layer, input_shape, layer_configurations
 from codebase.latency.measure import resolve_device, time_forward
 from codebase.latency.table import KNOWN_WIDTHS, ofa_key
@@ -122,8 +122,7 @@ def build_tables(
         raise ValueError("kernel_sizes and expand_ratios must be non-empty lists of positive integers")
     dev = resolve_device(device)
     save = Path(save)
-    if save.exists() and not save.is_dir():
-        raise ValueError(f"--save {save}: exists and is not a folder")
+    check_output_folder(save, f"--save {save}")  # it, or a folder on its way, may be a file
     settings = {
         "device": str(dev), "device_name": device_name(dev), "batch_size": batch_size,
         "threads": threads if threads is not None else torch.get_num_threads(),
