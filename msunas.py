@@ -293,7 +293,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file,
     the other ranks evaluate their share of each iteration's candidates."""
     from codebase.evaluators import get_evaluator
-    from codebase.io import write_yaml
+    from codebase.io import remove_stale_temporaries, write_yaml
     from codebase.search.engine import MSuNAS, SearchSettings, check_ref_point
     from codebase.search.objectives import measured_devices, parse_objectives
 
@@ -304,6 +304,8 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
             save.mkdir(parents=True, exist_ok=True)
             setup_logging(save, args.quiet)
+            if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
+                remove_stale_temporaries(save)
         measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from codebase.cli import OneLineParser, changed_settings, check_resume_save, flags_given, run_main, stored_arguments
-from codebase.io import check_output_folder
+from codebase.io import check_output_folder, remove_stale_temporaries
 
 # what --resume DIR may change: where the data are and how the training runs
 RESUME_FREE = ("data", "device", "num_workers", "quiet", "save", "resume")
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         save.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # no permission, ...
         raise ValueError(f"--save {save}: cannot create the folder ({e.strerror or type(e).__name__})") from None
+    if args.resume:  # the temporary files of writes a kill cut short
+        remove_stale_temporaries(save)
     if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")

@@ -2,7 +2,8 @@
 
 One process, or several under `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPU).
 Every epoch rank 0 writes, atomically, into the run folder:
-    checkpoint.pth  {"epoch", "state_dict", "optimizer", "scheduler", "best_top1", "rng"} (for --resume)
+    checkpoint.pth  {"epoch", "state_dict", "optimizer", "scheduler", "best_top1", "rng"} (for --resume;
+                    "rng": every rank's random state, a list indexed by rank)
     model.pth       {"state_dict", "epoch", "top1", "top5", "loss"}: the weights as evaluated
     metrics.csv     epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5
 and once: args.yaml (resolved arguments, img_size included) and net.config of the network as trained.
@@ -23,7 +24,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
 from codebase.checkpoints import check_compatible, load_weights
-from codebase.io import check_output_folder, load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.io import (
+    check_output_folder,
+    load_torch,
+    remove_stale_temporaries,
+    save_torch,
+    write_json,
+    write_text,
+    write_yaml,
+)
 from codebase.latency.measure import resolve_device
 from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
 
@@ -77,6 +86,34 @@ class Processes:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+    def rng_states(self) -> list[dict[str, torch.Tensor]] | None:
+        """Every rank's rng_state(), indexed by rank, on rank 0 (None on the others). A collective: every rank
+        calls it, at the same point of the epoch, before rank 0 writes the checkpoint."""
+        if self.world == 1:
+            return [rng_state()]
+        states: list[Any] | None = [None] * self.world if self.main else None
+        # weights_only: the states are tensors, and nothing else should be unpickled
+        dist.gather_object(rng_state(), states, dst=0, weights_only=True)
+        return states
+
+
+def restore_rank_rng(saved: Any, processes: Processes, flag: str) -> None:
+    """Restore this rank's random state from a checkpoint's "rng": a list indexed by rank, or (older checkpoints)
+    one process's state. With another number of processes each rank keeps its fresh seed (its dropout and
+    augmentation draws then differ from an uninterrupted run's), and rank 0 says so once."""
+    if saved is None:  # checkpoints of earlier versions without one
+        return
+    states = saved if isinstance(saved, list) else [saved]
+    if len(states) == processes.world:
+        restore_rng_state(states[processes.rank])
+    elif processes.main:
+        import warnings
+
+        n = len(states)
+        warnings.warn(f"{flag}: the checkpoint holds the random state of {n} process{'es' if n != 1 else ''}, this "
+                      f"run has {processes.world}: the random state is not restored, so dropout and augmentation "
+                      f"draws differ from an uninterrupted run's", stacklevel=2)
 
 
 def shard(dataset: Dataset, processes: Processes) -> Dataset:
@@ -310,13 +347,14 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
-        if "rng" in state and processes.world == 1:
-            restore_rng_state(state["rng"])
+        restore_rank_rng(state.get("rng"), processes, f"--resume {args.resume}")
         if start >= args.epochs and processes.main:
             print(f"--resume {args.resume}: the run has finished its {args.epochs} epochs; nothing to train",
                   file=sys.stderr, flush=True)
     if processes.main:
         folder.mkdir(parents=True, exist_ok=True)
+        if args.resume:  # the temporary files of writes a kill cut short (only rank 0 writes here)
+            remove_stale_temporaries(folder)
         write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
         if args.model_config:  # the network as trained: its head may be new (another class count)
             write_json(folder / "net.config", model.config)
@@ -339,8 +377,9 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
         best = max(best, val["top1"])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_top1": train["top1"],
                "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}
+        rng = processes.rng_states()  # every rank's, for the checkpoint rank 0 writes
         if processes.main:
-            _save_epoch(folder, epoch + 1, model, optimizer, scheduler, best, val, row)
+            _save_epoch(folder, epoch + 1, model, optimizer, scheduler, best, val, row, rng)
             print(f"epoch {epoch + 1}/{args.epochs}  lr {lr:.4g}  train loss {train['loss']:.4f} "
                   f"top1 {train['top1']:.2f}  val loss {val['loss']:.4f} top1 {val['top1']:.2f} "
                   f"top5 {val['top5']:.2f}", file=sys.stderr if args.quiet else sys.stdout, flush=True)
@@ -356,7 +395,8 @@ def _ticks(bar: Any):
 
 
 def _save_epoch(folder: Path, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, best: float, val: dict[str, float], row: dict[str, float]) -> None:
+                scheduler: Any, best: float, val: dict[str, float], row: dict[str, float],
+                rng: list[dict[str, torch.Tensor]]) -> None:
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_torch(folder / "model.pth", {"state_dict": weights, "epoch": epoch, "top1": val["top1"],
                                       "top5": val["top5"], "loss": val["loss"]})
@@ -365,7 +405,7 @@ def _save_epoch(folder: Path, epoch: int, model: nn.Module, optimizer: torch.opt
     # the checkpoint goes last: a run killed before it repeats this epoch on --resume
     save_torch(folder / "checkpoint.pth", {"epoch": epoch, "state_dict": weights,
                                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                           "best_top1": best, "rng": rng_state()})
+                                           "best_top1": best, "rng": rng})
 
 
 def load_trained(path: str | Path) -> dict[str, torch.Tensor]:

@@ -7,9 +7,9 @@ RandAugment and random erasing (`create_transform`), mixup/cutmix (`Mixup`) and 
 With a teacher (an OFA supernet checkpoint), the loss adds soft-target cross-entropy against the
 supernet's largest subnet (OFA's knowledge distillation).
 
-Rank 0 writes into the output folder every epoch: checkpoint.pth (for --resume), model.pth
-({"state_dict", "state_dict_ema"}), metrics.csv; and once args.yaml and net.config (the network as
-trained, its head included).
+Rank 0 writes into the output folder every epoch: checkpoint.pth (for --resume; with every rank's random
+state), model.pth ({"state_dict", "state_dict_ema"}), metrics.csv; and once args.yaml and net.config (the
+network as trained, its head included).
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from codebase.checkpoints import check_compatible, load_into, load_weights
-from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, restart_killed_run
-from codebase.io import load_torch, save_torch, write_json, write_text, write_yaml
+from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, restart_killed_run, restore_rank_rng
+from codebase.io import load_torch, remove_stale_temporaries, save_torch, write_json, write_text, write_yaml
 from codebase.training import (
     DivergedError,
     accuracy,
     autocast,
     distillation_loss,
-    restore_rng_state,
-    rng_state,
     seed_everything,
 )
 
@@ -146,11 +144,12 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         if ema is not None and "state_dict_ema" in state:
             ema.module.load_state_dict(state["state_dict_ema"])
         start = int(state["epoch"])
-        if "rng" in state and processes.world == 1:  # several processes: each has its own, not saved
-            restore_rng_state(state["rng"])
+        restore_rank_rng(state.get("rng"), processes, "--resume")
     scheduler.step(start)
     if processes.main:
         folder.mkdir(parents=True, exist_ok=True)
+        if args.resume:  # the temporary files of writes a kill cut short (only rank 0 writes here)
+            remove_stale_temporaries(folder)
         write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
         write_json(folder / "net.config", model.config)  # as trained: the head may be new
     net = processes.wrap(model)
@@ -199,8 +198,9 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_top1": train["top1"],
                "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
                "ema_top1": ema_val["top1"], "ema_top5": ema_val["top5"]}
+        rng = processes.rng_states()  # every rank's, for the checkpoint rank 0 writes
         if processes.main:
-            _save_epoch(folder, epoch + 1, model, ema, optimizer, scheduler, row)
+            _save_epoch(folder, epoch + 1, model, ema, optimizer, scheduler, row, rng)
             print(f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  train loss {train['loss']:.4f}  "
                   f"val top1 {val['top1']:.2f} top5 {val['top5']:.2f}"
                   + (f"  ema top1 {ema_val['top1']:.2f}" if ema is not None else ""),
@@ -211,11 +211,11 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
 
 
 def _save_epoch(folder: Path, epoch: int, model: nn.Module, ema: Any, optimizer: torch.optim.Optimizer,
-                scheduler: Any, row: dict[str, float]) -> None:
+                scheduler: Any, row: dict[str, float], rng: list[dict[str, torch.Tensor]]) -> None:
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model_file: dict[str, Any] = {"state_dict": weights, "epoch": epoch, "top1": row["val_top1"]}
     checkpoint = {"epoch": epoch, "state_dict": weights, "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "rng": rng_state()}
+                  "scheduler": scheduler.state_dict(), "rng": rng}
     if ema is not None:
         ema_weights = {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
         model_file["state_dict_ema"] = checkpoint["state_dict_ema"] = ema_weights

@@ -1,14 +1,17 @@
 """Atomic, safe file I/O for everything a run writes.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a run
-killed mid-write leaves either the old file or the new one, never half of one. Nothing untrusted
-is unpickled: JSON and YAML (safe_load) for our own files, torch.load(weights_only=True) for weights.
+killed mid-write leaves either the old file or the new one, never half of one (plus the hidden
+temporary `.NAME.XXXXXXXX.tmp`, which `remove_stale_temporaries` clears when the run resumes).
+Nothing untrusted is unpickled: JSON and YAML (safe_load) for our own files,
+torch.load(weights_only=True) for weights.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +57,25 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
         raise
     _fsync_folder(path.parent)
     return path
+
+
+# atomic_write's temporary file: mkstemp(prefix=".NAME.", suffix=".tmp") puts 8 characters of tempfile's
+# alphabet (lower-case letters, digits, "_") between them
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp", re.DOTALL)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove what atomic_write leaves behind when killed mid-write, `.NAME.XXXXXXXX.tmp`, in `folder` and its
+    subfolders (symbolic links are not followed); returns the files removed. For a resume, before it writes
+    anything: nothing else may be writing into the folder. Other hidden files stay (`.notes.txt`, `.x.tmp`)."""
+    removed = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root) / name
+            if _TEMPORARY.fullmatch(name) and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -102,10 +102,16 @@ def test_resume_after_sigkill_gives_the_same_archive(reference_run, tmp_path, ki
     out = oracle_run(save, env=kill, check=False)
     assert out.returncode == -signal.SIGKILL
     assert not (save / "iter_3.stats").exists()
-    assert list(save.rglob(".*.tmp"))  # the write really was cut off (its temporary file is left over)
+    stale = list(save.rglob(".*.tmp"))
+    assert stale  # the write really was cut off (its temporary file is left over)
+    for name in (".notes.txt", ".x.tmp", "iter_0/.notes.txt"):  # hidden files of the user's
+        (save / name).write_text("mine")
     msunas("--resume", save, "--quiet")
     for k in range(4):
         assert load(save / f"iter_{k}.stats")["archive"] == load(reference_run / f"iter_{k}.stats")["archive"]
+    # the resume removed what the kill left (was: left for good), and nothing else
+    assert not any(p.exists() for p in stale) and not list(save.rglob(".*.*.tmp"))
+    assert all((save / name).read_text() == "mine" for name in (".notes.txt", ".x.tmp", "iter_0/.notes.txt"))
 
 
 def test_resume_after_sigkill_at_an_arbitrary_moment(reference_run, tmp_path):

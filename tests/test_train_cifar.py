@@ -52,7 +52,12 @@ def test_finetune_resume_after_kill_equals_uninterrupted_run(setup, tmp_path):
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert load_torch(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1
+    (stale,) = (tmp_path / "run").glob(".checkpoint.pth.*.tmp")  # what the kill left
+    for name in (".notes.txt", ".x.tmp"):  # hidden files of the user's
+        (tmp_path / "run" / name).write_text("mine")
     assert main_inline("train_cifar", [*common, "--resume", tmp_path / "run"]) == 0
+    assert not stale.exists() and not list((tmp_path / "run").glob(".*.*.tmp"))  # was: left for good
+    assert all((tmp_path / "run" / name).read_text() == "mine" for name in (".notes.txt", ".x.tmp"))
     resumed = metrics(tmp_path / "run")
     assert [r["epoch"] for r in resumed] == [1, 2]
     for a, b in zip(ref, resumed):
@@ -60,6 +65,33 @@ def test_finetune_resume_after_kill_equals_uninterrupted_run(setup, tmp_path):
     w_ref = load_torch(tmp_path / "ref" / "model.pth")["state_dict"]
     w_run = load_torch(tmp_path / "run" / "model.pth")["state_dict"]
     assert all(torch.allclose(w_ref[k].float(), w_run[k].float(), atol=1e-6) for k in w_ref)
+
+
+def torchrun(argv: list, kill: str | None = None) -> subprocess.CompletedProcess:
+    """train_cifar.py on 2 CPU processes (gloo), rank 0 SIGKILLed mid-write of `kill` (NAME:N) when given."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"NSGANETV2_TEST_KILL_DURING_WRITE": kill} if kill else {})}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(ROOT / "train_cifar.py"), *map(str, argv)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_process_resume_after_kill_equals_uninterrupted_run(setup, tmp_path):
+    """Each rank draws its own dropout, drop-path, Cutout and AutoAugment numbers (in the main process: -j 0), so
+    the checkpoint must hold every rank's random state (it held none under torchrun: the resumed epoch repeated
+    the first epoch's draws)."""
+    _, common = setup
+    straight = torchrun([*common, "--save", tmp_path / "straight"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = torchrun([*common, "--save", tmp_path / "run"], kill="checkpoint.pth:2")
+    assert killed.returncode != 0 and load_torch(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1
+    resumed = torchrun(["--resume", tmp_path / "run"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "random state is not restored" not in resumed.stderr
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "straight")
+    w_ref = load_torch(tmp_path / "straight" / "model.pth")["state_dict"]
+    w_run = load_torch(tmp_path / "run" / "model.pth")["state_dict"]
+    assert all(torch.equal(w_ref[k], w_run[k]) for k in w_ref)
+    assert len(load_torch(tmp_path / "run" / "checkpoint.pth")["rng"]) == 2  # one state per rank
 
 
 def test_validation_and_evaluate_reproduce_the_logged_accuracy(setup, tmp_path, capsys):
@@ -250,6 +282,36 @@ def test_checkpoint_random_state_includes_the_gpu_generators(monkeypatch):
     restore_rng_state(state)
     assert len(restored) == 1
     assert [g.tolist() for g in restored[0]] == [list(range(16)), list(range(16, 32))]
+
+
+def test_each_rank_restores_its_own_random_state_and_only_with_the_same_world_size():
+    from types import SimpleNamespace
+
+    from codebase.finetune import restore_rank_rng
+    from codebase.training import rng_state
+
+    def state_after(seed):
+        torch.manual_seed(seed)
+        return rng_state()
+
+    saved = [state_after(0), state_after(1)]  # a 2-process checkpoint, indexed by rank
+    torch.manual_seed(7)
+    restore_rank_rng(saved, SimpleNamespace(world=2, rank=1, main=False), "--resume")
+    assert torch.equal(torch.get_rng_state(), saved[1]["torch"])
+    restore_rank_rng([saved[0]], SimpleNamespace(world=1, rank=0, main=True), "--resume")
+    assert torch.equal(torch.get_rng_state(), saved[0]["torch"])
+    restore_rank_rng(saved[1], SimpleNamespace(world=1, rank=0, main=True), "--resume")  # an older checkpoint
+    assert torch.equal(torch.get_rng_state(), saved[1]["torch"])
+    restore_rank_rng(None, SimpleNamespace(world=1, rank=0, main=True), "--resume")  # older still: none saved
+    assert torch.equal(torch.get_rng_state(), saved[1]["torch"])
+    # another number of processes: each keeps its fresh seed, and rank 0 says so once
+    torch.manual_seed(7)
+    fresh = torch.get_rng_state()
+    with pytest.warns(UserWarning, match=r"--resume: the checkpoint holds the random state of 2 processes, this "
+                                         r"run has 1: the random state is not restored"):
+        restore_rank_rng(saved, SimpleNamespace(world=1, rank=0, main=True), "--resume")
+    restore_rank_rng([saved[0]], SimpleNamespace(world=2, rank=1, main=False), "--resume")  # rank 1: silent
+    assert torch.equal(torch.get_rng_state(), fresh)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

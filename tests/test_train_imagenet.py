@@ -100,6 +100,33 @@ def test_resume_continues_the_schedule(setup, tmp_path):
             assert torch.equal(resumed[key][name], tensor), (key, name)
 
 
+def test_two_process_resume_equals_the_uninterrupted_run(setup, tmp_path):
+    """RandAugment and random erasing (Python's and torch's generators, in the main process: -j 0), mixup (numpy's),
+    dropout and drop-path draw on each rank: the checkpoint must hold every rank's random state (under torchrun it
+    held none, so the resumed epoch repeated the first epoch's draws)."""
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", *RECIPE, "--mixup", "0.2", "--quiet", "--device", "cpu"]
+
+    def torchrun(*extra):
+        out = subprocess.run([os.sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                              str(ROOT / "train_imagenet.py"), *map(str, [*argv, *extra])], cwd=ROOT,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out
+
+    torchrun("--epochs", "2", "--output", tmp_path / "straight")
+    torchrun("--epochs", "1", "--output", tmp_path / "run")
+    resumed = torchrun("--epochs", "2", "--output", tmp_path / "run", "--resume")
+    assert "random state is not restored" not in resumed.stderr
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "straight")
+    run, straight = load_torch(tmp_path / "run" / "model.pth"), load_torch(tmp_path / "straight" / "model.pth")
+    for key in ("state_dict", "state_dict_ema"):
+        for name, tensor in straight[key].items():
+            assert torch.equal(run[key][name], tensor), (key, name)
+    assert len(load_torch(tmp_path / "run" / "checkpoint.pth")["rng"]) == 2  # one state per rank
+
+
 def test_teacher_is_the_supernets_largest_subnet(setup):
     from codebase.finetune_imagenet import load_teacher
 
@@ -191,8 +218,11 @@ def test_output_of_another_run_is_refused_and_a_first_epoch_kill_resumes(setup, 
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (tmp_path / "run" / "checkpoint.pth").exists()
+    (stale,) = (tmp_path / "run").glob(".model.pth.*.tmp")  # what the kill left
+    (tmp_path / "run" / ".notes.txt").write_text("mine")  # a hidden file of the user's
     # the first epoch again (was: "checkpoint.pth: weight file not found"), as an uninterrupted run has it
     assert train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "run", "--resume"]]) == 0
+    assert not stale.exists() and (tmp_path / "run" / ".notes.txt").read_text() == "mine"  # was: left for good
     assert train_imagenet.main([str(a) for a in [*argv, "--output", tmp_path / "ref"]]) == 0
     assert metrics(tmp_path / "run") == metrics(tmp_path / "ref")
     # a fresh run into a finished one is refused before anything is written (was: overwritten)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -347,3 +348,21 @@ def test_a_diverged_supernet_training_is_one_error_line(folder_data, tmp_path):
             "--device", "cpu", "--quiet", "--save", tmp_path / "run"]
     with pytest.raises(ValueError, match="supernet training loss is nan; lower --lr"):  # was: a traceback
         script.main([str(a) for a in argv])
+
+
+def test_resume_removes_what_a_killed_write_left(folder_data, tmp_path):
+    save = tmp_path / "s"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NSGANETV2_TEST_KILL_DURING_WRITE": "checkpoint.pth:1"}
+    killed = subprocess.run([sys.executable, str(ROOT / "train_supernet.py"), "--dataset", "folder", "--data",
+                             str(folder_data), "--resolutions", "24", "--vld_size", "6", "--batch_size", "6",
+                             "--epochs", "1", "--n_random", "0", "--save", str(save), "--quiet", "--device", "cpu"],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (stale,) = save.glob(".checkpoint.pth.*.tmp")  # the kill cut the first checkpoint's write short
+    (save / ".notes.txt").write_text("mine")  # a hidden file of the user's
+    sys.path.insert(0, str(ROOT))
+    import train_supernet as script
+
+    assert script.main(["--resume", str(save), "--device", "cpu", "--quiet"]) == 0
+    assert read_checkpoint(save / "checkpoint.pth")["epoch"] == 1
+    assert not stale.exists() and (save / ".notes.txt").read_text() == "mine"  # was: left for good

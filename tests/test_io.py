@@ -1,0 +1,51 @@
+"""codebase/io.py: what a write killed half-way leaves behind, and its removal on resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from codebase.io import remove_stale_temporaries
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def killed_write(path: Path, n: int = 1) -> Path:
+    """Write `path` n times in a process SIGKILLed during the n-th write (the test hook of atomic_write); returns
+    the temporary file the kill left beside it."""
+    code = f"from codebase.io import write_text\nfor i in range({n}): write_text({str(path)!r}, str(i))"
+    env = {**os.environ, "NSGANETV2_TEST_KILL_DURING_WRITE": f"{path.name}:{n}"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == -9
+    (left,) = path.parent.glob(f".{path.name}.*.tmp")
+    return left
+
+
+def test_only_the_temporaries_of_killed_writes_are_removed(tmp_path):
+    run = tmp_path / "run"
+    stale = [killed_write(run / "checkpoint.pth", 2), killed_write(run / "iter_1" / "net_0.stats"),
+             killed_write(run / ".hidden.json")]
+    assert (run / "checkpoint.pth").read_text() == "0"  # the write before the killed one is complete
+    # hidden files of the user's, and names a mkstemp(prefix=".NAME.", suffix=".tmp") never makes
+    kept = [".notes.txt", ".x.tmp", ".model.pth.tmp", "model.pth.abcd1234.tmp", ".model.pth.ABCD1234.tmp",
+            ".model.pth.abc.tmp", ".model.pth.abcd12345.tmp", ".model.pth.abcd1234.tmp.bak", ".abcd1234.tmp"]
+    for name in kept:
+        (run / name).write_text("mine")
+    (run / "iter_1" / ".notes.txt").write_text("mine")
+    (run / ".dir.abcd1234.tmp").mkdir()  # a folder of that name is not a file the writer left
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / ".a.abcd1234.tmp").write_text("not in the run")
+    (run / "linked").symlink_to(outside)  # links lead out of the run folder: not followed
+    (run / ".b.abcd1234.tmp").symlink_to(outside / ".a.abcd1234.tmp")
+
+    assert sorted(remove_stale_temporaries(run)) == sorted(stale)
+    assert not any(p.exists() for p in stale)
+    assert all((run / name).read_text() == "mine" for name in kept)
+    assert (run / "iter_1" / ".notes.txt").is_file() and (run / ".dir.abcd1234.tmp").is_dir()
+    assert (outside / ".a.abcd1234.tmp").is_file() and (run / ".b.abcd1234.tmp").is_symlink()
+    assert (run / "checkpoint.pth").read_text() == "0"
+    assert remove_stale_temporaries(run) == []
+    assert remove_stale_temporaries(tmp_path / "none") == []  # no folder: nothing to do
