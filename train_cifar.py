@@ -25,12 +25,14 @@ import os
 import sys
 
 from codebase.cli import (
+    ArgumentsError,
     OneLineParser,
     absolute_path,
     changed_settings,
     check_resume_save,
     flag_names,
     flags_given,
+    other_local_rank,
     run_main,
     same_setting,
     stored_arguments,
@@ -178,11 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import finetune
 
     args = build_parser().parse_args(argv)
-    if args.resume:
-        args = resume_settings(args, argv)
-    elif args.net_type == "macro":
-        warn_ignored_macro_flags(args, flags_given(build_parser, sys.argv[1:] if argv is None else argv))
-    args = resolve(args)
+    try:
+        if args.resume:
+            args = resume_settings(args, argv)
+        elif args.net_type == "macro" and not other_local_rank():
+            warn_ignored_macro_flags(args, flags_given(build_parser, sys.argv[1:] if argv is None else argv))
+        args = resolve(args)
+    except ValueError as e:  # every process of a torchrun job finds the same: said once per machine
+        raise ArgumentsError(str(e)) from None
     stats = finetune(args)
     if args.evaluate and os.environ.get("RANK", "0") == "0":
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in stats.items()}))

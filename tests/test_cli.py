@@ -213,6 +213,8 @@ def test_a_script_warning_is_one_line():
     ("msunas.py", ["--resume", "no_such_run"], "error: --resume no_such_run"),
     ("msunas.py", ["--dist_timeout", "0"], "error: --dist_timeout must be > 0"),
     ("train_imagenet.py", ["DATA", "--model-config", "c", "--resume"], "error: --resume needs --output DIR"),
+    ("train_cifar.py", ["--epochs", "-1"], "error: --epochs must be >= 0"),
+    ("train_cifar.py", ["--resume", "no_such_run"], "error: --resume no_such_run"),
 ])
 def test_bad_arguments_under_torchrun_are_said_once_per_machine(tmp_path, script, argv, message):
     # every process of a torchrun job has the same command line: only local rank 0 says what is wrong with it
