@@ -12,7 +12,8 @@ the archive's best `inner_pop` by non-dominated rank and crowding, not from its 
 `crossover:none` (the inner search's uniform crossover, or none, instead of two-point), `res_strata:K`
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
 pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
-picks by a second surrogate NAME, with its own inner search and subset selection).
+picks by a second surrogate NAME, with its own inner search and subset selection), `early_explore:K:E`
+(the searched error is the prediction minus K predicted std in the first E iterations only).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -221,6 +222,21 @@ def with_portfolio(original, name: str, k: int):
         extra = original(self, other, archive, k, ref_point, seed + 1)
         extra = extra[~rows_in(extra, main)]  # the engine tops up with random architectures if any repeat
         return np.concatenate([main, extra])
+
+    return picks
+
+
+def with_early_exploration(original, k: float, iterations: int):
+    """MSuNAS._surrogate_picks optimising error minus k predicted std in the first `iterations` iterations
+    only (when the archive still holds the initial design's basins), then the plain prediction."""
+
+    def picks(self, models, archive, n, ref_point, seed):
+        early = len(archive.X) < self.s.n_doe + iterations * self.s.n_iter
+        explore, self.s.explore = self.s.explore, (k if early else self.s.explore)
+        try:
+            return original(self, models, archive, n, ref_point, seed)
+        finally:
+            self.s.explore = explore
 
     return picks
 
@@ -525,7 +541,7 @@ def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
-                        "crossover:ux|none | res_strata:K | portfolio:NAME:K")
+                        "crossover:ux|none | res_strata:K | portfolio:NAME:K | early_explore:K:E")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -558,6 +574,11 @@ def main() -> None:
 
         other, _, k = arg.partition(":")
         MSuNAS._surrogate_picks = with_portfolio(MSuNAS._surrogate_picks, other, int(k or 2))
+    elif name == "early_explore":
+        from codebase.search.engine import MSuNAS
+
+        k, _, iterations = arg.partition(":")
+        MSuNAS._surrogate_picks = with_early_exploration(MSuNAS._surrogate_picks, float(k), int(iterations or 5))
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
