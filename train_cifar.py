@@ -34,7 +34,6 @@ from codebase.cli import (
     flags_given,
     other_local_rank,
     run_main,
-    same_setting,
     stored_arguments,
 )
 
@@ -147,7 +146,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     check_resume_save(folder, given)
     free = RESUME_FREE | (TRAINING_ONLY if args.evaluate else frozenset())
     refused = changed_settings(given, {**defaults, **stored}, free | {"save"}, flag_names(parser),  # --save: above
-                               same=lambda key, a, b: same_setting(a, b, path=key in PATH_FLAGS))
+                               paths=PATH_FLAGS)
     if refused:
         raise ValueError(f"--resume {args.resume} continues the run with the settings in {path}; drop "
                          + ", ".join(refused) + "; only --data, --device, --workers, --amp, --quiet and "

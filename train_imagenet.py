@@ -28,7 +28,6 @@ from codebase.cli import (
     flag_names,
     flags_given,
     run_main,
-    same_setting,
     stored_arguments,
 )
 
@@ -96,8 +95,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     parser = build_parser()
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     run = {**{k: parser.get_default(k) for k in vars(args)}, **stored}  # defaults: flags earlier versions lacked
-    changed = changed_settings(given, run, RESUME_FREE, flag_names(parser),
-                               same=lambda key, a, b: same_setting(a, b, path=key in PATH_FLAGS))
+    changed = changed_settings(given, run, RESUME_FREE, flag_names(parser), paths=PATH_FLAGS)
     if changed:
         raise ValueError(f"--resume --output {folder} continues the run with the settings in its args.yaml; give "
                          f"the run's values (or leave the flags out): {', '.join(changed)}; only --epochs, DATA, "

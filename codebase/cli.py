@@ -117,14 +117,15 @@ def same_setting(given: Any, stored: Any, path: bool = False) -> bool:
 
 def changed_settings(given: dict[str, Any], stored: dict[str, Any], free: Collection[str],
                      names: dict[str, str] | None = None,
-                     same: Callable[[str, Any, Any], bool] | None = None) -> list[str]:
+                     same: Callable[[str, Any, Any], bool] | None = None, paths: Collection[str] = ()) -> list[str]:
     """What a resume's command line (`given`, from flags_given) would change in the run: each flag outside
     `free` whose value differs from the run's (`stored`: its args.yaml over the defaults), as
     `--flag VALUE (the run has STORED)`. A resume refuses these by name: the run's checkpoint (optimizer,
     schedule) would otherwise silently override the new value, or the new value silently mix with the old run.
-    `same(dest, given, stored)` compares (default: ==); `names` maps dests to flags (default: --dest)."""
+    Values compare by `same(dest, given, stored)`, else by `same_setting` (the flags in `paths` as paths);
+    `names` maps dests to flags (default: --dest)."""
     names = names or {}
-    same = same or (lambda _, a, b: a == b)
+    same = same or (lambda key, a, b: same_setting(a, b, path=key in paths))
     return [f"{names.get(k, '--' + k)} {_shown(v)} (the run has {_shown(stored.get(k))})"
             for k, v in given.items() if k not in free and not same(k, v, stored.get(k))]
 

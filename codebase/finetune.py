@@ -293,6 +293,32 @@ def restart_killed_run(folder: Path, flag: str, say: bool = True) -> None:
               file=sys.stderr, flush=True)
 
 
+def resume_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, processes: Processes,
+                      flag: str) -> dict[str, Any] | None:
+    """--resume: the run's checkpoint.pth loaded into model and optimizer, with this rank's random state restored;
+    returns the checkpoint for what else it holds (epoch, schedule, EMA weights), or None for a run killed in its
+    first epoch, which starts again."""
+    path = folder / "checkpoint.pth"
+    if not path.is_file():
+        restart_killed_run(folder, flag, say=processes.main)
+        return None
+    state = load_torch(path, map_location=str(processes.device))
+    check_compatible(model, state["state_dict"], str(path))  # one error line, not a traceback
+    model.load_state_dict(state["state_dict"])
+    optimizer.load_state_dict(state["optimizer"])
+    restore_rank_rng(state.get("rng"), processes, flag)
+    return state
+
+
+def open_run_folder(folder: Path, args: argparse.Namespace) -> None:
+    """Rank 0, before the first epoch: the run folder holding the resolved arguments (args.yaml); on a resume,
+    without the temporary files of writes a kill cut short."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        remove_stale_temporaries(folder)
+    write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
+
+
 def finetune(args: argparse.Namespace) -> dict[str, Any]:
     """Train (or, with args.evaluate, only score) and return the last evaluation's numbers."""
     from tqdm import tqdm
@@ -337,25 +363,15 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
     optimizer, scheduler = sgd_cosine(model.parameters(), args.lr, args.epochs, len(loader), args.momentum,
                                       args.weight_decay, nesterov=args.nesterov)
     start, best = 0, 0.0
-    checkpoint_path = folder / "checkpoint.pth"
-    if args.resume and not checkpoint_path.is_file():
-        restart_killed_run(folder, f"--resume {args.resume}", say=processes.main)
-    elif args.resume:
-        state = load_torch(checkpoint_path, map_location=str(processes.device))
-        check_compatible(model, state["state_dict"], str(checkpoint_path))  # one error line, not a traceback
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = resume_checkpoint(folder, model, optimizer, processes, f"--resume {args.resume}") if args.resume else None
+    if state is not None:
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
-        restore_rank_rng(state.get("rng"), processes, f"--resume {args.resume}")
         if start >= args.epochs and processes.main:
             print(f"--resume {args.resume}: the run has finished its {args.epochs} epochs; nothing to train",
                   file=sys.stderr, flush=True)
     if processes.main:
-        folder.mkdir(parents=True, exist_ok=True)
-        if args.resume:  # the temporary files of writes a kill cut short (only rank 0 writes here)
-            remove_stale_temporaries(folder)
-        write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
+        open_run_folder(folder, args)
         if args.model_config:  # the network as trained: its head may be new (another class count)
             write_json(folder / "net.config", model.config)
     net = processes.wrap(model)

@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from codebase.checkpoints import check_compatible, load_into, load_weights
-from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, restart_killed_run, restore_rank_rng
-from codebase.io import load_torch, remove_stale_temporaries, save_torch, write_json, write_text, write_yaml
+from codebase.checkpoints import load_into, load_weights
+from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, open_run_folder, resume_checkpoint
+from codebase.io import save_torch, write_json, write_text
 from codebase.training import (
     DivergedError,
     accuracy,
@@ -132,25 +132,16 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         criterion = nn.CrossEntropyLoss()
     folder = Path(args.output)
     start = 0
-    if args.resume and not (folder / "checkpoint.pth").is_file():
-        restart_killed_run(folder, "--resume", say=processes.main)
-    elif args.resume:
-        state = load_torch(folder / "checkpoint.pth", map_location=str(device))
-        check_compatible(model, state["state_dict"], str(folder / "checkpoint.pth"))  # one line, no traceback
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
+    state = resume_checkpoint(folder, model, optimizer, processes, "--resume") if args.resume else None
+    if state is not None:
         # the schedule is not restored but built from the settings (train_imagenet.py refuses changed ones) and
         # --epochs, which a resume may change: a lengthened cosine run then spans its new length, as in timm
         if ema is not None and "state_dict_ema" in state:
             ema.module.load_state_dict(state["state_dict_ema"])
         start = int(state["epoch"])
-        restore_rank_rng(state.get("rng"), processes, "--resume")
     scheduler.step(start)
     if processes.main:
-        folder.mkdir(parents=True, exist_ok=True)
-        if args.resume:  # the temporary files of writes a kill cut short (only rank 0 writes here)
-            remove_stale_temporaries(folder)
-        write_yaml(folder / "args.yaml", {k: v for k, v in vars(args).items() if k != "resume"})
+        open_run_folder(folder, args)
         write_json(folder / "net.config", model.config)  # as trained: the head may be new
     net = processes.wrap(model)
     stats: dict[str, Any] = {}
