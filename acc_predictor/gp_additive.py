@@ -47,6 +47,8 @@ class AdditiveGP(Predictor):
     name = "gp_additive"
     #: bounds of the fitted log hyper-parameters: v_lin, v_se, l^2, v_noise
     log_bounds: tuple[tuple[float, float], ...] = ((-10.0, 5.0), (-10.0, 5.0), (-5.0, 5.0), (-12.0, 1.0))
+    #: relative noise variance of each training point (None: all alike); set by a subclass before `_fit`
+    noise_weights: np.ndarray | None = None
 
     def __init__(self, search_space: Any = None, encoding: str = "onehot", seed: int = 0, restarts: int = 1) -> None:
         super().__init__(search_space, encoding, seed)
@@ -74,12 +76,12 @@ class AdditiveGP(Predictor):
         D = _sq_dist(se, se)
         self.d_scale = float(np.median(D[D > 0])) if (D > 0).any() else 1.0
         D /= self.d_scale
-        eye = np.eye(len(t))
+        weights = np.ones(len(t)) if self.noise_weights is None else np.asarray(self.noise_weights, dtype=float)
 
         def kernel(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             v_lin, v_se, ls2, v_noise = np.exp(p)
             K_se = np.exp(-0.5 * D / ls2)
-            return v_lin * K_lin + v_se * K_se + (v_noise + _JITTER) * eye, K_se
+            return v_lin * K_lin + v_se * K_se + np.diag(v_noise * weights + _JITTER), K_se
 
         def neg_log_likelihood(p: np.ndarray) -> tuple[float, np.ndarray]:
             v_lin, v_se, ls2, v_noise = np.exp(p)
@@ -89,7 +91,7 @@ class AdditiveGP(Predictor):
                 return 1e10, np.zeros_like(p)
             value, W = terms
             # d K / d log(parameter), one per parameter
-            dK = (v_lin * K_lin, v_se * K_se, v_se * K_se * (0.5 * D / ls2), v_noise * eye)
+            dK = (v_lin * K_lin, v_se * K_se, v_se * K_se * (0.5 * D / ls2), np.diag(v_noise * weights))
             return float(value), np.array([-0.5 * np.sum(W * d) for d in dK])
 
         bounds = list(self.log_bounds)

@@ -25,7 +25,11 @@ deterministic oracle), `gpa_res` (linear part plus each layer's ordinal choices 
 resolution index), `gpa_act` (linear part on 0-based kernel and expand indices times active, plus
 the active indicators: switching a layer on and growing its kernel get separate coefficients),
 `gpa_smooth01` / `gpa_smooth05` (noise variance held at least 0.01 / 0.05 of the error's variance),
-`gpa_ke` (linear part plus one indicator per active layer and (kernel, expand) pair).
+`gpa_ke` (linear part plus one indicator per active layer and (kernel, expand) pair), `gpa_het1` /
+`gpa_het0.01` / `gpa_het0.0001` (gp_additive trusting the front: each training point's noise variance is
+multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs).
+`--one_step MODEL ...` screens models without searching: on each seed's default run it runs
+diagnose_search's one-step test (40 single-gene neighbours of the final front picked by each model).
 
 Each variant is a small patch around the unchanged engine (`codebase.search.engine`), applied only
 inside this process: extra candidates for the surrogate search, or a predictor registered here.
@@ -354,6 +358,27 @@ def register_variants() -> None:
     register_acc_predictor("gpa_interp", InterpolatingGP)
     register_acc_predictor("gpa_onehot_lin", OneHotLinearGP)
     register_acc_predictor("gpa_complexity", ComplexityGP)
+
+    def heteroscedastic_gp(scale: float):
+        class HeteroscedasticGP(AdditiveGP):
+            """gp_additive trusting the archive's front more: a training point's noise variance is the fitted
+            one times 1 + gap / scale, gap being its error above the best error at no more FLOPs."""
+
+            def fit(self, X: np.ndarray, y: np.ndarray) -> Predictor:
+                from codebase.complexity import genome_complexity, to_millions
+
+                y = np.asarray(y, dtype=float)
+                flops = np.atleast_1d(to_millions(genome_complexity(self.search_space, np.asarray(X), 1000))["flops"])
+                order = np.argsort(flops, kind="stable")
+                gap = np.empty(len(y))
+                gap[order] = y[order] - np.minimum.accumulate(y[order])
+                self.noise_weights = 1.0 + gap / scale
+                return super().fit(X, y)
+
+        return HeteroscedasticGP
+
+    for scale in ("1", "0.01", "0.0001"):
+        register_acc_predictor(f"gpa_het{scale}", heteroscedastic_gp(float(scale)))
     class Warped(Predictor):
         """gp_additive fitted on a transformed error: `trend` subtracts a least-squares line in log FLOPs
         (exact, closed form), `log` takes the logarithm."""
@@ -523,6 +548,21 @@ def run_once(oracle_path: Path, seed: int, settings: dict, keep: str | None = No
     return np.array([entry[1:] for entry in stats["archive"]])
 
 
+def one_step_screen(oracle_path: Path, seeds: list[int], models: list[str]) -> None:
+    """A model screen cheaper than 5 searches: how well each model picks one more step from a finished run."""
+    from bench_search import run_msunas_archive
+    from diagnose_search import one_step
+
+    from codebase.oracle import OFAOracle, oracle_space
+
+    oracle, reference = OFAOracle(oracle_path, oracle_space()), read_json(REFERENCE)
+    for seed in seeds:
+        AX, AF = run_msunas_archive(oracle_path, "gp_additive", seed, {})
+        print(f"seed {seed}:", flush=True)
+        for model in models:
+            one_step(oracle, model, AX, AF, reference, lambda F: normalised_hv(F, reference), probe_genes=())
+
+
 def parse_settings(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -548,8 +588,14 @@ def main() -> None:
     p.add_argument("--oracle_path", default=str(DEFAULT_ORACLE))
     p.add_argument("--keep", help="keep each run's folder as KEEP_SEED (for diagnosis)")
     p.add_argument("--out", default="/tmp/research_search.md")
+    p.add_argument("--one_step", nargs="+", metavar="MODEL",
+                   help="instead of searching: on each seed's default run (gp_additive, 340 evaluations), "
+                        "diagnose_search's one-step test for each MODEL (40 single-gene neighbours of the final "
+                        "front picked by its predicted hv gain; the oracle's own errors pick 0.9425 on seed 0)")
     args = p.parse_args()
     register_variants()
+    if args.one_step:
+        return one_step_screen(Path(args.oracle_path), args.seeds, args.one_step)
     name, _, arg = args.variant.partition(":")
     if name == "local":
         pymoo_adapter.minimize = with_local_candidates(int(arg or 100))

@@ -303,3 +303,18 @@ def test_correlation_of_a_constant_is_nan_without_a_warning():
             q = correlation(np.array(pred), np.array(true))
             assert np.isnan(q["rho"]) and np.isnan(q["tau"])
             assert q["rmse"] == pytest.approx(np.sqrt(np.mean((np.array(pred) - np.array(true)) ** 2)))
+
+
+def test_gp_additive_noise_weights():
+    """Equal weights are the plain model bit for bit; a heavily down-weighted outlier is no longer followed."""
+    X, y = data(60, 12)
+    y = y.copy()
+    y[0] += 5.0  # one outlier, 5 points off the additive truth
+    plain = build("gp_additive").fit(X, y)
+    ones = build("gp_additive")
+    ones.noise_weights = np.ones(len(y))
+    np.testing.assert_array_equal(ones.fit(X, y).predict(X), plain.predict(X))
+    distrust = build("gp_additive")
+    distrust.noise_weights = np.r_[1e6, np.ones(len(y) - 1)]
+    truth = additive_error(X[:1])[0]
+    assert abs(distrust.fit(X, y).predict(X[:1])[0] - truth) < 0.5 * abs(plain.predict(X[:1])[0] - truth)
