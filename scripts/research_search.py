@@ -5,8 +5,10 @@
 Variants: `base` (the engine as is), `local:KEEP` (the inner search's population joined by the KEEP
 best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands),
 `doe_flops` (the initial design spread evenly over FLOPs: one random architecture per FLOPs band out
-of 40 x n_doe samples), `confidence:K` (the searched error is the prediction minus K predicted std,
-K of either sign; the engine's `explore` takes K > 0 only), `rank_fill` (the inner search starts from
+of 40 x n_doe samples), `doe_mixture:A` (each initial architecture draws its own kernel, expand and
+depth propensities from Dirichlet(A), then its genes from them), `confidence:K` (the searched error
+is the prediction minus K predicted std, K of either sign; the engine's `explore` takes K > 0 only),
+`rank_fill` (the inner search starts from
 the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
 `mutation:M` (the inner search mutates M genes per child on average instead of 1), `crossover:ux` /
 `crossover:none` (the inner search's uniform crossover, or none, instead of two-point), `res_strata:K`
@@ -109,6 +111,31 @@ def with_flops_spread_design(original):
         rest = np.setdiff1d(np.arange(len(X)), picks)  # empty bands: random architectures instead
         picks += rng.choice(rest, n_doe - len(picks), replace=False).tolist()
         return X[picks]
+
+    return initialize
+
+
+def with_mixture_design(original, alpha: float):
+    """OFASearchSpace.initialize replaced: smallest, largest, then architectures drawn in two stages. Each draws
+    its own propensities for the kernel sizes, the expand ratios and the depths (Dirichlet(alpha), one vector
+    each), then every gene from them; the resolution stays uniform. Uniform genes average out over 20 layers, so
+    a uniform design barely varies in its mean kernel size, expand ratio or depth (which the near-additive
+    oracle mostly depends on); this one reaches the corners: all-small kernels and deep, all-large and shallow."""
+    from search_space.ofa import DEPTH_GENES, EXPAND_GENES, KERNEL_GENES, RESOLUTION_GENE
+
+    def initialize(space, n_doe: int, rng: np.random.Generator) -> np.ndarray:
+        from search_space.base import unique_rows
+
+        X = original(space, 2, rng)
+        while len(X) < n_doe:
+            x = np.zeros(space.n_var, dtype=int)
+            for genes, n in ((KERNEL_GENES, len(space.kernel_sizes)), (EXPAND_GENES, len(space.expand_ratios)),
+                             (DEPTH_GENES, len(space.depths))):
+                x[genes] = rng.choice(n, size=len(genes), p=rng.dirichlet(np.full(n, alpha)))
+            x[RESOLUTION_GENE] = rng.integers(len(space.resolutions))
+            X = np.concatenate([X, space.canonical(x[None])])
+            X = X[np.sort(unique_rows(X))]
+        return X
 
     return initialize
 
@@ -580,8 +607,8 @@ def parse_settings(items: list[str]) -> dict:
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
-                   help="base | local:KEEP | bands | doe_flops | confidence:K | rank_fill | mutation:M | "
-                        "crossover:ux|none | res_strata:K | portfolio:NAME:K | early_explore:K:E")
+                   help="base | local:KEEP | bands | doe_flops | doe_mixture:A | confidence:K | rank_fill | "
+                        "mutation:M | crossover:ux|none | res_strata:K | portfolio:NAME:K | early_explore:K:E")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -603,6 +630,10 @@ def main() -> None:
         from search_space.ofa import OFASearchSpace
 
         OFASearchSpace.initialize = with_flops_spread_design(OFASearchSpace.initialize)
+    elif name == "doe_mixture":
+        from search_space.ofa import OFASearchSpace
+
+        OFASearchSpace.initialize = with_mixture_design(OFASearchSpace.initialize, float(arg or 1.0))
     elif name == "confidence":
         from codebase.search.engine import MSuNAS
 
