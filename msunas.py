@@ -170,7 +170,8 @@ def absolute_paths(values: dict[str, object]) -> dict[str, object]:
 
 def check_args(args: argparse.Namespace) -> None:
     from acc_predictor import acc_predictor_names
-    from codebase.search.objectives import objective_names
+    from codebase.search.engine import check_ref_point
+    from codebase.search.objectives import objective_keys
 
     if args.predictor != "none" and args.predictor not in acc_predictor_names():
         raise ValueError(f"unknown predictor '{args.predictor}'; choose from {acc_predictor_names() + ['none']}")
@@ -180,8 +181,10 @@ def check_args(args: argparse.Namespace) -> None:
     if args.seed < 0 or args.inner_pop < 1 or args.inner_gens < 1:
         raise ValueError(f"--seed must be >= 0, --inner_pop >= 1 and --inner_gens >= 1; got --seed {args.seed} "
                          f"--inner_pop {args.inner_pop} --inner_gens {args.inner_gens}")
+    keys = objective_keys(args.sec_obj)  # a bad --sec_obj is said now, not after a supernet's training
+    check_ref_point(args.ref_point, keys)
     # NSGA-III (3 or more objectives) needs a population of at least one per reference direction
-    n_obj = 1 + len(objective_names(args.sec_obj))
+    n_obj = len(keys)
     population = ("--n_doe", args.n_doe) if args.predictor == "none" else ("--inner_pop", args.inner_pop)
     if n_obj >= 3 and args.iterations > 0 and population[1] < n_obj:
         raise ValueError(f"{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a population of "
@@ -294,7 +297,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     the other ranks evaluate their share of each iteration's candidates."""
     from codebase.evaluators import get_evaluator
     from codebase.io import remove_stale_temporaries, write_yaml
-    from codebase.search.engine import MSuNAS, SearchSettings, check_ref_point
+    from codebase.search.engine import MSuNAS, SearchSettings
     from codebase.search.objectives import measured_devices, parse_objectives
 
     fresh_folder, fresh_log = not save.exists(), not (save / "log.txt").exists()
@@ -309,7 +312,6 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
-        check_ref_point(args.ref_point, [o.name for o in objectives])  # before anything is written
         error = None
     except Exception as e:
         if ranks is None:

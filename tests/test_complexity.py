@@ -13,7 +13,7 @@ from codebase.supernet import build_supernet, extract_subnet
 from search_space import OFASearchSpace
 
 RESOLUTIONS = (128, 150, 160, 175, 192, 224, 256)
-N_PER_WIDTH = 50
+N_PER_WIDTH = 20
 
 
 def _reference_counts(net: torch.nn.Module, r: int) -> tuple[int, int, int]:

@@ -250,6 +250,24 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
     assert not (tmp_path / "bad").exists()  # a refused start leaves nothing behind, not even an empty log
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sec_obj", "joules"], "unknown objective 'joules'"),
+        (["--ref_point", "1", "2", "3"], "--ref_point needs 2 values"),
+        # a forgotten --dataset: digits would have been searched, the folder never read
+        (["--data", "/some/cifar"], "--data /some/cifar: digits (the default --dataset) is scikit-learn's built-in"),
+    ],
+)
+def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, message):
+    """The default evaluator trains a supernet first (minutes): these were said only after it."""
+    out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), "--save", str(tmp_path / "bad"), *args],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "NSGANETV2_PLOTS": "0"})
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without CUDA")
 def test_gpu_latency_without_cuda_is_refused_before_anything_is_written(tmp_path):
     out = oracle_run(tmp_path / "bad", "--sec_obj", "flops,gpu", check=False)

@@ -1,9 +1,17 @@
 """--sec_obj parsing: names, measured devices, and objectives a space cannot provide."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from codebase.search.objectives import complete_stats, measured_devices, objective_names, parse_objectives
+from codebase.search.objectives import (
+    complete_stats,
+    measured_devices,
+    objective_keys,
+    objective_names,
+    parse_objectives,
+)
 from search_space import OFASearchSpace
 
 
@@ -32,3 +40,16 @@ def test_complete_stats_fills_only_missing_exact_objectives():
     assert stats == {"top1": 50.0, "flops": 1.0, "params": pytest.approx(params)}  # a reported value is kept
     assert complete_stats(objectives, {"top1": 1.0}, genome)["flops"] == pytest.approx(flops)
     assert np.isfinite(flops) and flops > 0
+
+
+def test_objective_keys_are_the_parsed_names_without_building_anything(tmp_path):
+    lut = Path(__file__).resolve().parents[2] / "shared" / "data" / "ofa" / "note10_lut"
+    specs = ["flops", "params, cpu", "flops_ofa,gpu"] + ([f"flops,lut:{lut}"] if lut.exists() else [])
+    for spec in specs:
+        space = OFASearchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224))  # what note10_lut covers
+        assert objective_keys(spec) == [o.name for o in parse_objectives(spec, space, 1000)]
+    for spec, message in [("joules", "unknown objective 'joules'"), ("flops,flops", "named twice"),
+                          ("cpu,flops,params,gpu", "1 to 3"), ("", "1 to 3"),
+                          (f"lut:{tmp_path / 'none.yaml'}", "none.yaml")]:
+        with pytest.raises(ValueError, match=message):
+            objective_keys(spec)

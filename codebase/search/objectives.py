@@ -62,6 +62,32 @@ def measured_devices(spec: str) -> tuple[str, ...]:
     return tuple(device for device in MEASURED if device in names)
 
 
+def objective_keys(spec: str) -> list[str]:
+    """[top1_err] + the stats key of each objective named in `spec` (what net.stats and iter_K.stats call
+    them), without building anything: a ValueError for a spec no search could use (an unknown name, a
+    latency table that is not there, too many or repeated objectives). A search checks this first, before
+    it trains a supernet or writes a file."""
+    names = objective_names(spec)
+    if not 1 <= len(names) <= 3:
+        raise ValueError(f"--sec_obj: expected {OBJECTIVE_HELP}; got '{spec}'")
+    keys = [ERROR]
+    for name in names:
+        if name in ("flops", "params", "flops_ofa"):
+            keys.append(name)
+        elif name in MEASURED:
+            keys.append(MEASURED[name])
+        elif name.startswith("lut:"):
+            from codebase.latency import LatencyTable
+
+            LatencyTable.load(name[4:])  # a missing or malformed table is its own error line
+            keys.append("latency")
+        else:
+            raise ValueError(f"--sec_obj: unknown objective '{name}'; expected {OBJECTIVE_HELP}")
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--sec_obj: an objective is named twice in '{spec}'")
+    return keys
+
+
 def parse_objectives(spec: str, space: SearchSpace, n_classes: int) -> list[Objective]:
     """[top1_err] + the objectives named in `spec` (e.g. "flops", "flops,lut:note10_lut")."""
     names = objective_names(spec)
