@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if unused and not args.supernet_path:  # they only serve the weights' batch-norm recalibration
         raise ValueError(f"{' and '.join(unused)}: used only with --supernet_path (recalibrating the "
                          "exported weights); without it nothing reads data")
+    if not args.save.strip():  # Path("") is the current folder: an unset $OUT exported into it
+        raise ValueError("--save: empty; give the folder for the chosen architectures")
     out = Path(args.save)
     check_output_folder(out, f"--save {out}")
     result = selection.load_search_result(args.expr)

@@ -29,7 +29,9 @@ from codebase.cli import (
     OneLineParser,
     absolute_path,
     changed_settings,
+    check_ranges,
     check_resume_save,
+    check_unused,
     flag_names,
     flags_given,
     other_local_rank,
@@ -46,6 +48,13 @@ TRAINING_ONLY = frozenset({"epochs", "batch_size", "lr", "momentum", "weight_dec
                            "drop_path", "cutout", "cutout_length", "autoaugment", "seed", "auxiliary_weight",
                            "droprate"})
 PATH_FLAGS = frozenset({"data", "model_config", "pretrained", "arch"})
+# checked before any data or weights are read (the libraries said `Invalid momentum value` after loading the data
+# set, --drop-path 2 was a traceback in the first step)
+RANGES = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "[0, inf)",
+          "drop": "[0, 1)", "drop_path": "[0, 1)", "workers": "[0, inf)", "auxiliary_weight": "[0, inf)",
+          "droprate": "[0, 1)"}
+NSGANET_ONLY = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary", "auxiliary_weight",
+                "droprate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stochastic depth at the last block (ofa models)")
     p.add_argument("--cutout", action="store_true")
     p.add_argument("--cutout_length", type=int, default=None,
-                   help="side in pixels at the data set's native size, scaled with --img-size (default: 16 px, or half "
-                        "the native side where smaller: 4 px on 8-px digits)")
+                   help="with --cutout: side in pixels at the data set's native size, scaled with --img-size "
+                        "(default: 16 px, or half the native side where smaller: 4 px on 8-px digits)")
     p.add_argument("--autoaugment", action="store_true")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast (default: on with CUDA)")
@@ -106,7 +115,22 @@ def absolute_paths(args: argparse.Namespace) -> None:
             setattr(args, key, absolute_path(value))
 
 
-def resolve(args: argparse.Namespace) -> argparse.Namespace:
+def unused_flags(args: argparse.Namespace) -> dict[str, str]:
+    """{dest: when it applies} of the flags that have no effect on this run."""
+    if args.net_type:  # the NSGA-Net networks have no classifier dropout or stochastic depth of the ofa models
+        unused = dict.fromkeys(("drop", "drop_path"), "only with --model-config (an exported ofa architecture)")
+        if not args.auxiliary:
+            unused["auxiliary_weight"] = "only with --auxiliary"
+    else:
+        unused = dict.fromkeys(NSGANET_ONLY, "only with --net_type (an NSGA-Net network)")
+    if not args.cutout:
+        unused["cutout_length"] = "only with --cutout"
+    return unused
+
+
+def resolve(args: argparse.Namespace, given: dict | None = None) -> argparse.Namespace:
+    """The run's settings completed and checked before anything is read; `given` (flags_given) are the flags
+    on the command line, refused where they have no effect."""
     absolute_paths(args)
     defaults = NSGANET_DEFAULTS if args.net_type else OFA_DEFAULTS
     for key, value in defaults.items():
@@ -116,6 +140,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
+    check_ranges(args, RANGES, flag_names(build_parser()))
+    check_unused(given or {}, unused_flags(args), flag_names(build_parser()))
     from codebase.finetune import check_new_run_folder, cutout_length, run_folder
 
     args.cutout_length = cutout_length(args.dataset, args.cutout_length, check=args.cutout)
@@ -179,12 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import finetune
 
     args = build_parser().parse_args(argv)
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     try:
         if args.resume:
             args = resume_settings(args, argv)
         elif args.net_type == "macro" and not other_local_rank():
-            warn_ignored_macro_flags(args, flags_given(build_parser, sys.argv[1:] if argv is None else argv))
-        args = resolve(args)
+            warn_ignored_macro_flags(args, given)
+        args = resolve(args, given)
     except ValueError as e:  # every process of a torchrun job finds the same: said once per machine
         raise ArgumentsError(str(e)) from None
     stats = finetune(args)

@@ -25,6 +25,8 @@ from codebase.cli import (
     OneLineParser,
     absolute_path,
     changed_settings,
+    check_ranges,
+    check_unused,
     flag_names,
     flags_given,
     run_main,
@@ -35,6 +37,22 @@ from codebase.cli import (
 RESUME_FREE = frozenset({"resume", "output", "epochs", "data", "device", "workers", "validation_batch_size", "amp",
                          "quiet"})
 PATH_FLAGS = frozenset({"model_config", "initial_checkpoint", "teacher"})
+# checked before anything is loaded: timm and torch said `Invalid momentum` after the data set was read,
+# --smoothing 1.5 and --drop-path 2 were tracebacks, and a negative --warmup-lr or --decay-rate trained silently
+RANGES = {"workers": "[0, inf)", "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
+          "weight_decay": "[0, inf)", "clip_grad": "[0, inf)", "decay_epochs": "(0, inf)", "decay_rate": "(0, 1]",
+          "warmup_lr": "[0, inf)", "warmup_epochs": "[0, inf)", "min_lr": "[0, inf)", "drop": "[0, 1)",
+          "drop_path": "[0, 1)", "color_jitter": "[0, inf)", "reprob": "[0, 1]", "recount": "[1, inf)",
+          "mixup": "[0, inf)", "cutmix": "[0, inf)", "smoothing": "[0, 1)", "model_ema_decay": "[0, 1]",
+          "teacher_weight": "[0, inf)"}
+
+
+def unused_flags(args: argparse.Namespace) -> dict[str, str]:
+    """{dest: when it applies} of the flags that have no effect on this run."""
+    unused = {} if args.model_ema else {"model_ema_decay": "only with --model-ema"}
+    if not args.teacher:
+        unused.update(dict.fromkeys(("teacher_width", "teacher_weight"), "only with --teacher"))
+    return unused
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.finetune_imagenet import default_output, finetune_imagenet
 
     args = build_parser().parse_args(argv)
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     if args.resume and not args.output:
         raise ArgumentsError("--resume needs --output DIR (the run to continue)")
     if args.resume:
@@ -124,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                              f"{args.validation_batch_size}: must be >= 1")
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
+    try:
+        check_ranges(args, RANGES, flag_names(build_parser()))
+        check_unused(given, unused_flags(args), flag_names(build_parser()))
+    except ValueError as e:
+        raise ArgumentsError(str(e)) from None
     args.output = args.output or default_output(args)
     if not args.resume:  # before anything is loaded: never over another run's checkpoint and weights
         try:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from codebase.cli import OneLineParser
+from codebase.io import check_output_folder
 from codebase.networks.drawing import FORMATS, render_macro, render_micro
 from codebase.networks.nsganet_macro import macro_genome, macro_spec
 from codebase.nsganet_profile import load_arch
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(args.arch).stem if is_file else args.arch
     arch = None
     try:
+        check_output_folder(args.out, f"--out {args.out}")  # was: "cannot write the drawing ... (File exists)"
         arch = load_arch(args.arch, args.net_type)
         if looks_ofa(arch):  # not "missing field 'normal'": no field would make it a cell
             raise ValueError(f"{args.arch}: an OFA MobileNetV3 subnet, which this tool cannot draw (it draws "

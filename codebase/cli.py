@@ -140,3 +140,43 @@ def check_resume_save(run: str | Path, given: dict[str, Any]) -> None:
 
 def _shown(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def check_ranges(args: argparse.Namespace, ranges: dict[str, str], names: dict[str, str] | None = None) -> None:
+    """Before any data or weights are read: a ValueError naming the first flag whose value lies outside its
+    interval in `ranges` ({dest: "[0, 1)", "(0, inf)", ...}; None values are not checked), instead of the
+    library's own message (`Invalid momentum value`, a traceback) after the data set was loaded, or a silently
+    odd run (a negative dropout, a negative learning rate in the warm-up)."""
+    import math
+    import re
+
+    names = names or {}
+    for dest, interval in ranges.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        match = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", interval)
+        if match is None:
+            raise AssertionError(f"check_ranges: bad interval {interval!r} for {dest}")
+        opening, low, high, closing = match[1], float(match[2]), float(match[3]), match[4]
+        inside = (math.isfinite(value) and (value > low or opening == "[" and value == low)
+                  and (value < high or closing == "]" and value == high))
+        if not inside:
+            if math.isinf(high):
+                expected = f"must be {'>=' if opening == '[' else '>'} {match[2]}"
+            else:
+                expected = f"must be in {interval}"
+            raise ValueError(f"{names.get(dest, '--' + dest)} {value}: {expected}")
+
+
+def check_unused(given: dict[str, Any], unused: dict[str, str], names: dict[str, str] | None = None) -> None:
+    """A ValueError naming the flags given on the command line (`given`, from flags_given) that have no effect
+    in the chosen mode: `unused` maps each such dest to when it applies (`only with --net_type`), so that
+    a flag is never silently ignored. The message reads `--layers, --SE only with --net_type: ...`."""
+    names = names or {}
+    ignored = [(names.get(dest, "--" + dest), why) for dest, why in unused.items() if dest in given]
+    if ignored:
+        whys = dict.fromkeys(why for _, why in ignored)  # grouped by reason, in order
+        parts = [f"{', '.join(flag for flag, w in ignored if w == why)} {why}" for why in whys]
+        raise ValueError(f"{'; '.join(parts)}: no effect here (not silently ignored); leave "
+                         f"{'it' if len(ignored) == 1 else 'them'} out")

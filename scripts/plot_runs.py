@@ -43,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     check_output_folder(Path(args.out).parent, f"--out {args.out}")
     if args.each:
         for run in args.runs:
+            check_output_folder(Path(run) / "plots", f"--each: {Path(run) / 'plots'}")
+    # the overlay first: it checks --labels and that the runs compare (was: after --each had redrawn every
+    # run's own plots, over the ones there)
+    overlay = plots.plot_runs(args.runs, args.out, args.labels)
+    if args.each:
+        for run in args.runs:
             for stats in plots.load_run(run):
                 plots.plot_iteration(stats, Path(run) / "plots" / f"iter_{stats['iteration']}.png")
             plots.plot_run(run)
-    print(plots.plot_runs(args.runs, args.out, args.labels))
+    print(overlay)
     return 0
 
 

@@ -251,3 +251,30 @@ def test_a_resume_names_each_flag_that_would_change_its_run(tmp_path, monkeypatc
     check_resume_save(tmp_path, {"save": "."})  # the run's own folder, typed otherwise
     with pytest.raises(ValueError, match=r"continues the run in that folder; drop --save other$"):
         check_resume_save(tmp_path, {"save": "other"})
+
+
+# ---------------------------------------------------------------------------------------- flag values and modes
+def test_check_ranges_names_the_flag_and_its_interval():
+    from argparse import Namespace
+
+    from codebase.cli import check_ranges
+
+    ranges = {"lr": "(0, inf)", "drop": "[0, 1)", "reprob": "[0, 1]", "unset": "[1, inf)"}
+    check_ranges(Namespace(lr=0.1, drop=0.0, reprob=1.0, unset=None), ranges)  # bounds as written; None unchecked
+    for value, bad, message in [("lr", 0.0, "--lr 0.0: must be > 0"), ("drop", 1.0, r"--drop 1.0: must be in \[0, 1\)"),
+                                ("drop", -0.1, "must be in"), ("reprob", float("nan"), "--reprob nan: must be in"),
+                                ("lr", float("inf"), "--lr inf: must be > 0")]:
+        args = Namespace(lr=0.1, drop=0.0, reprob=1.0, unset=None)
+        setattr(args, value, bad)
+        with pytest.raises(ValueError, match=message):
+            check_ranges(args, ranges, {"lr": "--lr"})
+
+
+def test_check_unused_names_each_flag_with_when_it_applies():
+    from codebase.cli import check_unused
+
+    unused = {"layers": "only with --net_type", "SE": "only with --net_type", "cutout_length": "only with --cutout"}
+    check_unused({"epochs": 3}, unused)
+    with pytest.raises(ValueError, match=r"^--layers, --SE only with --net_type; --cutout_length only with --cutout: "
+                                         r"no effect here \(not silently ignored\); leave them out$"):
+        check_unused({"SE": True, "layers": 3, "cutout_length": 8}, unused)

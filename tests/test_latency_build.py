@@ -129,3 +129,14 @@ def test_table_prediction_tracks_measured_latency(tmp_path):
     net = extract_subnet(build_supernet(width_mult=1.0), subnet)
     measured = measure_latency(net, 128, "cpu", warmup=5, repeats=30, threads=1)
     assert 1 / 3 < table.predict(subnet) / measured < 3  # loose: CPUs shared with other jobs are noisy
+
+
+def test_an_even_kernel_or_a_huge_resolution_is_refused_before_anything_is_written(tmp_path):
+    from codebase.latency.build import build_tables
+
+    # were: ofa's AssertionError traceback after a table was written; an out-of-memory traceback after args.yaml
+    with pytest.raises(ValueError, match=r"kernel_sizes must be odd .*got \[3, 4\]"):
+        build_tables(tmp_path / "k", [R], kernel_sizes=[3, 4], repeats=1, warmup=0, progress=False)
+    with pytest.raises(ValueError, match="resolution 99999: expected an input resolution in 1..1024 pixels"):
+        build_tables(tmp_path / "r", [R, 99999], repeats=1, warmup=0, progress=False)
+    assert list(tmp_path.iterdir()) == []

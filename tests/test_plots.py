@@ -202,3 +202,22 @@ def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
     assert not (tmp_path / "hv.png").exists() and not (tmp_path / "hv.pdf").exists()
+
+
+def test_plot_runs_each_draws_nothing_when_the_overlay_is_refused(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plot_runs", ROOT / "scripts" / "plot_runs.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
+    write_stats(tmp_path / "b", 0, [[2, 2]], [5, 3])
+    # was: every run's own plots redrawn into RUN/plots (over the ones there) before --labels was found wrong
+    with pytest.raises(ValueError, match="--labels: 1 labels for 2 runs"):
+        script.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "A", "--each",
+                     "--out", str(tmp_path / "hv.png")])
+    assert not (tmp_path / "a" / "plots").exists() and not (tmp_path / "hv.png").exists()
+    (tmp_path / "b" / "plots").write_text("mine")
+    with pytest.raises(ValueError, match="plots is a file, not a folder"):
+        script.main([str(tmp_path / "a"), str(tmp_path / "b"), "--each", "--out", str(tmp_path / "hv.png")])
+    assert not (tmp_path / "a" / "plots").exists() and not (tmp_path / "hv.png").exists()

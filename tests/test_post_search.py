@@ -635,3 +635,14 @@ def test_supernet_export_of_an_nsganet_run_is_refused_before_anything_is_written
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "this run searched nsganet_micro" in out.stderr and "without --supernet_path" in out.stderr
     assert not (tmp_path / "final").exists()
+
+
+def test_an_empty_save_is_refused_not_written_into_the_current_folder(tmp_path, monkeypatch):
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # `--save $OUT` with OUT unset: was choices.json and net-* written here
+    with pytest.raises(ValueError, match="--save: empty; give the folder for the chosen architectures"):
+        script.main(["--expr", str(expr), "--save", ""])
+    assert list((tmp_path / "cwd").iterdir()) == []

@@ -484,3 +484,26 @@ def test_relative_paths_are_stored_absolute_so_a_resume_works_from_any_folder(se
     assert main_inline("train_cifar", ["--evaluate", "--resume", tmp_path / "run"]) == 0
     scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scored["top1"] == pytest.approx(metrics(tmp_path / "run")[0]["val_top1"], abs=1e-3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--drop-path", "2"], r"--drop-path 2.0: must be in \[0, 1\)"),  # was: a traceback in the first step, files left
+    (["--drop", "-0.1"], r"--drop -0.1: must be in \[0, 1\)"),  # was: trained silently
+    (["--momentum", "-1"], r"--momentum -1.0: must be in \[0, 1\)"),  # was: torch's line after the data set was read
+    (["--lr", "0"], "--lr 0.0: must be > 0"),
+    (["-j", "-1"], "--workers -1: must be >= 0"),
+    (["--grad_clip", "-1"], "--grad_clip -1.0: must be >= 0"),  # was: silently no clipping
+    (["--layers", "8", "--SE"], r"--layers, --SE only with --net_type"),  # was: silently ignored
+    (["--net_type", "micro", "--model-config", ""], "--drop, --drop-path only with --model-config"),
+    (["--cutout_length", "8"], "--cutout_length only with --cutout"),
+])
+def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read(setup, tmp_path, monkeypatch, extra,
+                                                                               message):
+    import codebase.finetune
+
+    _, common = setup
+    argv = [a for a in common if a != "--cutout"]
+    monkeypatch.setattr(codebase.finetune, "finetune", lambda args: pytest.fail("trained before the check"))
+    with pytest.raises(ValueError, match=message):
+        main_inline("train_cifar", [*argv, *extra, "--save", tmp_path / "run"])
+    assert not (tmp_path / "run").exists()

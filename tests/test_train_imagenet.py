@@ -312,3 +312,27 @@ def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(s
     with pytest.raises(ValueError, match="--validation-batch-size 0: must be >= 1"):  # was: after the first epoch
         train_imagenet.main([str(a) for a in argv])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--smoothing", "1.5"], r"--smoothing 1.5: must be in \[0, 1\)"),  # was: timm's bare AssertionError traceback
+    (["--drop-path", "2"], r"--drop-path 2.0: must be in \[0, 1\)"),  # was: a traceback in the first step
+    (["--warmup-lr", "-1"], "--warmup-lr -1.0: must be >= 0"),  # was: trained at lr -1 silently
+    (["--decay-rate", "-1"], r"--decay-rate -1.0: must be in \(0, 1\]"),
+    (["--momentum", "-1"], r"--momentum -1.0: must be in \[0, 1\)"),  # was: timm's line after the data set was read
+    (["--model-ema-decay", "0.99"], "--model-ema-decay only with --model-ema"),  # was: silently ignored
+    (["--teacher-weight", "2"], "--teacher-weight only with --teacher"),
+])
+def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read(setup, tmp_path, monkeypatch, extra,
+                                                                               message):
+    import codebase.finetune_imagenet
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--quiet", "--device", "cpu",
+            "--output", tmp_path / "run"]
+    monkeypatch.setattr(codebase.finetune_imagenet, "finetune_imagenet", lambda args: pytest.fail("trained"))
+    with pytest.raises(ValueError, match=message):
+        train_imagenet.main([str(a) for a in [*argv, *extra]])
+    assert not (tmp_path / "run").exists()

@@ -316,3 +316,19 @@ def test_bad_save_path_and_image_size_are_refused_before_the_evaluation(export, 
     for size in (0, -3, 5000):
         with pytest.raises(ValueError, match=f"--img-size {size}: expected an input resolution in 1..1024"):
             resolve_image_size(size, "cifar10", config, weights)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["-b", "0"], "--batch-size 0: must be >= 1"),  # was: DataLoader's `batch_size should be ...` after loading
+    (["-j", "-1"], "--workers -1: must be >= 0"),
+    (["--layers", "8", "--auxiliary"], r"--layers, --auxiliary only with --net_type"),  # was: silently ignored
+    (["--arch", "DARTS"], r"--arch only with --net_type"),
+])
+def test_bad_loader_values_and_nsganet_flags_without_net_type_are_refused_first(export, monkeypatch, extra, message):
+    config, weights, _, data, _ = export
+    import validation
+
+    monkeypatch.setattr(validation, "validate", lambda args: pytest.fail("evaluated before the check"))
+    with pytest.raises(ValueError, match=message):
+        run_inline(validation.main, "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained",
+                   weights, *extra)

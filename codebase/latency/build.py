@@ -110,8 +110,12 @@ def build_tables(
     progress: bool = True,
 ) -> list[Path]:
     """Measure every missing entry of each resolution's table; return the table paths."""
+    from codebase.models import MAX_IMAGE_SIZE
+
     if not resolutions or any(r < 1 for r in resolutions):
         raise ValueError(f"resolutions must be positive integers, got {list(resolutions)}")
+    if max(resolutions) > MAX_IMAGE_SIZE:  # was: an out-of-memory traceback after args.yaml was written
+        raise ValueError(f"resolution {max(resolutions)}: expected an input resolution in 1..{MAX_IMAGE_SIZE} pixels")
     if repeats < 1 or warmup < 0 or batch_size < 1 or n_classes < 1:
         raise ValueError("repeats, batch_size and n_classes must be at least 1 and warmup at least 0")
     if threads is not None and threads < 1:
@@ -120,6 +124,8 @@ def build_tables(
         raise ValueError(f"width_mult must be one of the OFA supernet's widths {KNOWN_WIDTHS}, got {width_mult}")
     if not kernel_sizes or not expand_ratios or min(kernel_sizes) < 1 or min(expand_ratios) < 1:
         raise ValueError("kernel_sizes and expand_ratios must be non-empty lists of positive integers")
+    if any(k % 2 == 0 for k in kernel_sizes):  # was: ofa's AssertionError after the first table was written
+        raise ValueError(f"kernel_sizes must be odd (a same-padded depthwise convolution), got {list(kernel_sizes)}")
     dev = resolve_device(device)
     save = Path(save)
     check_output_folder(save, f"--save {save}")  # it, or a folder on its way, may be a file
