@@ -256,7 +256,7 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
         (["--sec_obj", "joules"], "unknown objective 'joules'"),
         (["--ref_point", "1", "2", "3"], "--ref_point needs 2 values"),
         # a forgotten --dataset: digits would have been searched, the folder never read
-        (["--data", "/some/cifar"], "--data /some/cifar: digits (the default --dataset) is scikit-learn's built-in"),
+        (["--data", "/some/cifar"], "--data /some/cifar: the data set is digits, scikit-learn's built-in one"),
     ],
 )
 def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, message):
