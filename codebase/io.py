@@ -179,7 +179,7 @@ def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: weight file not found")
+        raise ValueError(f"{path}: {'a folder, not a weight file' if path.is_dir() else 'weight file not found'}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)

@@ -256,6 +256,15 @@ def test_bad_subnet_and_missing_supernet(evaluator, folder_data):
         SupernetEvaluator(**OPTIONS, data=str(folder_data), supernet_path=None, save=None)
 
 
+def test_a_supernet_path_naming_a_folder_points_to_the_checkpoint_in_it(tmp_path):
+    from codebase.evaluators.supernet import load_supernet
+
+    with pytest.raises(ValueError, match=f"--supernet_path {tmp_path}: a folder, not a file; give a checkpoint in it"):
+        load_supernet(tmp_path, 1.0, 10)  # was: "file not found", though it is there
+    with pytest.raises(ValueError, match="file not found"):
+        load_supernet(tmp_path / "none.pth", 1.0, 10)
+
+
 def test_cli_round_trip(evaluator, folder_data, task_checkpoint, tmp_path):
     (tmp_path / "net.subnet").write_text(json.dumps(MIXED))
     out = subprocess.run(

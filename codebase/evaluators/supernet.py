@@ -143,7 +143,10 @@ def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Mod
     from codebase.supernet import build_supernet
 
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file():  # a folder: likely a train_supernet.py run, whose weights are its checkpoint.pth
+        if path.is_dir():
+            raise ValueError(f"--supernet_path {path}: a folder, not a file; give a checkpoint in it, e.g. "
+                             f"{path / 'checkpoint.pth'}")
         raise ValueError(f"--supernet_path {path}: file not found")
     stat = path.stat()
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, float(width_mult), int(n_classes))
