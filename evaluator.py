@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, run_main
+from codebase.cli import OneLineParser, check_unused, flag_names, flags_given, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,8 +118,31 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     return subnet_complexity(subnet, width_mult, n_classes)
 
 
-def main() -> int:
-    args = build_parser().parse_args()
+EVALUATING = ("supernet_path", "resolutions", "vld_size", "seed", "n_epochs", "bn_size", "test", "device", "measure",
+              "save", "save_config")
+NSGANET = ("arch", "layers", "init_channels", "filter_increment", "auxiliary", "SE")
+
+
+def unused_flags(args: argparse.Namespace) -> dict[str, str]:
+    """{dest: when it applies} of the flags that have no effect in the mode `args` chose (refused if given)."""
+    unused = dict.fromkeys(NSGANET, "only with --profile --net_type")
+    if not args.profile:
+        return {**unused, "config": "only with --profile", "net_type": "only with --profile"}
+    unused = dict.fromkeys(EVALUATING, "only without --profile (evaluating a subnet)")
+    if args.net_type:  # NSGA-Net's networks: 32x32 CIFAR input, their own widths
+        unused.update(dict.fromkeys(("subnet", "config", "width_mult", "img_size"), "only for OFA subnets"))
+        if args.net_type == "macro":
+            unused.update(dict.fromkeys(("layers", "filter_increment"), "only with --net_type micro"))
+        return unused
+    return {**unused, **dict.fromkeys(NSGANET, "only with --net_type")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # a flag of another mode was silently ignored (--profile --save wrote nothing; evaluating ignored --net_type)
+    check_unused(flags_given(build_parser, sys.argv[1:] if argv is None else argv), unused_flags(args),
+                 flag_names(parser))
     if args.profile:
         print(json.dumps({k: round(v, 6) for k, v in profile(args).items()}))
         return 0

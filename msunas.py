@@ -110,18 +110,24 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.resume:
+        from codebase.evaluators import check_evaluator_flags
+
+        given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
         # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
         for alias, name in ALIASES:
+            if alias in given and name in given and given[alias] != given[name]:
+                raise ValueError(f"--{alias} {given[alias]} and --{name} {given[name]} name the same setting "
+                                 f"(--{alias} is NSGA-Net's name for --{name}); give one of them")
             if getattr(args, alias) is not None:
                 setattr(args, name, getattr(args, alias))
         args.evaluator = default_evaluator(args)
         if args.evaluator == "ofa_oracle":
-            given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
             ignored = [f"--{k}" for k in ORACLE_IGNORES if k in given]
             if ignored:  # silently searching something else than asked would be worse than refusing
                 raise ValueError(f"--evaluator ofa_oracle scores OFA w1.2 subnets with OFA's ImageNet accuracy "
                                  f"predictor, so it has no use for {', '.join(ignored)}; drop "
                                  f"{'it' if len(ignored) == 1 else 'them'}")
+        check_evaluator_flags(args.evaluator, given, args.search_space)
         return args
     run = Path(args.resume)
     if (run / "supernet" / "checkpoint.pth").is_file() and not (run / "args.yaml").is_file():
@@ -136,6 +142,8 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = vars(parser.parse_args([]))
     merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
     check_resume_save(run, given)
+    if merged.get("evaluator") == "ofa_oracle" and given.get("data") is not None:
+        raise ValueError(f"--resume {run}: an ofa_oracle run reads no data set; drop --data")
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
     # paths compare as absolute ones (runs of earlier versions stored them relative)
     changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"),
@@ -223,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.n_gpus is not None and args.n_gpus < 1:
             raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
         distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
+        if args.device is not None:  # a bad name is said now, whatever the evaluator (the oracle ignored it)
+            from codebase.latency.measure import resolve_device
+
+            resolve_device(args.device)
     except ValueError as e:
         raise ArgumentsError(str(e)) from None
     save = Path(args.save)

@@ -19,7 +19,15 @@ import logging
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, changed_settings, check_resume_save, flags_given, run_main, stored_arguments
+from codebase.cli import (
+    OneLineParser,
+    changed_settings,
+    check_ranges,
+    check_resume_save,
+    flags_given,
+    run_main,
+    stored_arguments,
+)
 from codebase.io import check_output_folder, remove_stale_temporaries
 
 # what --resume DIR may change: where the data are and how the training runs
@@ -58,10 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from codebase.evaluators.supernet import SupernetEvaluator
     from codebase.io import write_json, write_yaml
+    from codebase.latency.measure import resolve_device
     from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    # how the training runs: said before the folder is made (they failed at the first step, leaving it)
+    check_ranges(args, {"num_workers": "[0, inf)"})
+    resolve_device(args.device)
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:
         save = Path(args.resume)
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
         config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
     config = config.resolved()
+    new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()]  # what this start makes
     try:
         save.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # no permission, ...
@@ -92,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.resume or args.data is not None:
         write_yaml(save / "args.yaml", config.to_dict())
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
-    path = train_supernet(config, save, device=args.device, progress=not args.quiet, num_workers=args.num_workers)
+    try:
+        path = train_supernet(config, save, device=args.device, progress=not args.quiet,
+                              num_workers=args.num_workers)
+    except ValueError:
+        if not (save / CHECKPOINT).exists():  # refused before a first epoch (a bad --init): leave nothing behind
+            remove_new_files(new)
+        raise
 
     evaluator = SupernetEvaluator(dataset=config.dataset, data=config.data, n_classes=config.n_classes,
                                   supernet_path=path, width_mult=config.width_mult,
@@ -110,6 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     write_json(save / "summary.json", summary, indent=2)
     print(f"supernet: {path}")
     return 0
+
+
+def remove_new_files(new: list[Path]) -> None:
+    """Remove the files and (empty) folder in `new` that a start refused before its first checkpoint made."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # basicConfig's log.txt, so that it can go and a next start logs anew
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in {p.absolute() for p in new}:
+            root.removeHandler(handler)
+            handler.close()
+    for path in reversed(new):
+        if path.is_file():
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 if __name__ == "__main__":

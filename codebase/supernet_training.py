@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -183,9 +184,12 @@ class SupernetTrainConfig:
         c.init = str(c.init) if c.init else None
         if c.epochs < 1 or c.batch_size < 1 or c.lr <= 0 or c.n_random < 0:
             raise ValueError("supernet training needs epochs >= 1, batch_size >= 1, lr > 0 and n_random >= 0")
-        for name, ok, rule in (("kd_ratio", c.kd_ratio >= 0, ">= 0"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
-                               ("weight_decay", c.weight_decay >= 0, ">= 0"),
-                               ("grad_clip", c.grad_clip >= 0, ">= 0 (0: no clipping)"),
+        # an lr of nan or inf trained a step and ended in 'loss is nan'; a seed below 0 failed in the data loader
+        for name, ok, rule in (("lr", math.isfinite(c.lr), "finite"), ("seed", c.seed >= 0, ">= 0"),
+                               ("kd_ratio", c.kd_ratio >= 0, ">= 0"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
+                               ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0 and finite"),
+                               ("kd_ratio", c.kd_ratio < math.inf, "finite"),
+                               ("grad_clip", 0 <= c.grad_clip < math.inf, ">= 0 (0: no clipping) and finite"),
                                ("dropout_rate", 0 <= c.dropout_rate < 1, "in [0, 1)")):
             if not ok:
                 raise ValueError(f"supernet training needs {name} {rule}, got {getattr(c, name)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,24 @@ def test_profile_default_and_explicit_class_counts(tmp_path):
     ten = evaluator.profile(evaluator.build_parser().parse_args(
         ["--profile", "--subnet", str(path), "--n_classes", "10"]))
     assert default == explicit and ten["params"] < default["params"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    # --profile --save wrote nothing; --net_type, --layers, --config were ignored by an evaluation, --subnet and
+    # --img-size by --net_type, --layers by macro networks: each printed numbers of something else than asked
+    (["--profile", "--subnet", "S", "--save", "x.json"], "--save only without --profile (evaluating a subnet)"),
+    (["--profile", "--subnet", "S", "--supernet_path", "w.pth"], "--supernet_path only without --profile"),
+    (["--subnet", "S", "--supernet_path", "w.pth", "--net_type", "micro"], "--net_type only with --profile"),
+    (["--subnet", "S", "--supernet_path", "w.pth", "--layers", "5", "--SE"], "--layers, --SE only with --profile"),
+    (["--profile", "--net_type", "micro", "--subnet", "S"], "--subnet only for OFA subnets"),
+    (["--profile", "--net_type", "micro", "--img-size", "64"], "--img-size only for OFA subnets"),
+    (["--profile", "--net_type", "macro", "--layers", "5"], "--layers only with --net_type micro"),
+    (["--profile", "--subnet", "S", "--init_channels", "8"], "--init_channels only with --net_type"),
+])
+def test_evaluator_refuses_flags_of_another_mode(argv, message):
+    evaluator = _module("evaluator")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluator.main(argv)
 
 
 # ---------------------------------------------------------------------------------------- plot_runs.py

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,6 +267,47 @@ def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, 
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # the supernet evaluator trained a supernet and searched OFA subnets, ignoring these
+        (["--init_channels", "16", "--layers", "8"], "--init_channels, --layers only with --evaluator nsganet_train"),
+        (["--epochs", "5"], "--epochs only with --evaluator nsganet_train"),
+        (["--evaluator", "supernet", "--oracle_path", str(ORACLE)], "--oracle_path only with --evaluator ofa_oracle"),
+        (["--search_space", "nsganet_micro", "--evaluator", "supernet"],
+         "--evaluator supernet scores ofa subnets, not --search_space nsganet_micro"),
+        (["--search_space", "macro", "--oracle_path", str(ORACLE)],
+         "--evaluator ofa_oracle scores ofa subnets, not --search_space nsganet_macro"),
+        # nsganet_train trained its candidates without these
+        (["--search_space", "micro", "--supernet_path", "w.pth", "--test"],
+         "--supernet_path, --test only with --evaluator supernet"),
+        (["--search_space", "micro", "--n_epochs", "2"], "--n_epochs only with --evaluator supernet"),
+        # the NSGA-Net name silently won over MSuNAS's
+        (["--pop_size", "20", "--n_doe", "30"], "--pop_size 20 and --n_doe 30 name the same setting"),
+        (["--n_gens", "3", "--iterations", "5"], "--n_gens 3 and --iterations 5 name the same setting"),
+    ],
+)
+def test_flags_the_evaluator_would_ignore_are_refused(args, message):
+    import msunas as script
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        script.resolve_args(["--save", "unused", *args])
+
+
+def test_a_bad_device_is_refused_whatever_the_evaluator(tmp_path):
+    """The oracle never read --device: `--device foo` searched on (a resume of its run too)."""
+    import msunas as script
+    from codebase.io import write_yaml
+
+    with pytest.raises(ValueError, match="--device foo: not a device name"):
+        script.main(["--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE), "--save", str(tmp_path / "r"),
+                     "--device", "foo"])
+    assert not (tmp_path / "r").exists()
+    write_yaml(tmp_path / "run" / "args.yaml", {"evaluator": "ofa_oracle", "oracle_path": str(ORACLE)})
+    with pytest.raises(ValueError, match="an ofa_oracle run reads no data set; drop --data"):
+        script.resolve_args(["--resume", str(tmp_path / "run"), "--data", "/some/cifar"])
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks a machine without CUDA")

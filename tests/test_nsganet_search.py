@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,27 @@ def test_evaluator_defaults_and_errors(data):
         get_evaluator("nsganet_train", search_space="nsganet_micro", dataset="cifar10", data=data, layers=2)
     with pytest.raises(ValueError, match="search_space must be one of"):
         get_evaluator("nsganet_train", search_space="ofa", dataset="cifar10", data=data)
+
+
+@pytest.mark.parametrize("options, message", [
+    # 0 was read as "not given" (`x or default`): the default network was trained, or a tenth held out
+    ({"init_channels": 0}, "init_channels must be an even number >= 2, got 0"),
+    ({"layers": 0}, "at least 3 layers (cells), got 0"),
+    ({"vld_size": 0}, "vld_size must be between 1 and"),
+    ({"search_space": "nsganet_macro", "layers": 0}, "--layers applies to nsganet_micro only"),
+    # these failed once per candidate (a search of failures), or in a traceback, or after the run's first files
+    ({"n_classes": 1}, "--n_classes must be at least 2, got 1"),
+    ({"n_classes": 5}, "--n_classes 5 is smaller than the 10 classes of cifar10"),
+    ({"device": "foo"}, "--device foo: not a device name"),
+    ({"vld_size": 10_000}, "vld_size must be between 1 and"),
+    ({"data": None}, "cifar10: no data folder given"),
+])
+def test_bad_options_are_refused_when_the_evaluator_is_built(data, options, message):
+    from codebase.evaluators import get_evaluator
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_evaluator("nsganet_train", **{"search_space": "nsganet_micro", "dataset": "cifar10", "data": data,
+                                          **options})
 
 
 def test_one_candidate_learns_a_separable_task(tmp_path):

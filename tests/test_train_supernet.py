@@ -300,7 +300,12 @@ def test_train_supernet_resume_refuses_another_save_folder(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("field, value", [("kd_ratio", -1.0), ("warmup_epochs", -1), ("weight_decay", -1e-4),
-                                          ("grad_clip", -5.0), ("dropout_rate", 1.0), ("resolutions", (-4, 24))])
+                                          ("grad_clip", -5.0), ("dropout_rate", 1.0), ("resolutions", (-4, 24)),
+                                          # these trained (nan: a step, then 'loss is nan'; a seed below 0 failed
+                                          # in the data loader), leaving the folder behind
+                                          ("lr", math.nan), ("lr", math.inf), ("seed", -1),
+                                          ("weight_decay", math.inf), ("grad_clip", math.inf),
+                                          ("kd_ratio", math.inf)])
 def test_settings_that_would_train_nonsense_are_refused(field, value):
     # a negative kd_ratio pushes the subnets away from the teacher, a dropout rate of 1 zeroes the features,
     # a resolution below 1 pixel ended the first step in a RuntimeError traceback
@@ -366,3 +371,19 @@ def test_resume_removes_what_a_killed_write_left(folder_data, tmp_path):
     assert script.main(["--resume", str(save), "--device", "cpu", "--quiet"]) == 0
     assert read_checkpoint(save / "checkpoint.pth")["epoch"] == 1
     assert not stale.exists() and (save / ".notes.txt").read_text() == "mine"  # was: left for good
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--device", "foo"], "--device foo: not a device name"),
+    (["--num_workers", "-1"], "--num_workers -1: must be >= 0"),
+    (["--init", "/nonexistent/ofa.pth"], "/nonexistent/ofa.pth: weight file not found"),
+])
+def test_a_refused_start_leaves_no_folder_behind(tmp_path, extra, message):
+    """These were refused after the folder, its args.yaml and log.txt were written (a bad --device, --num_workers
+    at the first step, --init when the supernet was built)."""
+    import train_supernet as script
+
+    save = tmp_path / "sn"
+    with pytest.raises(ValueError, match=message):
+        script.main(["--dataset", "digits", "--save", str(save), "--quiet", *extra])
+    assert not save.exists()

@@ -43,6 +43,33 @@ _REGISTRY: dict[str, Callable[..., Evaluator]] = {"ofa_oracle": _ofa_oracle, "ns
                                                   "supernet": _supernet}
 
 
+# the msunas flags each evaluator has no use for ({dest: why}): given, they are refused, never silently ignored
+# (ofa_oracle's list is msunas.ORACLE_IGNORES, said with the oracle's own reason)
+_NSGANET_FLAGS = "only with --evaluator nsganet_train (NSGA-Net's spaces)"
+_OFA_FLAGS = "only with --evaluator supernet (OFA subnets with inherited weights)"
+UNUSED_FLAGS: dict[str, dict[str, str]] = {
+    "supernet": {"init_channels": _NSGANET_FLAGS, "layers": _NSGANET_FLAGS, "epochs": _NSGANET_FLAGS,
+                 "oracle_path": "only with --evaluator ofa_oracle"},
+    "nsganet_train": {"supernet_path": _OFA_FLAGS, "width_mult": _OFA_FLAGS, "resolutions": _OFA_FLAGS,
+                      "n_epochs": _OFA_FLAGS, "test": _OFA_FLAGS,
+                      "oracle_path": "only with --evaluator ofa_oracle"},
+}
+# the search space each evaluator scores (None: it checks --search_space itself)
+SPACES: dict[str, str | None] = {"supernet": "ofa", "ofa_oracle": "ofa", "nsganet_train": None}
+
+
+def check_evaluator_flags(name: str, given: dict[str, Any], search_space: str) -> None:
+    """Before anything is built or trained: a ValueError for a --search_space the evaluator `name` does not
+    score, or for flags (`given`, from codebase.cli.flags_given) it has no use for."""
+    from codebase.cli import check_unused
+
+    space = SPACES.get(name)
+    if space is not None and search_space != space:
+        raise ValueError(f"--evaluator {name} scores {space} subnets, not --search_space {search_space}; use "
+                         f"--evaluator nsganet_train for NSGA-Net's spaces, or drop --search_space")
+    check_unused(given, UNUSED_FLAGS.get(name, {}))
+
+
 def register_evaluator(name: str, factory: Callable[..., Evaluator]) -> None:
     _REGISTRY[name] = factory
 

@@ -54,19 +54,20 @@ class NSGANetTrainer:
                  vld_size: int | None = None, n_classes: int | None = None, device: str | None = None,
                  seed: int = 0, batch_size: int = 128, lr: float = 0.025, workers: int = 0,
                  measure: tuple[str, ...] = (), **_: Any) -> None:
-        from codebase.finetune import n_classes_of
-        from codebase.latency.measure import check_measurable
+        from codebase.latency.measure import check_measurable, resolve_device
+        from codebase.supernet_training import resolve_n_classes
 
         if search_space not in SEARCH_DEFAULTS:
             raise ValueError(f"--evaluator nsganet_train trains NSGA-Net networks; --search_space must be one of "
                              f"{sorted(SEARCH_DEFAULTS)}, got '{search_space}'")
         defaults = SEARCH_DEFAULTS[search_space]
-        self.n_classes = int(n_classes or n_classes_of(dataset, data))
-        options: dict[str, Any] = {"init_channels": int(init_channels or defaults["init_channels"]),
-                                   "n_classes": self.n_classes}
+        # 0 is a value (refused by the network's checks), not "not given": `x or default` trained the default
+        self.n_classes = resolve_n_classes(dataset, data, n_classes)  # < 2, or below the task's classes: refused
+        options: dict[str, Any] = {"init_channels": int(defaults["init_channels"] if init_channels is None
+                                                        else init_channels), "n_classes": self.n_classes}
         if "layers" in defaults:
-            options["layers"] = int(layers or defaults["layers"])
-        elif layers:
+            options["layers"] = int(defaults["layers"] if layers is None else layers)
+        elif layers is not None:
             raise ValueError("--layers applies to nsganet_micro only (macro networks have one phase per stage)")
         self.space = ConfiguredSpace(get_search_space(search_space), **options)
         self.epochs = int(defaults["epochs"] if epochs is None else epochs)
@@ -74,12 +75,13 @@ class NSGANetTrainer:
             raise ValueError(f"--epochs must be at least 1 to train a candidate, got {self.epochs}")
         self.dataset, self.data, self.seed = dataset, data, int(seed)
         self.batch_size, self.lr, self.workers = int(batch_size), float(lr), int(workers)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)  # a bad or absent device: one line now, not a failure per candidate
         self.requested_vld_size = vld_size
         self.measure = tuple(measure or ())
         check_measurable(self.measure)  # before hours of training, not after them
         self.space.build_network(self.space.xl)  # bad network options fail here, not once per candidate
         self._splits: tuple[Subset, Subset] | None = None
+        self.splits()  # a missing data set or a bad vld_size is said before the first file of the run
 
     @property
     def network_options(self) -> dict[str, Any]:
@@ -97,7 +99,7 @@ class NSGANetTrainer:
 
             train = get_dataset(self.dataset, self.data, "train", train_transform(self.dataset, IMAGE_SIZE))
             held = get_dataset(self.dataset, self.data, "train", eval_transform(self.dataset, IMAGE_SIZE))
-            vld_size = self.requested_vld_size or max(1, len(train) // 10)
+            vld_size = max(1, len(train) // 10) if self.requested_vld_size is None else self.requested_vld_size
             train_idx, vld_idx = train_validation_split(len(train), vld_size)  # fixed, whatever the run's seed
             self._splits = Subset(train, train_idx.tolist()), Subset(held, vld_idx.tolist())
         return self._splits
