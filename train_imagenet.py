@@ -40,16 +40,25 @@ PATH_FLAGS = frozenset({"model_config", "initial_checkpoint", "teacher"})
 # checked before anything is loaded: timm and torch said `Invalid momentum` after the data set was read,
 # --smoothing 1.5 and --drop-path 2 were tracebacks, and a negative --warmup-lr or --decay-rate trained silently
 RANGES = {"workers": "[0, inf)", "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
-          "weight_decay": "[0, inf)", "clip_grad": "[0, inf)", "decay_epochs": "(0, inf)", "decay_rate": "(0, 1]",
+          "weight_decay": "[0, inf)", "clip_grad": "[0, inf)", "decay_epochs": "(0, inf)", "decay_rate": "(0, inf)",
           "warmup_lr": "[0, inf)", "warmup_epochs": "[0, inf)", "min_lr": "[0, inf)", "drop": "[0, 1)",
           "drop_path": "[0, 1)", "color_jitter": "[0, inf)", "reprob": "[0, 1]", "recount": "[1, inf)",
           "mixup": "[0, inf)", "cutmix": "[0, inf)", "smoothing": "[0, 1)", "model_ema_decay": "[0, 1]",
           "teacher_weight": "[0, inf)"}
 
 
+# the timm schedules that read --decay-epochs and --decay-rate (poly takes --decay-rate as its power)
+DECAY_EPOCHS_SCHEDULES = ("step", "wsd", "rsqrt")
+DECAY_RATE_SCHEDULES = ("step", "multistep", "plateau", "poly")
+
+
 def unused_flags(args: argparse.Namespace) -> dict[str, str]:
     """{dest: when it applies} of the flags that have no effect on this run."""
     unused = {} if args.model_ema else {"model_ema_decay": "only with --model-ema"}
+    if args.sched not in DECAY_EPOCHS_SCHEDULES:
+        unused["decay_epochs"] = f"only with --sched {', '.join(DECAY_EPOCHS_SCHEDULES)}"
+    if args.sched not in DECAY_RATE_SCHEDULES:
+        unused["decay_rate"] = f"only with --sched {', '.join(DECAY_RATE_SCHEDULES)}"
     if not args.teacher:
         unused.update(dict.fromkeys(("teacher_width", "teacher_weight"), "only with --teacher"))
     return unused
@@ -123,7 +132,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
 
 def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import check_new_run_folder
-    from codebase.finetune_imagenet import default_output, finetune_imagenet
+    from codebase.finetune_imagenet import check_recipe, default_output, finetune_imagenet
 
     args = build_parser().parse_args(argv)
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
@@ -146,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_ranges(args, RANGES, flag_names(build_parser()))
         check_unused(given, unused_flags(args), flag_names(build_parser()))
+        if args.sched != "poly" and args.decay_rate > 1:  # a "decay" that grows the learning rate every step
+            raise ValueError(f"--decay-rate {args.decay_rate}: must be in (0, 1] (above 1 only as --sched poly's "
+                             f"power)")
+        check_recipe(args)
     except ValueError as e:
         raise ArgumentsError(str(e)) from None
     args.output = args.output or default_output(args)

@@ -84,6 +84,32 @@ def train_loader(args: argparse.Namespace, processes: Processes) -> tuple[DataLo
     return loader, sampler
 
 
+def optimizer_and_schedule(model: nn.Module, args: argparse.Namespace,
+                           updates_per_epoch: int) -> tuple[torch.optim.Optimizer, Any, int]:
+    """timm's optimizer (--opt) and learning-rate schedule (--sched) as the flags describe them; also the
+    schedule's length in epochs."""
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+
+    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
+                                    momentum=args.momentum, **({"eps": args.opt_eps} if args.opt_eps else {}))
+    scheduler, epochs = create_scheduler_v2(optimizer, sched=args.sched, num_epochs=args.epochs,
+                                            decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
+                                            min_lr=args.min_lr, warmup_lr=args.warmup_lr,
+                                            warmup_epochs=args.warmup_epochs, updates_per_epoch=updates_per_epoch)
+    return optimizer, scheduler, epochs
+
+
+def check_recipe(args: argparse.Namespace) -> None:
+    """Before any data or weights are read: build the optimizer and schedule over a one-weight model, so that
+    an --opt or --sched timm does not know (or a schedule it refuses) is one line now, not after loading."""
+    try:
+        optimizer_and_schedule(nn.Linear(1, 1), args, updates_per_epoch=1)
+    except (ValueError, AssertionError, KeyError, TypeError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"--opt {args.opt} --sched {args.sched}: {why}") from None
+
+
 def finetune_imagenet(args: argparse.Namespace) -> dict[str, Any]:
     processes = Processes(args.device)
     try:
@@ -95,8 +121,6 @@ def finetune_imagenet(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     from timm.data import Mixup
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
     from timm.utils import ModelEmaV3
     from tqdm import tqdm
 
@@ -114,12 +138,7 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     teacher = load_teacher(args.teacher, args.teacher_width, n_classes).to(device) if args.teacher else None
     loader, sampler = train_loader(args, processes)
     test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, args.img_size))
-    optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
-                                    momentum=args.momentum, **({"eps": args.opt_eps} if args.opt_eps else {}))
-    scheduler, epochs = create_scheduler_v2(optimizer, sched=args.sched, num_epochs=args.epochs,
-                                            decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
-                                            min_lr=args.min_lr, warmup_lr=args.warmup_lr,
-                                            warmup_epochs=args.warmup_epochs, updates_per_epoch=len(loader))
+    optimizer, scheduler, epochs = optimizer_and_schedule(model, args, len(loader))
     ema = ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None
     mixup = None
     if args.mixup > 0 or args.cutmix > 0:

@@ -318,7 +318,14 @@ def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(s
     (["--smoothing", "1.5"], r"--smoothing 1.5: must be in \[0, 1\)"),  # was: timm's bare AssertionError traceback
     (["--drop-path", "2"], r"--drop-path 2.0: must be in \[0, 1\)"),  # was: a traceback in the first step
     (["--warmup-lr", "-1"], "--warmup-lr -1.0: must be >= 0"),  # was: trained at lr -1 silently
-    (["--decay-rate", "-1"], r"--decay-rate -1.0: must be in \(0, 1\]"),
+    (["--decay-rate", "-1"], r"--decay-rate -1.0: must be > 0"),
+    (["--decay-rate", "1.5"], r"--decay-rate 1.5: must be in \(0, 1\] \(above 1 only as --sched poly's power\)"),
+    # these were timm's errors (or an AttributeError on a None schedule) after the data set was read
+    (["--sched", "nosuch"], "--opt rmsproptf --sched nosuch: Unknown scheduler 'nosuch'"),
+    (["--opt", "nosuch"], "--opt nosuch --sched step: "),
+    # read only by some schedules: were silently ignored by the others
+    (["--sched", "cosine", "--decay-epochs", "3"], "--decay-epochs only with --sched step, wsd, rsqrt"),
+    (["--sched", "cosine", "--decay-rate", "0.5"], "--decay-rate only with --sched step, multistep, plateau, poly"),
     (["--momentum", "-1"], r"--momentum -1.0: must be in \[0, 1\)"),  # was: timm's line after the data set was read
     (["--model-ema-decay", "0.99"], "--model-ema-decay only with --model-ema"),  # was: silently ignored
     (["--teacher-weight", "2"], "--teacher-weight only with --teacher"),
