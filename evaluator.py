@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from codebase.cli import OneLineParser, check_unused, flag_names, flags_given, run_main
+from search_space.ofa import MAX_RESOLUTION
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-MAX_RESOLUTION = 1024
 
 
 def _check_img_size(img_size: int | None) -> None:

@@ -12,6 +12,7 @@ from torch import nn
 from codebase.checkpoints import load_into, load_weights
 from codebase.io import read_json, read_yaml
 from codebase.networks.operations import drop_path
+from search_space.ofa import MAX_RESOLUTION as MAX_IMAGE_SIZE  # one limit for every tool
 
 NSGANET_IMAGE_SIZE = 32  # NSGA-Net networks are CIFAR-shaped: 32x32 inputs
 
@@ -126,7 +127,6 @@ def _image_size_of_run(weights: Path) -> int | None:
     return None
 
 
-MAX_IMAGE_SIZE = 1024  # as evaluator.py: larger is a typo (train_cifar at 5000 px ran out of memory)
 
 
 def resolve_image_size(explicit: int | None, dataset: str, config: str | Path | None = None,

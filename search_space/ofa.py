@@ -37,6 +37,8 @@ RESOLUTION_GENE = N_VAR - 1
 #: NSGANetV2's default resolutions (192..256 step 4) and the OFA ImageNet predictor's (160..224 step 16).
 NSGANETV2_RESOLUTIONS = tuple(range(192, 257, 4))
 OFA_ORACLE_RESOLUTIONS = tuple(range(160, 225, 16))
+#: the largest input resolution any tool accepts: beyond it is a typo (5000 px ran out of memory mid-run)
+MAX_RESOLUTION = 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class OFASearchSpace:
             if not values or list(values) != sorted(set(values)):
                 raise ValueError(f"search space '{attr}' must be a non-empty increasing list, got {values}")
             object.__setattr__(self, attr, values)
+        if max(self.resolutions) > MAX_RESOLUTION:
+            raise ValueError(f"search space resolutions must be at most {MAX_RESOLUTION} pixels, got "
+                             f"{max(self.resolutions)}")
         if min(self.resolutions) < 1 or min(self.kernel_sizes) < 1 or min(self.expand_ratios) < 1:
             raise ValueError(f"search space resolutions, kernel sizes and expand ratios must be positive, got "
                              f"{self.resolutions}, {self.kernel_sizes}, {self.expand_ratios}")

@@ -102,6 +102,10 @@ def test_bad_space_and_genome_inputs():
     for bad in ({"resolutions": (0, 32)}, {"resolutions": (-4,)}, {"kernel_sizes": (0, 3)}):
         with pytest.raises(ValueError, match="must be positive"):
             OFASearchSpace(**bad)
+    # was accepted: msunas and train_supernet started training at 5000 px (evaluator.py already capped --img-size)
+    with pytest.raises(ValueError, match="resolutions must be at most 1024 pixels, got 5000"):
+        OFASearchSpace(resolutions=(224, 5000))
+    assert OFASearchSpace(resolutions=(1024,)).resolutions == (1024,)
     with pytest.raises(ValueError, match="unknown search space"):
         get_search_space("nope")
     with pytest.raises(ValueError, match="gene 45"):
