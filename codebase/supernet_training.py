@@ -277,7 +277,10 @@ def build_training_supernet(config: SupernetTrainConfig) -> torch.nn.Module:
     torch.manual_seed(config.seed)  # the same initial weights for the same configuration
     supernet = build_supernet(config.width_mult, config.n_classes, dropout_rate=config.dropout_rate)
     if config.init:
-        load_supernet_weights(supernet, config.init)
+        try:
+            load_supernet_weights(supernet, config.init)
+        except ValueError as e:  # "/x: weight file not found" did not say which flag named /x
+            raise ValueError(f"--init: {e}") from None
     return supernet
 
 

@@ -100,6 +100,13 @@ def test_missing_file_is_value_error(tmp_path):
         OFAOracle(tmp_path / "nope.pth")
 
 
+def test_the_evaluator_names_the_flag_of_a_missing_oracle(tmp_path):
+    from codebase.evaluators.oracle import OracleEvaluator
+
+    with pytest.raises(ValueError, match=f"^--oracle_path: {tmp_path / 'none.pth'}: weight file not found$"):
+        OracleEvaluator(oracle_path=tmp_path / "none.pth")  # was: the path alone, no flag
+
+
 def test_wrong_shape_is_value_error(tmp_path):
     state = {
         "0.weight": torch.zeros(400, 100),

@@ -376,7 +376,7 @@ def test_resume_removes_what_a_killed_write_left(folder_data, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--device", "foo"], "--device foo: not a device name"),
     (["--num_workers", "-1"], "--num_workers -1: must be >= 0"),
-    (["--init", "/nonexistent/ofa.pth"], "/nonexistent/ofa.pth: weight file not found"),
+    (["--init", "/nonexistent/ofa.pth"], "--init: /nonexistent/ofa.pth: weight file not found"),
 ])
 def test_a_refused_start_leaves_no_folder_behind(tmp_path, extra, message):
     """These were refused after the folder, its args.yaml and log.txt were written (a bad --device, --num_workers

@@ -26,7 +26,10 @@ class OracleEvaluator:
                              f"resolutions of OFA's published search, {' '.join(map(str, self.space.resolutions))}; "
                              f"drop --resolutions")
         self.n_classes = 1000  # ImageNet
-        self.oracle = OFAOracle(oracle_path, self.space)
+        try:
+            self.oracle = OFAOracle(oracle_path, self.space)
+        except ValueError as e:  # "/x: weight file not found" did not say which flag named /x
+            raise ValueError(f"--oracle_path: {e}") from None
         self.measure = tuple(measure)
         self._supernet = None
 
