@@ -10,7 +10,9 @@ depth propensities from Dirichlet(A), then its genes from them), `confidence:K` 
 is the prediction minus K predicted std, K of either sign; the engine's `explore` takes K > 0 only),
 `rank_fill` (the inner search starts from
 the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
-`mutation:M` (the inner search mutates M genes per child on average instead of 1), `crossover:ux` /
+`mutation:M` (the inner search mutates M genes per child on average instead of 1), `block_mutation:R` (a
+share R of the inner search's children also get every kernel size, or every expand ratio, of one stage or of
+the whole network set to one value), `crossover:ux` /
 `crossover:none` (the inner search's uniform crossover, or none, instead of two-point), `res_strata:K`
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
 pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
@@ -178,6 +180,42 @@ def with_mutation_rate(genes: float):
 
         return TwoPointCrossover(prob=0.9), PM(eta=mutation_eta, prob_var=genes / space.n_var,
                                                repair=RoundingRepair(), vtype=float)
+
+    return operators
+
+
+def with_block_mutation(rate: float):
+    """pymoo_adapter._operators whose mutation, after PM, gives a share `rate` of the children one block move:
+    every kernel size, or every expand ratio, of one stage (or, one time in four, of the whole network) set to
+    one value. Gene-wise operators cannot make these compound moves (all-small kernels, uniformly wide), which
+    separate the archive's front from the true one."""
+
+    def operators(space, mutation_eta: float = 1.0):
+        from pymoo.core.mutation import Mutation
+        from pymoo.operators.crossover.pntx import TwoPointCrossover
+        from pymoo.operators.mutation.pm import PM
+        from pymoo.operators.repair.rounding import RoundingRepair
+
+        from search_space.ofa import EXPAND_GENES, KERNEL_GENES, N_STAGES
+
+        class BlockMutation(Mutation):
+            def __init__(self):
+                super().__init__()
+                self.pm = PM(eta=mutation_eta, repair=RoundingRepair(), vtype=float)
+
+            def _do(self, problem, X, *args, random_state=None, **kwargs):
+                rng = random_state
+                X = self.pm._do(problem, X, *args, random_state=rng, **kwargs)
+                X = np.clip(np.round(X), problem.xl, problem.xu)
+                for i in np.flatnonzero(rng.random(len(X)) < rate):
+                    genes, n = ((KERNEL_GENES, len(space.kernel_sizes)) if rng.random() < 0.5
+                                else (EXPAND_GENES, len(space.expand_ratios)))
+                    genes = genes.reshape(N_STAGES, -1)
+                    block = genes.ravel() if rng.random() < 0.25 else genes[rng.integers(N_STAGES)]
+                    X[i, block] = rng.integers(n)
+                return X
+
+        return TwoPointCrossover(prob=0.9), BlockMutation()
 
     return operators
 
@@ -608,7 +646,8 @@ def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_mixture:A | confidence:K | rank_fill | "
-                        "mutation:M | crossover:ux|none | res_strata:K | portfolio:NAME:K | early_explore:K:E")
+                        "mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | portfolio:NAME:K | "
+                        "early_explore:K:E")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -642,6 +681,8 @@ def main() -> None:
         pymoo_adapter._operators = with_mutation_rate(float(arg))
     elif name == "crossover":
         pymoo_adapter._operators = with_crossover(arg)
+    elif name == "block_mutation":
+        pymoo_adapter._operators = with_block_mutation(float(arg or 0.2))
     elif name == "res_strata":
         from codebase.search.engine import MSuNAS
 
