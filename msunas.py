@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # the same in every process: said once
         args = resolve_args(argv)
+        check_args(args)  # before torch is imported: a bad flag is said in a second
         if args.n_gpus is not None and args.n_gpus < 1:
             raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
         distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
@@ -314,7 +315,6 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
 
     fresh_folder, fresh_log = not save.exists(), not (save / "log.txt").exists()
     try:
-        check_args(args)
         check_new_run(args, save)
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
             save.mkdir(parents=True, exist_ok=True)

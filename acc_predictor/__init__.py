@@ -19,20 +19,35 @@ from acc_predictor.carts import CARTs
 from acc_predictor.encoding import ENCODINGS
 from acc_predictor.gp import GP
 from acc_predictor.gp_additive import AdditiveGP
-from acc_predictor.mlp import MLP
 from acc_predictor.rbf import RBF
+
+
+def _mlp(**options: Any) -> Predictor:
+    """The MLP, importing torch only when one is built: a bad --predictor is then said at once."""
+    from acc_predictor.mlp import MLP
+
+    return MLP(**options)
+
+
+def __getattr__(name: str) -> Any:  # `from acc_predictor import MLP` without importing torch up front
+    if name == "MLP":
+        from acc_predictor.mlp import MLP
+
+        return MLP
+    raise AttributeError(f"module 'acc_predictor' has no attribute {name!r}")
+
 
 _REGISTRY: dict[str, Callable[..., Predictor]] = {
     "rbf": RBF,
     "gp": GP,
     "carts": CARTs,
-    "mlp": MLP,
+    "mlp": _mlp,
     "as": AdaptiveSwitching,
     "gp_additive": AdditiveGP,
     "rbf_onehot": partial(RBF, encoding="onehot"),
     "rbf_ordinal": partial(RBF, encoding="ordinal"),
     "gp_onehot": partial(GP, encoding="onehot"),
-    "mlp_onehot": partial(MLP, encoding="onehot"),
+    "mlp_onehot": partial(_mlp, encoding="onehot"),
 }
 
 
@@ -60,7 +75,6 @@ __all__ = [
     "AdditiveGP",
     "CARTs",
     "GP",
-    "MLP",
     "Predictor",
     "RBF",
     "acc_predictor_names",
