@@ -67,8 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-
-
 def _check_img_size(img_size: int | None) -> None:
     """--img-size, when given, is a positive number of pixels (0 is refused, not read as 'not given')."""
     if img_size is not None and not 1 <= img_size <= MAX_RESOLUTION:

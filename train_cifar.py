@@ -140,8 +140,9 @@ def resolve(args: argparse.Namespace, given: dict | None = None) -> argparse.Nam
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
-    check_ranges(args, RANGES, flag_names(build_parser()))
-    check_unused(given or {}, unused_flags(args), flag_names(build_parser()))
+    names = flag_names(build_parser())
+    check_ranges(args, RANGES, names)
+    check_unused(given or {}, unused_flags(args), names)
     from codebase.finetune import check_new_run_folder, cutout_length, run_folder
 
     args.cutout_length = cutout_length(args.dataset, args.cutout_length, check=args.cutout)

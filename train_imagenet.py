@@ -153,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     if (args.mixup > 0 or args.cutmix > 0) and args.batch_size % 2:
         raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
     try:
-        check_ranges(args, RANGES, flag_names(build_parser()))
-        check_unused(given, unused_flags(args), flag_names(build_parser()))
+        names = flag_names(build_parser())
+        check_ranges(args, RANGES, names)
+        check_unused(given, unused_flags(args), names)
         if args.sched != "poly" and args.decay_rate > 1:  # a "decay" that grows the learning rate every step
             raise ValueError(f"--decay-rate {args.decay_rate}: must be in (0, 1] (above 1 only as --sched poly's "
                              f"power)")

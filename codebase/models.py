@@ -127,8 +127,6 @@ def _image_size_of_run(weights: Path) -> int | None:
     return None
 
 
-
-
 def resolve_image_size(explicit: int | None, dataset: str, config: str | Path | None = None,
                        weights: str | Path | None = None, nsganet: bool = False) -> int:
     """Input resolution: --img-size, else the training run's args.yaml beside the weights, else the

@@ -186,9 +186,9 @@ class SupernetTrainConfig:
             raise ValueError("supernet training needs epochs >= 1, batch_size >= 1, lr > 0 and n_random >= 0")
         # an lr of nan or inf trained a step and ended in 'loss is nan'; a seed below 0 failed in the data loader
         for name, ok, rule in (("lr", math.isfinite(c.lr), "finite"), ("seed", c.seed >= 0, ">= 0"),
-                               ("kd_ratio", c.kd_ratio >= 0, ">= 0"), ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
+                               ("kd_ratio", 0 <= c.kd_ratio < math.inf, ">= 0 and finite"),
+                               ("warmup_epochs", c.warmup_epochs >= 0, ">= 0"),
                                ("weight_decay", 0 <= c.weight_decay < math.inf, ">= 0 and finite"),
-                               ("kd_ratio", c.kd_ratio < math.inf, "finite"),
                                ("grad_clip", 0 <= c.grad_clip < math.inf, ">= 0 (0: no clipping) and finite"),
                                ("dropout_rate", 0 <= c.dropout_rate < 1, "in [0, 1)")):
             if not ok:

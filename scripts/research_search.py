@@ -8,8 +8,8 @@ best predicted one-gene neighbours of the archive front), `bands` (shorthand for
 of 40 x n_doe samples), `doe_mixture:A` (each initial architecture draws its own kernel, expand and
 depth propensities from Dirichlet(A), then its genes from them), `confidence:K` (the searched error
 is the prediction minus K predicted std, K of either sign; the engine's `explore` takes K > 0 only),
-`rank_fill` (the inner search starts from
-the archive's best `inner_pop` by non-dominated rank and crowding, not from its front alone),
+`rank_fill` (the inner search starts from the archive's best `inner_pop` by non-dominated rank and
+crowding, not from its front alone),
 `mutation:M` (the inner search mutates M genes per child on average instead of 1), `block_mutation:R` (a
 share R of the inner search's children also get every kernel size, or every expand ratio, of one stage or of
 the whole network set to one value), `crossover:ux` /
@@ -444,6 +444,7 @@ def register_variants() -> None:
 
     for scale in ("1", "0.01", "0.0001"):
         register_acc_predictor(f"gpa_het{scale}", heteroscedastic_gp(float(scale)))
+
     class Warped(Predictor):
         """gp_additive fitted on a transformed error: `trend` subtracts a least-squares line in log FLOPs
         (exact, closed form), `log` takes the logarithm."""

@@ -110,12 +110,12 @@ def build_tables(
     progress: bool = True,
 ) -> list[Path]:
     """Measure every missing entry of each resolution's table; return the table paths."""
-    from codebase.models import MAX_IMAGE_SIZE
+    from search_space.ofa import MAX_RESOLUTION
 
     if not resolutions or any(r < 1 for r in resolutions):
         raise ValueError(f"resolutions must be positive integers, got {list(resolutions)}")
-    if max(resolutions) > MAX_IMAGE_SIZE:  # was: an out-of-memory traceback after args.yaml was written
-        raise ValueError(f"resolution {max(resolutions)}: expected an input resolution in 1..{MAX_IMAGE_SIZE} pixels")
+    if max(resolutions) > MAX_RESOLUTION:  # was: an out-of-memory traceback after args.yaml was written
+        raise ValueError(f"resolution {max(resolutions)}: expected an input resolution in 1..{MAX_RESOLUTION} pixels")
     if repeats < 1 or warmup < 0 or batch_size < 1 or n_classes < 1:
         raise ValueError("repeats, batch_size and n_classes must be at least 1 and warmup at least 0")
     if threads is not None and threads < 1:
