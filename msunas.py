@@ -35,9 +35,6 @@ SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inn
 RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
 # NSGA-Net's flag names for MSuNAS's settings
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
-# settings of real evaluation that the benchmark oracle has no use for
-ORACLE_IGNORES = ("dataset", "data", "n_classes", "supernet_path", "width_mult", "vld_size", "n_epochs", "test",
-                  "init_channels", "layers", "epochs")
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
 
@@ -121,12 +118,6 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, alias) is not None:
                 setattr(args, name, getattr(args, alias))
         args.evaluator = default_evaluator(args)
-        if args.evaluator == "ofa_oracle":
-            ignored = [f"--{k}" for k in ORACLE_IGNORES if k in given]
-            if ignored:  # silently searching something else than asked would be worse than refusing
-                raise ValueError(f"--evaluator ofa_oracle scores OFA w1.2 subnets with OFA's ImageNet accuracy "
-                                 f"predictor, so it has no use for {', '.join(ignored)}; drop "
-                                 f"{'it' if len(ignored) == 1 else 'them'}")
         check_evaluator_flags(args.evaluator, given, args.search_space)
         return args
     run = Path(args.resume)

@@ -239,8 +239,11 @@ def test_a_run_started_with_relative_paths_resumes_from_any_folder(tmp_path):
         (["--sec_obj", "flops,params,cpu", "--inner_pop", "3"], "NSGA-III over 4 objectives needs a population"),
         (["--sec_obj", "flops,params", "--predictor", "none", "--n_doe", "2"], "--n_doe 2: NSGA-III over 3"),
         # the oracle's space and accuracies are fixed: these were silently replaced (args.yaml told the truth)
-        (["--dataset", "cifar10", "--width_mult", "1.0"], "no use for --dataset, --width_mult; drop them"),
-        (["--supernet_path", "x.pth"], "no use for --supernet_path; drop it"),
+        (["--dataset", "cifar10", "--width_mult", "1.0"], "--dataset only with real evaluation: --evaluator "
+         "ofa_oracle scores OFA w1.2 subnets with OFA's ImageNet accuracy predictor; --width_mult only with "
+         "--evaluator supernet"),
+        (["--supernet_path", "x.pth"], "--supernet_path only with --evaluator supernet"),
+        (["--layers", "8"], "--layers only with --evaluator nsganet_train"),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):

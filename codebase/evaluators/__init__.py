@@ -44,10 +44,14 @@ _REGISTRY: dict[str, Callable[..., Evaluator]] = {"ofa_oracle": _ofa_oracle, "ns
 
 
 # the msunas flags each evaluator has no use for ({dest: why}): given, they are refused, never silently ignored
-# (ofa_oracle's list is msunas.ORACLE_IGNORES, said with the oracle's own reason)
 _NSGANET_FLAGS = "only with --evaluator nsganet_train (NSGA-Net's spaces)"
 _OFA_FLAGS = "only with --evaluator supernet (OFA subnets with inherited weights)"
+_REAL_DATA = ("only with real evaluation: --evaluator ofa_oracle scores OFA w1.2 subnets with OFA's ImageNet "
+              "accuracy predictor")
 UNUSED_FLAGS: dict[str, dict[str, str]] = {
+    "ofa_oracle": dict.fromkeys(("dataset", "data", "n_classes", "vld_size"), _REAL_DATA)
+    | dict.fromkeys(("supernet_path", "width_mult", "n_epochs", "test"), _OFA_FLAGS)
+    | dict.fromkeys(("init_channels", "layers", "epochs"), _NSGANET_FLAGS),
     "supernet": {"init_channels": _NSGANET_FLAGS, "layers": _NSGANET_FLAGS, "epochs": _NSGANET_FLAGS,
                  "oracle_path": "only with --evaluator ofa_oracle"},
     "nsganet_train": {"supernet_path": _OFA_FLAGS, "width_mult": _OFA_FLAGS, "resolutions": _OFA_FLAGS,
