@@ -132,7 +132,10 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     n_classes = n_classes_of(args.dataset, args.data)
     args.img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.initial_checkpoint)
     args.n_classes = n_classes
-    amp = bool(args.amp) and device.type == "cuda"  # bf16 autocast; on CPU --amp is accepted and ignored
+    # bf16 autocast on CUDA; on CPU --amp is accepted (the README's recipe carries it) but training stays fp32
+    amp = bool(args.amp) and device.type == "cuda"
+    if args.amp and not amp and processes.main:
+        print(f"note: --amp applies on CUDA only; training in fp32 on {device.type}", file=sys.stderr, flush=True)
     model = build_ofa_model(args.model_config, args.initial_checkpoint, n_classes, keep_head=False, drop=args.drop,
                             drop_path_rate=args.drop_path).to(device)
     teacher = load_teacher(args.teacher, args.teacher_width, n_classes).to(device) if args.teacher else None

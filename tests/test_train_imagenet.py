@@ -71,7 +71,7 @@ def test_readme_recipe_on_two_processes_and_validation(setup, tmp_path):
     assert v["top5"] == pytest.approx(row["ema_top5"], abs=1e-3)
 
 
-def test_resume_continues_the_schedule(setup, tmp_path):
+def test_resume_continues_the_schedule(setup, tmp_path, capsys):
     import train_imagenet
 
     folder, config, weights, _, _ = setup
@@ -79,6 +79,8 @@ def test_resume_continues_the_schedule(setup, tmp_path):
             "--img-size", "32", *RECIPE, "--output", tmp_path / "run", "--quiet", "--device", "cpu",
             "--aa", "", "--reprob", "0"]
     assert train_imagenet.main([str(a) for a in argv]) == 0
+    # the recipe's --amp has no effect on CPU, and the run says so instead of ignoring it silently
+    assert "note: --amp applies on CUDA only; training in fp32 on cpu" in capsys.readouterr().err
     first = metrics(tmp_path / "run")
     at = argv.index("--epochs")
     argv[at + 1] = "2"
