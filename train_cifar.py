@@ -25,6 +25,7 @@ import os
 import sys
 
 from codebase.cli import (
+    WORKERS,
     ArgumentsError,
     OneLineParser,
     absolute_path,
@@ -51,7 +52,7 @@ PATH_FLAGS = frozenset({"data", "model_config", "pretrained", "arch"})
 # checked before any data or weights are read (the libraries said `Invalid momentum value` after loading the data
 # set, --drop-path 2 was a traceback in the first step)
 RANGES = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "[0, inf)",
-          "drop": "[0, 1)", "drop_path": "[0, 1)", "workers": "[0, inf)", "auxiliary_weight": "[0, inf)",
+          "drop": "[0, 1)", "drop_path": "[0, 1)", "workers": WORKERS, "auxiliary_weight": "[0, inf)",
           "droprate": "[0, 1)"}
 NSGANET_ONLY = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary", "auxiliary_weight",
                 "droprate")

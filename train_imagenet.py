@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from codebase.cli import (
+    WORKERS,
     ArgumentsError,
     OneLineParser,
     absolute_path,
@@ -39,7 +40,7 @@ RESUME_FREE = frozenset({"resume", "output", "epochs", "data", "device", "worker
 PATH_FLAGS = frozenset({"model_config", "initial_checkpoint", "teacher"})
 # checked before anything is loaded: timm and torch said `Invalid momentum` after the data set was read,
 # --smoothing 1.5 and --drop-path 2 were tracebacks, and a negative --warmup-lr or --decay-rate trained silently
-RANGES = {"workers": "[0, inf)", "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
+RANGES = {"workers": WORKERS, "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
           "weight_decay": "[0, inf)", "clip_grad": "[0, inf)", "decay_epochs": "(0, inf)", "decay_rate": "(0, inf)",
           "warmup_lr": "[0, inf)", "warmup_epochs": "[0, inf)", "min_lr": "[0, inf)", "drop": "[0, 1)",
           "drop_path": "[0, 1)", "color_jitter": "[0, inf)", "reprob": "[0, 1]", "recount": "[1, inf)",

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from codebase.cli import (
+    WORKERS,
     OneLineParser,
     changed_settings,
     check_ranges,
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # how the training runs: said before the folder is made (they failed at the first step, leaving it)
-    check_ranges(args, {"num_workers": "[0, inf)"})
+    check_ranges(args, {"num_workers": WORKERS})
     resolve_device(args.device)
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:

@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from codebase.cli import OneLineParser, check_ranges, check_unused, flag_names, flags_given, run_main
+from codebase.cli import WORKERS, OneLineParser, check_ranges, check_unused, flag_names, flags_given, run_main
 
 NSGANET_ONLY = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary")
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # before the network and the data set are loaded (DataLoader said `batch_size should be a positive integer`)
     names = flag_names(build_parser())
-    check_ranges(args, {"batch_size": "[1, inf)", "workers": "[0, inf)"}, names)
+    check_ranges(args, {"batch_size": "[1, inf)", "workers": WORKERS}, names)
     if not args.net_type:  # the NSGA-Net flags would shape nothing: refused, not silently ignored
         check_unused(flags_given(build_parser, sys.argv[1:] if argv is None else argv),
                      dict.fromkeys(NSGANET_ONLY, "only with --net_type (an NSGA-Net network)"), names)

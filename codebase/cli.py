@@ -142,6 +142,10 @@ def _shown(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+# data-loading processes: each is a full Python process, so a typo such as -j 100000 would exhaust the machine
+WORKERS = "[0, 256]"
+
+
 def check_ranges(args: argparse.Namespace, ranges: dict[str, str], names: dict[str, str] | None = None) -> None:
     """Before any data or weights are read: a ValueError naming the first flag whose value lies outside its
     interval in `ranges` ({dest: "[0, 1)", "(0, inf)", ...}; None values are not checked), instead of the

@@ -320,6 +320,7 @@ def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(s
     (["--smoothing", "1.5"], r"--smoothing 1.5: must be in \[0, 1\)"),  # was: timm's bare AssertionError traceback
     (["--drop-path", "2"], r"--drop-path 2.0: must be in \[0, 1\)"),  # was: a traceback in the first step
     (["--warmup-lr", "-1"], "--warmup-lr -1.0: must be >= 0"),  # was: trained at lr -1 silently
+    (["-j", "100000"], r"--workers 100000: must be in \[0, 256\]"),  # was: 100,000 loader processes forked
     (["--decay-rate", "-1"], r"--decay-rate -1.0: must be > 0"),
     (["--decay-rate", "1.5"], r"--decay-rate 1.5: must be in \(0, 1\] \(above 1 only as --sched poly's power\)"),
     # these were timm's errors (or an AttributeError on a None schedule) after the data set was read
