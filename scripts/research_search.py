@@ -31,7 +31,9 @@ the active indicators: switching a layer on and growing its kernel get separate 
 `gpa_smooth01` / `gpa_smooth05` (noise variance held at least 0.01 / 0.05 of the error's variance),
 `gpa_ke` (linear part plus one indicator per active layer and (kernel, expand) pair), `gpa_het1` /
 `gpa_het0.01` / `gpa_het0.0001` (gp_additive trusting the front: each training point's noise variance is
-multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs).
+multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs), `gpa_freeze100` /
+`gpa_freeze140` / `gpa_freeze180` (gp_additive whose hyper-parameters are fitted until the archive holds 100 / 140
+/ 180 points, then kept).
 `--one_step MODEL ...` screens models without searching: on each seed's default run it runs
 diagnose_search's one-step test (40 single-gene neighbours of the final front picked by each model).
 
@@ -444,6 +446,34 @@ def register_variants() -> None:
 
     for scale in ("1", "0.01", "0.0001"):
         register_acc_predictor(f"gpa_het{scale}", heteroscedastic_gp(float(scale)))
+
+    def frozen_gp(after: int):
+        class FrozenGP(AdditiveGP):
+            """gp_additive whose hyper-parameters are fitted by marginal likelihood until the archive holds
+            `after` points, then kept: later archives crowd the front, and their fits may trade the
+            trend the early, varied data supported for a closer fit of the front."""
+
+            frozen: np.ndarray | None = None
+            last_size = 0
+
+            def _fit(self, F: np.ndarray, y: np.ndarray) -> None:
+                cls = type(self)
+                if len(y) <= cls.last_size:  # the archive only grows within a run: this is a new one
+                    cls.frozen = None
+                cls.last_size = len(y)
+                if cls.frozen is None:
+                    super()._fit(F, y)
+                    if len(y) >= after:
+                        cls.frozen = self.params.copy()
+                    return
+                fixed = cls.frozen
+                self.log_bounds = tuple((float(v), float(v)) for v in fixed)
+                super()._fit(F, y)
+
+        return FrozenGP
+
+    for after in (100, 140, 180):
+        register_acc_predictor(f"gpa_freeze{after}", frozen_gp(after))
 
     class Warped(Predictor):
         """gp_additive fitted on a transformed error: `trend` subtracts a least-squares line in log FLOPs
