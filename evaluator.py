@@ -27,7 +27,15 @@ import json
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser, check_unused, flag_names, flags_given, run_main
+from codebase.cli import (
+    NSGANET_NETWORK_FLAGS,
+    OneLineParser,
+    add_nsganet_network_args,
+    check_unused,
+    flag_names,
+    flags_given,
+    run_main,
+)
 from search_space.ofa import MAX_RESOLUTION
 
 
@@ -56,14 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--measure", nargs="*", default=[], choices=("cpu", "gpu"), help="also measure latency here")
     ev.add_argument("--save", help="write the stats to this file (net.stats)")
     ev.add_argument("--save_config", metavar="DIR", help="write DIR/net.config and DIR/net.inherited")
-    nsga = p.add_argument_group("NSGA-Net networks")
-    nsga.add_argument("--net_type", choices=("micro", "macro"), help="profile an NSGA-Net network")
-    nsga.add_argument("--arch", default="NSGANet", help="published name (NSGANet, DARTS_V2, ...) or a genome JSON file")
-    nsga.add_argument("--layers", type=int, default=20)
-    nsga.add_argument("--init_channels", type=int, default=34)
-    nsga.add_argument("--filter_increment", type=int, default=4, help="pyramid widening per cell (0: plain)")
-    nsga.add_argument("--auxiliary", action="store_true")
-    nsga.add_argument("--SE", action="store_true", help="squeeze-and-excitation in every cell")
+    add_nsganet_network_args(p, "NSGA-Net networks (with --profile)")
     return p
 
 
@@ -118,12 +119,11 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
 
 EVALUATING = ("supernet_path", "resolutions", "vld_size", "seed", "n_epochs", "bn_size", "test", "device", "measure",
               "save", "save_config")
-NSGANET = ("arch", "layers", "init_channels", "filter_increment", "auxiliary", "SE")
 
 
 def unused_flags(args: argparse.Namespace) -> dict[str, str]:
     """{dest: when it applies} of the flags that have no effect in the mode `args` chose (refused if given)."""
-    unused = dict.fromkeys(NSGANET, "only with --profile --net_type")
+    unused = dict.fromkeys(NSGANET_NETWORK_FLAGS, "only with --profile --net_type")
     if not args.profile:
         return {**unused, "config": "only with --profile", "net_type": "only with --profile"}
     unused = dict.fromkeys(EVALUATING, "only without --profile (evaluating a subnet)")
@@ -132,7 +132,7 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         if args.net_type == "macro":
             unused.update(dict.fromkeys(("layers", "filter_increment"), "only with --net_type micro"))
         return unused
-    return {**unused, **dict.fromkeys(NSGANET, "only with --net_type")}
+    return {**unused, **dict.fromkeys(NSGANET_NETWORK_FLAGS, "only with --net_type")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,12 @@ import os
 import sys
 
 from codebase.cli import (
+    NSGANET_NETWORK_FLAGS,
     WORKERS,
     ArgumentsError,
     OneLineParser,
     absolute_path,
+    add_nsganet_network_args,
     changed_settings,
     check_ranges,
     check_resume_save,
@@ -54,8 +56,7 @@ PATH_FLAGS = frozenset({"data", "model_config", "pretrained", "arch"})
 RANGES = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "[0, inf)",
           "drop": "[0, 1)", "drop_path": "[0, 1)", "workers": WORKERS, "auxiliary_weight": "[0, inf)",
           "droprate": "[0, 1)"}
-NSGANET_ONLY = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary", "auxiliary_weight",
-                "droprate")
+NSGANET_ONLY = (*NSGANET_NETWORK_FLAGS, "auxiliary_weight", "droprate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,14 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    nsga = p.add_argument_group("NSGA-Net networks (trained from scratch)")
-    nsga.add_argument("--net_type", choices=("micro", "macro"))
-    nsga.add_argument("--arch", default="NSGANet", help="published name or a genome JSON file")
-    nsga.add_argument("--layers", type=int, default=20)
-    nsga.add_argument("--init_channels", type=int, default=34)
-    nsga.add_argument("--filter_increment", type=int, default=4)
-    nsga.add_argument("--SE", action="store_true")
-    nsga.add_argument("--auxiliary", action="store_true")
+    nsga = add_nsganet_network_args(p, "NSGA-Net networks (trained from scratch)")
     nsga.add_argument("--auxiliary_weight", type=float, default=0.4)
     nsga.add_argument("--droprate", type=float, default=0.2, help="drop path probability at the last epoch")
     return p

@@ -21,9 +21,17 @@ import json
 import sys
 from typing import Any
 
-from codebase.cli import WORKERS, OneLineParser, check_ranges, check_unused, flag_names, flags_given, run_main
-
-NSGANET_ONLY = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary")
+from codebase.cli import (
+    NSGANET_NETWORK_FLAGS,
+    WORKERS,
+    OneLineParser,
+    add_nsganet_network_args,
+    check_ranges,
+    check_unused,
+    flag_names,
+    flags_given,
+    run_main,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,14 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast")
     p.add_argument("--save", help="write the results to this JSON file")
-    nsga = p.add_argument_group("NSGA-Net networks")
-    nsga.add_argument("--net_type", choices=("micro", "macro"))
-    nsga.add_argument("--arch", default="NSGANet")
-    nsga.add_argument("--layers", type=int, default=20)
-    nsga.add_argument("--init_channels", type=int, default=34)
-    nsga.add_argument("--filter_increment", type=int, default=4)
-    nsga.add_argument("--SE", action="store_true")
-    nsga.add_argument("--auxiliary", action="store_true")
+    add_nsganet_network_args(p, "NSGA-Net networks")
     return p
 
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     check_ranges(args, {"batch_size": "[1, inf)", "workers": WORKERS}, names)
     if not args.net_type:  # the NSGA-Net flags would shape nothing: refused, not silently ignored
         check_unused(flags_given(build_parser, sys.argv[1:] if argv is None else argv),
-                     dict.fromkeys(NSGANET_ONLY, "only with --net_type (an NSGA-Net network)"), names)
+                     dict.fromkeys(NSGANET_NETWORK_FLAGS, "only with --net_type (an NSGA-Net network)"), names)
     if args.save:  # before the evaluation, which can take minutes
         check_output_file(args.save, "--save")
     results = validate(args)

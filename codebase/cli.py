@@ -142,6 +142,24 @@ def _shown(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+# the flags that describe an NSGA-Net network (test.py's and train.py's names), shared by every script that builds one
+NSGANET_NETWORK_FLAGS = ("arch", "layers", "init_channels", "filter_increment", "SE", "auxiliary")
+
+
+def add_nsganet_network_args(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """The group of NSGA-Net's network flags (--net_type and NSGANET_NETWORK_FLAGS, with the original defaults:
+    the published NSGANet genome, 20 layers, 34 channels); returned so that a script can add its own."""
+    nsga = parser.add_argument_group(title)
+    nsga.add_argument("--net_type", choices=("micro", "macro"), help="an NSGA-Net network (micro or macro space)")
+    nsga.add_argument("--arch", default="NSGANet", help="published name (NSGANet, DARTS_V2, ...) or a genome JSON file")
+    nsga.add_argument("--layers", type=int, default=20)
+    nsga.add_argument("--init_channels", type=int, default=34)
+    nsga.add_argument("--filter_increment", type=int, default=4, help="pyramid widening per cell (0: plain)")
+    nsga.add_argument("--SE", action="store_true", help="squeeze-and-excitation in every cell")
+    nsga.add_argument("--auxiliary", action="store_true", help="the auxiliary head (micro)")
+    return nsga
+
+
 # data-loading processes: each is a full Python process, so a typo such as -j 100000 would exhaust the machine
 WORKERS = "[0, 256]"
 

@@ -491,7 +491,7 @@ def test_relative_paths_are_stored_absolute_so_a_resume_works_from_any_folder(se
     (["--drop", "-0.1"], r"--drop -0.1: must be in \[0, 1\)"),  # was: trained silently
     (["--momentum", "-1"], r"--momentum -1.0: must be in \[0, 1\)"),  # was: torch's line after the data set was read
     (["--lr", "0"], "--lr 0.0: must be > 0"),
-    (["-j", "-1"], "--workers -1: must be >= 0"),
+    (["-j", "-1"], r"--workers -1: must be in \[0, 256\]"),
     (["-j", "100000"], r"--workers 100000: must be in \[0, 256\]"),  # a typo would have forked 100,000 loaders
     (["--grad_clip", "-1"], "--grad_clip -1.0: must be >= 0"),  # was: silently no clipping
     (["--layers", "8", "--SE"], r"--layers, --SE only with --net_type"),  # was: silently ignored

@@ -375,7 +375,7 @@ def test_resume_removes_what_a_killed_write_left(folder_data, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--device", "foo"], "--device foo: not a device name"),
-    (["--num_workers", "-1"], "--num_workers -1: must be >= 0"),
+    (["--num_workers", "-1"], r"--num_workers -1: must be in \[0, 256\]"),
     (["--num_workers", "100000"], r"--num_workers 100000: must be in \[0, 256\]"),
     (["--init", "/nonexistent/ofa.pth"], "--init: /nonexistent/ofa.pth: weight file not found"),
 ])

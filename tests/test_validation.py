@@ -320,7 +320,7 @@ def test_bad_save_path_and_image_size_are_refused_before_the_evaluation(export, 
 
 @pytest.mark.parametrize("extra, message", [
     (["-b", "0"], "--batch-size 0: must be >= 1"),  # was: DataLoader's `batch_size should be ...` after loading
-    (["-j", "-1"], "--workers -1: must be >= 0"),
+    (["-j", "-1"], r"--workers -1: must be in \[0, 256\]"),
     (["-j", "100000"], r"--workers 100000: must be in \[0, 256\]"),
     (["--layers", "8", "--auxiliary"], r"--layers, --auxiliary only with --net_type"),  # was: silently ignored
     (["--arch", "DARTS"], r"--arch only with --net_type"),
