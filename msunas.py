@@ -268,12 +268,12 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
 def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:
     """After a bad-input error: remove the empty log.txt (and the folder) this start created, so a refused
     command leaves nothing behind; a log with content (a supernet was being trained) stays."""
-    logging.getLogger("msunas").handlers.clear()
+    from codebase.io import remove_new_paths
+
     log_file = save / "log.txt"
-    if fresh_log and log_file.is_file() and log_file.stat().st_size == 0:
-        log_file.unlink()
-    if fresh_folder and save.is_dir() and not any(save.iterdir()):
-        save.rmdir()
+    empty_log = fresh_log and log_file.is_file() and log_file.stat().st_size == 0
+    remove_new_paths([save] * fresh_folder + [log_file] * empty_log, loggers=("msunas",))
+    logging.getLogger("msunas").handlers.clear()  # the console handler too: a next start sets up its own
 
 
 def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str, object]:

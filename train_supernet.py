@@ -29,7 +29,7 @@ from codebase.cli import (
     run_main,
     stored_arguments,
 )
-from codebase.io import check_output_folder, remove_stale_temporaries
+from codebase.io import check_output_folder, remove_new_paths, remove_stale_temporaries
 
 # what --resume DIR may change: where the data are and how the training runs
 RESUME_FREE = ("data", "device", "num_workers", "quiet", "save", "resume")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                               num_workers=args.num_workers)
     except ValueError:
         if not (save / CHECKPOINT).exists():  # refused before a first epoch (a bad --init): leave nothing behind
-            remove_new_files(new)
+            remove_new_paths(new)  # basicConfig's log.txt among them
         raise
 
     evaluator = SupernetEvaluator(dataset=config.dataset, data=config.data, n_classes=config.n_classes,
@@ -130,20 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     write_json(save / "summary.json", summary, indent=2)
     print(f"supernet: {path}")
     return 0
-
-
-def remove_new_files(new: list[Path]) -> None:
-    """Remove the files and (empty) folder in `new` that a start refused before its first checkpoint made."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):  # basicConfig's log.txt, so that it can go and a next start logs anew
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in {p.absolute() for p in new}:
-            root.removeHandler(handler)
-            handler.close()
-    for path in reversed(new):
-        if path.is_file():
-            path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
 
 
 if __name__ == "__main__":

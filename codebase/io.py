@@ -64,6 +64,26 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp", re.DOTALL)
 
 
+def remove_new_paths(new: list[Path], loggers: tuple[str | None, ...] = (None,)) -> None:
+    """After a start was refused: remove the files and (now empty) folders in `new`, the paths this start
+    created, so that a refused command leaves nothing behind. A log file among them is first detached from the
+    `loggers` named (None: the root logger), so that a next start in the same process logs anew."""
+    import logging
+
+    targets = {Path(p).absolute() for p in new}
+    for name in loggers:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in targets:
+                logger.removeHandler(handler)
+                handler.close()
+    for path in sorted(map(Path, new), key=lambda p: len(p.absolute().parts), reverse=True):  # files, then folders
+        if path.is_file():
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Remove what atomic_write leaves behind when killed mid-write, `.NAME.XXXXXXXX.tmp`, in `folder` and its
     subfolders (symbolic links are not followed); returns the files removed. For a resume, before it writes

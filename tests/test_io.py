@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codebase.io import remove_stale_temporaries
+from codebase.io import remove_new_paths, remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,3 +49,25 @@ def test_only_the_temporaries_of_killed_writes_are_removed(tmp_path):
     assert (run / "checkpoint.pth").read_text() == "0"
     assert remove_stale_temporaries(run) == []
     assert remove_stale_temporaries(tmp_path / "none") == []  # no folder: nothing to do
+
+
+def test_remove_new_paths_takes_back_a_refused_start_and_nothing_else(tmp_path):
+    import logging
+
+    run, log = tmp_path / "run", tmp_path / "run" / "log.txt"
+    run.mkdir()
+    (run / "args.yaml").write_text("seed: 0\n")
+    logger = logging.getLogger("test_remove_new_paths")
+    handler = logging.FileHandler(log)
+    logger.addHandler(handler)
+    logger.warning("started")
+    remove_new_paths([run, run / "args.yaml", log], loggers=("test_remove_new_paths",))
+    assert not run.exists()  # files first, then the emptied folder, whatever the order given
+    assert handler not in logger.handlers and handler.stream is None  # detached and closed
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("not made by this start")
+    (kept / "args.yaml").write_text("seed: 0\n")
+    remove_new_paths([kept, kept / "args.yaml", kept / "log.txt"])  # a log that was never written: skipped
+    assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]  # the folder stays: it holds a file of the user's
