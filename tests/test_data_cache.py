@@ -51,6 +51,10 @@ def test_decode_returns_uint8_images_and_labels_of_the_chosen_indices(photo_root
     assert images.numel() == uint8_cache_bytes(3, storage_size("folder", 96))
     targets = get_dataset("folder", photo_root, "train").targets
     assert labels.dtype == torch.int64 and labels.tolist() == [targets[i] for i in indices]
+    # the images are those of the chosen indices, in their order: each one as PIL's storage geometry makes it
+    ds = get_dataset("folder", photo_root, "train", transform=storage_transform("folder", 96))
+    assert torch.equal(images, torch.stack([ds[i][0] for i in indices]))
+    assert not torch.equal(images[0], images[1])  # the photos differ, so the order is checked
 
 
 def test_memory_formula():

@@ -90,6 +90,9 @@ def test_settings_mismatch_and_bad_input_exit_2(built, tmp_path, capsys):
     assert _script().main(["--save", str(tmp_path / "x"), "--resolutions", "0"]) == 2
     assert "resolutions" in capsys.readouterr().err
     assert _script().main(["--save", str(tmp_path / "y"), *FAST, "--repeats", "0"]) == 2
+    assert capsys.readouterr().err == "error: repeats, batch_size and n_classes must be at least 1 and warmup at " \
+                                      "least 0\n"
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything is written
 
 
 def test_a_width_the_supernet_lacks_and_a_corrupt_folder_are_refused(tmp_path, capsys):

@@ -72,6 +72,19 @@ def test_run_writes_every_output(reference_run):
             assert set(stats["surrogate"]) >= {"model", "rmse", "rho", "tau"}
     hvs = [load(save / f"iter_{k}.stats")["hv"] for k in range(4)]
     assert hvs == sorted(hvs)  # the reference point is fixed, the archive only grows
+    # the reference point: the initial design's nadir pushed out by 1 % of its range, kept for the whole run;
+    # each hv: pymoo's hypervolume of the archive's points that beat it (the independent reference)
+    from pymoo.indicators.hv import HV
+
+    F0 = np.array([entry[1:] for entry in load(save / "iter_0.stats")["archive"]])
+    ref = F0.max(axis=0) + 0.01 * (F0.max(axis=0) - F0.min(axis=0))
+    for k in range(4):
+        stats = load(save / f"iter_{k}.stats")
+        assert stats["ref_point"] == pytest.approx(ref.tolist(), rel=1e-12)
+        F = np.array([entry[1:] for entry in stats["archive"]])
+        inside = F[np.all(F < ref, axis=1)]
+        assert len(inside) > 1 and stats["hv"] == pytest.approx(float(HV(ref_point=ref)(inside)), rel=1e-9)
+    assert hvs[-1] > hvs[0]  # the search found something better than its initial design
     first = load(save / "iter_0.stats")
     assert first["archive"][0][0] == space.decode(space.smallest())
     assert first["archive"][1][0] == space.decode(space.largest())

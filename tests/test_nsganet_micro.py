@@ -149,10 +149,27 @@ def test_imagenet_network_runs():
 
 
 def test_drop_path_only_in_training():
+    from codebase.networks.operations import drop_path
+
+    torch.manual_seed(0)
     net = build_micro_network(NSGANet, init_channels=8, layers=3, drop_path_prob=0.9).eval()
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(net(x), net(x))
+        # training: batch-norm on batch statistics is deterministic, so only dropped paths can change the output
+        net.train()
+        dropped = [net(x) for _ in range(2)]
+        assert not torch.allclose(dropped[0], dropped[1])
+        net.drop_path_prob = 0.0
+        assert torch.equal(net(x), net(x))
+    # stochastic depth by hand: each sample's branch is zeroed with probability p, the kept ones scaled by 1/(1-p)
+    h = torch.rand(20_000, 2, 3, 3) + 1.0
+    out = drop_path(h, 0.3)
+    kept = (out != 0).flatten(1).all(1)
+    assert torch.equal(kept, (out != 0).flatten(1).any(1))  # whole samples, never parts of one
+    torch.testing.assert_close(out[kept], h[kept] / 0.7)
+    assert abs(1 - kept.float().mean().item() - 0.3) < 0.02  # binomial sd 0.003
+    assert drop_path(h, 0.0) is h
 
 
 # ---------------------------------------------------------------- search space

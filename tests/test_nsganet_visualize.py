@@ -42,12 +42,42 @@ def test_macro_phases_render_png_and_svg(tmp_path):
     assert "phase 3" in svg and "dense 6" in svg
 
 
+def _svg_edges(path) -> list[tuple[str, str, str]]:
+    """(source, target, label) of every edge of a graphviz SVG drawing, sorted."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    edges = []
+    for g in ET.parse(path).getroot().iterfind(".//s:g[@class='edge']", ns):
+        source, target = g.find("s:title", ns).text.split("->")
+        label = g.find("s:text", ns)
+        edges.append((source, target, "" if label is None else label.text))
+    return sorted(edges)
+
+
+# NSGA-Net's published cells (Genotype NSGANet) decoded by hand: (op, input) pairs per block, input 0 and 1 the
+# cell inputs c_{k-2} and c_{k-1}, input i >= 2 block i - 2's node; the concat states feed the output c_{k}
+A, B, K = "c_{k-2}", "c_{k-1}", "c_{k}"
+NSGANET_NORMAL = [(A, "0", "skip_connect"), (A, "0", "max_pool_3x3"), (A, "1", "dil_conv_5x5"),
+                  (A, "1", "max_pool_3x3"), (B, "2", "dil_conv_5x5"), ("1", "2", "sep_conv_3x3"),
+                  (B, "3", "max_pool_3x3"), ("1", "3", "sep_conv_5x5"), (B, "4", "sep_conv_3x3"),
+                  (A, "4", "sep_conv_3x3"), ("0", K, ""), ("2", K, ""), ("3", K, ""), ("4", K, "")]
+NSGANET_REDUCE = [(A, "0", "avg_pool_3x3"), (B, "0", "sep_conv_3x3"), (B, "1", "dil_conv_3x3"),
+                  (A, "1", "max_pool_3x3"), ("0", "2", "skip_connect"), (B, "2", "dil_conv_5x5"),
+                  ("0", "3", "skip_connect"), (B, "3", "avg_pool_3x3"), (B, "4", "dil_conv_5x5"),
+                  (B, "4", "dil_conv_3x3"), ("1", K, ""), ("2", K, ""), ("3", K, ""), ("4", K, "")]
+
+
 @needs_dot
 def test_genome_file_renders(tmp_path):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(NSGANet.to_dict()))
     assert visualize.main([str(path), "--format", "png", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "mine_reduction.png").stat().st_size > 1000
+    # what is drawn is the file's architecture: every operation on the edge between the states it joins
+    assert visualize.main([str(path), "--format", "svg", "--out", str(tmp_path)]) == 0
+    assert _svg_edges(tmp_path / "mine_normal.svg") == sorted(NSGANET_NORMAL)
+    assert _svg_edges(tmp_path / "mine_reduction.svg") == sorted(NSGANET_REDUCE)
 
 
 def test_missing_dot_gives_one_actionable_line(tmp_path, monkeypatch, capsys):
@@ -71,9 +101,13 @@ def test_profile_accepts_genome_files(tmp_path):
     macro.write_text(json.dumps({"genome": MACRO_NSGANET, "channels": [[3, 128], [128, 128], [128, 128]],
                                  "decoder": "dense"}))
     assert profile("macro", str(macro)) == profile("macro", "NSGANet")
+    # a flat 48-bit genome is the nested one's bits in order (per phase: node 2's inputs, node 3's, ..., skip bit):
+    # the same network, so the same counts; the published genome's phases differ, so a wrong order would show
     flat = tmp_path / "flat.json"
-    flat.write_text(json.dumps([1] * 48))
-    assert profile("macro", str(flat), init_channels=8)["params"] > 0
+    flat.write_text(json.dumps([bit for phase in MACRO_NSGANET for node in phase for bit in node]))
+    nested = profile("macro", {"genome": MACRO_NSGANET}, init_channels=8)
+    assert profile("macro", str(flat), init_channels=8) == nested
+    assert profile("macro", {"genome": MACRO_NSGANET[::-1]}, init_channels=8) != nested
 
 
 @needs_dot

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from codebase.search.objectives import (
@@ -32,14 +31,23 @@ def test_flops_ofa_is_refused_outside_ofa_spaces():
 
 
 def test_complete_stats_fills_only_missing_exact_objectives():
+    from codebase.complexity import subnet_complexity
+
     space = OFASearchSpace()
     objectives = parse_objectives("flops,params", space, 10)
     genome = space.largest()
-    flops, params = (float(o.compute(genome[None])[0]) for o in objectives[1:])
+    # the reference: the closed form checked against torchprofile and the real networks (test_complexity.py),
+    # for the space's width (1.0) and the 10 classes given; each objective its own quantity
+    counted = subnet_complexity(space.decode(genome), 1.0, 10)
+    flops, params = counted["flops"], counted["params"]
+    assert flops != pytest.approx(params)  # the check below tells the two apart
+    assert [float(o.compute(genome[None])[0]) for o in objectives[1:]] == pytest.approx([flops, params], rel=1e-9)
     stats = complete_stats(objectives, {"top1": 50.0, "flops": 1.0}, genome)
-    assert stats == {"top1": 50.0, "flops": 1.0, "params": pytest.approx(params)}  # a reported value is kept
-    assert complete_stats(objectives, {"top1": 1.0}, genome)["flops"] == pytest.approx(flops)
-    assert np.isfinite(flops) and flops > 0
+    assert stats == {"top1": 50.0, "flops": 1.0, "params": pytest.approx(params, rel=1e-9)}  # a reported value is kept
+    assert complete_stats(objectives, {"top1": 1.0}, genome) == {
+        "top1": 1.0, "flops": pytest.approx(flops, rel=1e-9), "params": pytest.approx(params, rel=1e-9)}
+    full = {"top1": 1.0, "flops": 2.0, "params": 3.0}
+    assert complete_stats(objectives, full, genome) == full  # nothing missing: unchanged
 
 
 def test_objective_keys_are_the_parsed_names_without_building_anything(tmp_path):
