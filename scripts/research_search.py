@@ -17,7 +17,9 @@ the whole network set to one value), `crossover:ux` /
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
 pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
 picks by a second surrogate NAME, with its own inner search and subset selection), `early_explore:K:E`
-(the searched error is the prediction minus K predicted std in the first E iterations only).
+(the searched error is the prediction minus K predicted std in the first E iterations only), `vertical:P`
+(hv_bands scoring a candidate by its predicted error drop below the archive front at no more FLOPs times
+(hypervolume gain / drop) ** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -310,6 +312,41 @@ def with_early_exploration(original, k: float, iterations: int):
             self.s.explore = explore
 
     return picks
+
+
+def with_vertical_bands(power: float):
+    """subset._banded_hv scoring each candidate by its predicted error drop below the archive front's best error at
+    no more FLOPs, times (its hypervolume gain / that drop) ** power: power 0 ranks by the drop alone (how much
+    more accurate, whatever the gap it fills), power 1 is the hypervolume gain (the engine's choice, which also
+    pays for filling gaps between front points, where the run's front is already dense)."""
+    from codebase.search import subset
+    from codebase.search.indicators import hypervolume
+
+    def banded(C, front, k, ref):
+        lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
+        scale = np.where(ref > lo, ref - lo, 1.0)
+        Cn, Fn, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
+        base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
+        hv_gain = np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
+        best_at = np.array([Fn[Fn[:, 1] <= c[1], 0].min(initial=1.0) for c in Cn])
+        drop = np.maximum(best_at - Cn[:, 0], 0.0)
+        score = drop * (hv_gain / np.maximum(drop, 1e-12)) ** power
+        score[hv_gain <= 1e-12] = 0.0
+        edges = np.linspace(C[:, 1].min(), C[:, 1].max(), k + 1)
+        band = np.digitize(C[:, 1], edges[1:-1])
+        chosen = []
+        for b in range(k):
+            members = np.flatnonzero((band == b) & (score > 0))
+            if len(members):
+                chosen.append(int(members[np.argmax(score[members])]))
+        rest = np.setdiff1d(np.arange(len(C)), chosen)
+        if len(chosen) < k and len(rest):
+            more = subset._greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]),
+                                     k - len(chosen), ref)
+            chosen += rest[more].tolist()
+        return np.asarray(chosen, dtype=int)
+
+    return banded
 
 
 def register_variants() -> None:
@@ -678,7 +715,7 @@ def main() -> None:
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_mixture:A | confidence:K | rank_fill | "
                         "mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | portfolio:NAME:K | "
-                        "early_explore:K:E")
+                        "early_explore:K:E | vertical:P")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -732,6 +769,10 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._surrogate_picks = with_rank_fill(MSuNAS._surrogate_picks)
+    elif name == "vertical":
+        from codebase.search import subset
+
+        subset._banded_hv = with_vertical_bands(float(arg or 0.0))
     elif name not in ("base", "bands"):
         raise SystemExit(f"unknown variant {args.variant}")
     settings = {"predictor": args.predictor, **parse_settings(args.set)}
