@@ -149,10 +149,24 @@ def test_resume_can_extend_a_finished_run(reference_run, tmp_path):
 
     save = tmp_path / "run"
     shutil.copytree(reference_run, save)
+    finished = {p: p.stat().st_mtime_ns for p in save.glob("iter_*") if p.name != "plots"}
+    finished.update({p: p.stat().st_mtime_ns for p in save.glob("iter_*/*")})
     msunas("--resume", save, "--iterations", "4", "--quiet")
     assert len(load(save / "iter_4.stats")["archive"]) == 12 + 4 * 4
     msunas("--resume", save, "--n_gens", "5", "--seed", "3", "--quiet")  # NSGA-Net's name; an unchanged setting
     assert len(load(save / "iter_5.stats")["archive"]) == 12 + 5 * 4
+    # extended, not redone: the finished iterations' files are untouched and each new one adds 4 new architectures
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished
+    for k in range(4):
+        assert load(save / f"iter_{k}.stats") == load(reference_run / f"iter_{k}.stats")
+    space = OFASearchSpace(width_mult=1.2, resolutions=(160, 176, 192, 208, 224))
+    for k in (4, 5):
+        stats, before = load(save / f"iter_{k}.stats"), load(save / f"iter_{k - 1}.stats")
+        assert stats["archive"][:len(before["archive"])] == before["archive"]
+        assert stats["archive"][len(before["archive"]):] == stats["candidates"]
+        assert stats["ref_point"] == before["ref_point"] and stats["hv"] >= before["hv"]
+    genomes = [space.encode(entry[0]).tobytes() for entry in load(save / "iter_5.stats")["archive"]]
+    assert len(set(genomes)) == len(genomes)
 
 
 def test_resume_refuses_a_setting_it_would_ignore(reference_run):

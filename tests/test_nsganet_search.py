@@ -184,7 +184,9 @@ def test_measured_latency_objective_and_resolved_hold_out(data, tmp_path):
     assert not (save / "failed").exists() and len(stats["archive"]) == 4
     assert len(stats["objectives"]) == 3 and "cpu" in stats["objectives"][2]
     latencies = [entry[3] for entry in stats["archive"]]
-    assert all(ms > 0 for ms in latencies)
+    assert all(ms > 0 for ms in latencies) and len(set(latencies)) > 1  # measured per network, not a constant
     assert read_yaml(save / "args.yaml")["vld_size"] == 3
-    net = json.loads((save / "iter_0" / "net_0.stats").read_text())
-    assert net["n_vld"] == 3 and net["latency_cpu"] > 0
+    for i, entry in enumerate(stats["archive"]):  # the objective is each evaluation's own measurement
+        net = json.loads((save / "iter_0" / f"net_{i}.stats").read_text())
+        assert net["n_vld"] == 3 and net["latency_cpu"] == entry[3] and net["params"] == entry[2]
+        assert entry[0] == json.loads((save / "iter_0" / f"net_{i}.subnet").read_text())

@@ -145,6 +145,31 @@ def test_teacher_is_the_supernets_largest_subnet(setup):
         load_teacher(teacher_path, 1.2, 3)
 
 
+def test_the_teacher_adds_its_weighted_distillation_term(setup, tmp_path):
+    """--teacher (the README recipe's) adds --teacher-weight x soft-target cross-entropy to the training loss. With
+    lr 1e-9 the student does not move: the logged losses differ by that term (and by about 0.01 where building the
+    teacher shifts the random draws of the augmentations). The fresh 3-class head outputs near-uniform q (its
+    validation loss is ln 3), and the soft cross-entropy -sum p log q of a uniform q is ln 3 whatever the teacher's
+    p; a teacher left out, or its weight ignored, fails."""
+    import math
+
+    import train_imagenet
+
+    folder, config, weights, teacher, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--lr", "1e-9", "--warmup-epochs", "0",
+            "--quiet", "--device", "cpu"]
+    loss = {}
+    for name, extra in (("plain", []), ("w1", ["--teacher", teacher, "--teacher-width", "1.0"]),
+                        ("w2", ["--teacher", teacher, "--teacher-width", "1.0", "--teacher-weight", "2"])):
+        assert train_imagenet.main([str(a) for a in [*argv, *extra, "--output", tmp_path / name]]) == 0
+        (row,) = metrics(tmp_path / name)
+        assert row["val_loss"] == pytest.approx(math.log(3), abs=1e-3)  # the premise: near-uniform outputs
+        loss[name] = row["train_loss"]
+    assert loss["w1"] - loss["plain"] == pytest.approx(math.log(3), abs=0.05)
+    assert loss["w2"] - loss["plain"] == pytest.approx(2 * (loss["w1"] - loss["plain"]), rel=0.02)
+
+
 def test_distributed_train_runs_under_plain_sh():
     # the original README starts it with `sh`, which is dash on Debian/Ubuntu (no pipefail, no [[ ]])
     usage = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), "two"], capture_output=True, text=True)
