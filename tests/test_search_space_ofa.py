@@ -139,6 +139,7 @@ def test_profile_command_prints_one_json_line(tmp_path):
     assert set(line) == {"params", "flops", "flops_ofa"}
     assert line["params"] == pytest.approx(expected["params"], abs=1e-6)
     assert line["flops"] == pytest.approx(expected["flops"], abs=1e-6)
+    assert line["flops_ofa"] == pytest.approx(expected["flops_ofa"], abs=1e-6)
     (tmp_path / "net.subnet").write_text(json.dumps({**subnet, "r": [208]}))  # some tools write r as [R]
     out = _evaluator("--profile", "--subnet", str(tmp_path / "net.subnet"), "--width", "1.2", "--n_classes", "10")
     assert out.returncode == 0, out.stderr
@@ -155,7 +156,8 @@ def test_profile_config_command(tmp_path):
     assert out.returncode == 0, out.stderr
     from codebase.complexity import subnet_complexity
 
-    assert json.loads(out.stdout)["flops"] == pytest.approx(subnet_complexity(subnet, 1.0, 10)["flops"], abs=1e-6)
+    expected = subnet_complexity(subnet, 1.0, 10)  # the config's head has 10 classes, its widths are w1.0's
+    assert json.loads(out.stdout) == pytest.approx(expected, abs=1e-6)
 
 
 def test_profile_bad_input_is_one_line_exit_2(tmp_path):
