@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="data folder (ImageNet: train/ and val/ class folders)")
     p.add_argument("--dataset", default="imagenet", help="imagenet or any data set of codebase/data")
     p.add_argument("--model", default="nsganetv2", help="a name for the output folder")
-    p.add_argument("--model-config", dest="model_config", required=True, help="net.config of the architecture")
+    # not required by argparse: a --resume takes it from the run's args.yaml like every other flag left out
+    p.add_argument("--model-config", dest="model_config", help="net.config of the architecture (required, "
+                   "except with --resume)")
     p.add_argument("--initial-checkpoint", dest="initial_checkpoint", help="net.inherited or any accepted weights")
     p.add_argument("--img-size", dest="img_size", type=int, default=None, help="default: the config's r")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=128, help="per process")
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             args = resume_settings(args, argv)
         except ValueError as e:
             raise ArgumentsError(str(e)) from None
+    if not args.model_config:
+        raise ArgumentsError("the following arguments are required: --model-config (the net.config of the "
+                             "architecture; a --resume takes the run's)")
     for key in (*PATH_FLAGS, "data"):  # absolute in args.yaml: a resume from another folder finds the same files
         setattr(args, key, absolute_path(getattr(args, key)))
     if args.epochs < 0:  # no epoch to run: refused rather than an empty run folder

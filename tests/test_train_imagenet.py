@@ -311,6 +311,25 @@ def test_resume_takes_the_stored_settings_and_refuses_a_changed_one_by_name(setu
     assert metrics(tmp_path / "run") == metrics(tmp_path / "straight")
 
 
+def test_resume_needs_only_data_and_the_output_folder(setup, tmp_path):
+    """The README's form `train_imagenet.py DATA --resume --output DIR`: --model-config is the run's, like every flag
+    left out (argparse required it, so the resume stopped at "the following arguments are required")."""
+    import train_imagenet
+    from codebase.io import read_yaml
+
+    folder, config, weights, _, _ = setup
+    data, run = str(folder / "data"), str(tmp_path / "run")
+    assert train_imagenet.main([data, "--dataset", "folder", "--model-config", str(config), "--initial-checkpoint",
+                                str(weights), "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1",
+                                "--warmup-epochs", "0", "--quiet", "--device", "cpu", "--output", run]) == 0
+    assert train_imagenet.main([data, "--resume", "--output", run, "--epochs", "2"]) == 0
+    assert [row["epoch"] for row in metrics(tmp_path / "run")] == [1, 2]
+    assert read_yaml(tmp_path / "run" / "args.yaml")["model_config"] == str(config)
+    with pytest.raises(ValueError, match="^the following arguments are required: --model-config") as error:
+        train_imagenet.main([data, "--output", str(tmp_path / "new")])
+    assert "\n" not in str(error.value) and not (tmp_path / "new").exists()
+
+
 def test_a_lengthened_cosine_run_follows_the_schedule_of_its_new_length(setup, tmp_path):
     # the schedule restored from checkpoint.pth kept the old length: epoch 2 of a cosine run lengthened from 1 to
     # 2 epochs ran at the minimum lr instead of half way down, unlike the same 2 epochs run straight
