@@ -146,7 +146,9 @@ def plot_hypervolume(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path:
     ax.set_ylabel("hypervolume (larger is better)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    # where it covers no point: at "lower right" it hid a run drawn as one point at the end (random search, whose
+    # 340 evaluations are one iteration, in the README's plot_runs example)
+    ax.legend(loc="best", fontsize=9)
     return save_figure(fig, path)
 
 

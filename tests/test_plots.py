@@ -64,6 +64,26 @@ def write_stats(save, k, archive, ref):
         "candidates": [], "hv": -1.0, "ref_point": ref, "n_evaluations": len(archive), "surrogate": {}}))
 
 
+def test_the_hypervolume_legend_covers_no_point(tmp_path, monkeypatch):
+    """The README's plot_runs example: a random search is one point at its last evaluation, below the other runs'
+    final hypervolume; the legend at "lower right" hid it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    n = np.arange(100, 341, 8)
+    curves = [("MSuNAS", n, 4375 + 1211 * np.sqrt((n - 100) / 240)),
+              ("NSGA-II", n, 4375 + 483 * ((n - 100) / 240) ** 2), ("random", np.array([340]), np.array([4538.0]))]
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    plots.plot_hypervolume(curves, tmp_path / "hv.png")
+    canvas = FigureCanvasAgg(drawn[0])
+    canvas.draw()
+    (ax,) = drawn[0].axes
+    legend = ax.get_legend().get_window_extent(canvas.get_renderer())
+    for line in ax.get_lines():
+        for x, y in ax.transData.transform(line.get_xydata()):
+            assert not legend.contains(x, y), (line.get_label(), ax.transData.inverted().transform((x, y)))
+
+
 def test_runs_are_compared_against_one_reference_point(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     write_stats(a, 0, [[1, 3]], [4, 4])
