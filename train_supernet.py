@@ -22,6 +22,7 @@ from pathlib import Path
 from codebase.cli import (
     WORKERS,
     OneLineParser,
+    absolute_path,
     changed_settings,
     check_ranges,
     check_resume_save,
@@ -87,14 +88,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--resume {save} continues with the settings in its args.yaml; drop "
                              + ", ".join(ignored) + "; only --data, --device and --num_workers may change")
         if args.data is not None:  # the one setting a resume may change: the data moved
-            stored = {**stored, "data": args.data}
+            stored = {**stored, "data": absolute_path(args.data)}
         config = SupernetTrainConfig(**{k: v for k, v in stored.items() if k in fields})
     else:
         save = Path(args.save)
         check_output_folder(save, f"--save {save}")  # before the data are read
         if (save / CHECKPOINT).exists():
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
-        config = SupernetTrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+        # absolute in args.yaml (as msunas, train_cifar and train_imagenet store theirs): a relative --data made
+        # `--resume DIR` from another folder fail with "the folder does not exist"
+        config = SupernetTrainConfig(**{k: absolute_path(v) if k in ("data", "init") else v
+                                        for k, v in vars(args).items() if k in fields})
     config = config.resolved()
     new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()]  # what this start makes
     try:

@@ -410,3 +410,28 @@ def test_a_refused_start_leaves_no_folder_behind(tmp_path, extra, message):
     with pytest.raises(ValueError, match=message):
         script.main(["--dataset", "digits", "--save", str(save), "--quiet", *extra])
     assert not save.exists()
+
+
+def test_relative_data_and_init_are_stored_absolute_so_a_resume_works_from_any_folder(folder_data, tmp_path,
+                                                                                      monkeypatch):
+    """`train_supernet.py --resume DIR` from another folder stopped at "the folder does not exist": args.yaml held
+    --data (and --init) as typed, relative to where the training started."""
+    import train_supernet as script
+    from codebase.io import read_yaml, save_torch
+    from codebase.supernet_training import build_training_supernet
+
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    supernet = build_training_supernet(SupernetTrainConfig(**TINY, data=str(folder_data)).resolved())
+    init = save_torch(start / "init.pth", {"state_dict": supernet.state_dict()})
+    monkeypatch.chdir(start)
+    assert script.main(["--dataset", "folder", "--data", os.path.relpath(folder_data), "--init", "init.pth",
+                        "--resolutions", "24", "--vld_size", "6", "--batch_size", "6", "--epochs", "1",
+                        "--n_random", "0", "--save", "s", "--device", "cpu", "--quiet"]) == 0
+    stored = read_yaml(start / "s" / "args.yaml")
+    assert (stored["data"], stored["init"]) == (str(folder_data.resolve()), str(init.resolve()))
+    monkeypatch.chdir(elsewhere)
+    assert script.main(["--resume", "../start/s", "--device", "cpu", "--quiet"]) == 0
+    # a --data given on resume (the data moved) is stored absolute too
+    assert script.main(["--resume", "../start/s", "--data", os.path.relpath(folder_data), "--quiet"]) == 0
+    assert read_yaml(start / "s" / "args.yaml")["data"] == str(folder_data.resolve())
