@@ -1,6 +1,6 @@
 """Benchmark: the supernet evaluator against the original tool's way of evaluating subnets.
 
-    OMP_NUM_THREADS=2 python scripts/bench_evaluator.py [--supernet_path CKPT] [--n 20] [--out bench.json]
+    OMP_NUM_THREADS=1 python scripts/bench_evaluator.py [--supernet_path CKPT] [--n 20] [--out bench.json]
 
 Both score the same `n` random subnets of the OFA space on the same data (digits: batch norm recalibrated
 on the same training images in the same batches, scored on the same held-out validation images):

@@ -175,7 +175,7 @@ def test_training_never_reads_the_validation_images(folder_data, tmp_path, monke
     assert len(seen) == 1 and np.array_equal(seen[0], train_idx) and not set(seen[0]) & set(vld_idx)
 
 
-def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
+def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path, capsys):
     from codebase.evaluators.supernet import SupernetEvaluator
 
     options = {"dataset": "folder", "data": str(folder_data), "resolutions": [24, 32], "vld_size": 6,
@@ -186,8 +186,10 @@ def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path):
     assert evaluator.supernet_path == str(path) and ckpt["epoch"] == 1 and ckpt["config"]["vld_size"] == 6
     assert ckpt["config"]["n_classes"] == 3 and evaluator.supernet.classifier.linear.out_features == 3
     mtime = path.stat().st_mtime_ns
-    SupernetEvaluator(**options)  # complete: reused, not retrained
+    capsys.readouterr()
+    SupernetEvaluator(**{**options, "quiet": False})  # complete: reused, not retrained, and said so
     assert path.stat().st_mtime_ns == mtime
+    assert f"no --supernet_path: using the supernet in {tmp_path / 'supernet'}" in capsys.readouterr().out
     # the folder is a train_supernet.py folder: its args.yaml holds the checkpoint's settings, so
     # `train_supernet.py --resume SAVE/supernet` reads it (here: reuses the complete checkpoint)
     from codebase.io import read_yaml

@@ -273,9 +273,11 @@ class SupernetEvaluator:
         distributed = dist.is_available() and dist.is_initialized()
         error = None
         if _rank() == 0:
-            log.info("no --supernet_path: training a supernet into %s (%d epochs)", folder, epochs)
+            # train_supernet reuses a finished checkpoint and resumes an unfinished one (and logs which)
+            doing = "using the supernet in" if (folder / "checkpoint.pth").exists() else "training a supernet into"
+            log.info("no --supernet_path: %s %s (%d epochs)", doing, folder, epochs)
             if not quiet:
-                print(f"no --supernet_path: training a supernet for {self.dataset} into {folder}")
+                print(f"no --supernet_path: {doing} {folder} ({self.dataset}, {epochs} epochs)")
             try:
                 # a train_supernet.py folder, so `train_supernet.py --resume` works on it (also after a kill):
                 # settings written up front for a new folder, after the checks for an existing checkpoint
