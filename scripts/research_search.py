@@ -17,9 +17,12 @@ the whole network set to one value), `crossover:ux` /
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
 pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
 picks by a second surrogate NAME, with its own inner search and subset selection), `early_explore:K:E`
-(the searched error is the prediction minus K predicted std in the first E iterations only), `vertical:P`
-(hv_bands scoring a candidate by its predicted error drop below the archive front at no more FLOPs times
-(hypervolume gain / drop) ** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain).
+(the searched error is the prediction minus K predicted std in the first E iterations only), `reversed`
+(the engine unchanged but each iteration's picks evaluated and archived in reverse order: the same algorithm,
+so its spread against `base` is the noise of a comparison), `bands:K` (hv_bands with K complexity bands
+instead of one per pick, the K band winners of largest predicted hypervolume gain), `vertical:P` (hv_bands scoring
+a candidate by its predicted error drop below the archive front at no more FLOPs times (hypervolume gain / drop)
+** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -339,6 +342,35 @@ def with_vertical_bands(power: float):
             members = np.flatnonzero((band == b) & (score > 0))
             if len(members):
                 chosen.append(int(members[np.argmax(score[members])]))
+        rest = np.setdiff1d(np.arange(len(C)), chosen)
+        if len(chosen) < k and len(rest):
+            more = subset._greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]),
+                                     k - len(chosen), ref)
+            chosen += rest[more].tolist()
+        return np.asarray(chosen, dtype=int)
+
+    return banded
+
+
+def with_band_count(bands: int):
+    """subset._banded_hv with `bands` complexity bands instead of one per pick: the band winners of largest
+    predicted hypervolume gain are taken (all of them when there are fewer bands than picks, the rest then
+    greedy hv)."""
+    from codebase.search import subset
+    from codebase.search.indicators import hypervolume
+
+    def banded(C, front, k, ref):
+        lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
+        scale = np.where(ref > lo, ref - lo, 1.0)
+        Cn, Fn, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
+        base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
+        gains = np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
+        edges = np.linspace(C[:, 1].min(), C[:, 1].max(), bands + 1)
+        band = np.digitize(C[:, 1], edges[1:-1])
+        winners = [int(m[np.argmax(gains[m])]) for b in range(bands)
+                   if len(m := np.flatnonzero((band == b) & (gains > 1e-12)))]
+        top = set(sorted(winners, key=lambda i: -gains[i])[:k])
+        chosen = [i for i in winners if i in top]  # in band order, as the engine's hv_bands
         rest = np.setdiff1d(np.arange(len(C)), chosen)
         if len(chosen) < k and len(rest):
             more = subset._greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]),
@@ -715,7 +747,7 @@ def main() -> None:
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_mixture:A | confidence:K | rank_fill | "
                         "mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | portfolio:NAME:K | "
-                        "early_explore:K:E | vertical:P")
+                        "early_explore:K:E | vertical:P | bands:K | reversed")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -769,6 +801,15 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._surrogate_picks = with_rank_fill(MSuNAS._surrogate_picks)
+    elif name == "reversed":  # the same picks evaluated in reverse order: the same algorithm, another trajectory
+        from codebase.search import engine
+
+        selected = engine.select_subset
+        engine.select_subset = lambda *a, **k: selected(*a, **k)[::-1]
+    elif name == "bands" and arg:
+        from codebase.search import subset
+
+        subset._banded_hv = with_band_count(int(arg))
     elif name == "vertical":
         from codebase.search import subset
 
