@@ -1,4 +1,4 @@
-"""Evaluate or profile one architecture.
+r"""Evaluate or profile one architecture.
 
     python evaluator.py --subnet net.subnet --dataset D [--data PATH] --supernet_path W \
         [--n_classes N] [--n_epochs E] [--img-size R] [--save net.stats] [--save_config DIR]

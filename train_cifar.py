@@ -1,4 +1,4 @@
-"""Fine-tune an exported architecture, or train an NSGA-Net network from scratch, on CIFAR and friends.
+r"""Fine-tune an exported architecture, or train an NSGA-Net network from scratch, on CIFAR and friends.
 
     python train_cifar.py --dataset cifar10 --data DATA --model NAME --model-config net.config \
         --initial-checkpoint net.inherited --img-size 224 --drop 0.2 --drop-path 0.2 --cutout --autoaugment --save DIR

@@ -1,4 +1,4 @@
-"""Fine-tune an exported architecture on ImageNet (or any data set of codebase/data) with timm 1.x.
+r"""Fine-tune an exported architecture on ImageNet (or any data set of codebase/data) with timm 1.x.
 
     ./distributed_train.sh 8 /path/to/imagenet --model nsganetv2_m --model-config net.config \
         --initial-checkpoint net.inherited --img-size 224 -b 128 --sched step --epochs 450 --decay-epochs 2.4 \

@@ -1,4 +1,4 @@
-"""Measure a trained architecture on a data set's test split: top-1, top-5, loss, params, FLOPs.
+r"""Measure a trained architecture on a data set's test split: top-1, top-5, loss, params, FLOPs.
 
     python validation.py --dataset cifar10 --data DATA --model net.config --pretrained net.init \
         [--img-size R] [-b 256] [-j 4] [--save out.json]

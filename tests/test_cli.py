@@ -142,6 +142,31 @@ def test_documented_commands_still_parse(script, command):
     _parse(script, command.split())
 
 
+@pytest.mark.parametrize("script, launcher", [("evaluator", "python evaluator.py"),
+                                              ("train_cifar", "python train_cifar.py"),
+                                              ("train_imagenet", "./distributed_train.sh 8"),
+                                              ("validation", "python validation.py")])
+def test_help_examples_keep_their_line_breaks_and_parse(script, launcher):
+    """--help shows the module docstring's examples; a backslash ending a line of a plain docstring joined it to
+    the next (an example then read `... --model-config net.config         --initial-checkpoint ...`)."""
+    text = _module(script).build_parser().format_help()
+    lines = text.splitlines()
+    continued = [i for i, line in enumerate(lines) if line.endswith(" \\")]
+    assert continued and all(re.match(r" {8}[-\[]", lines[i + 1]) for i in continued)
+    parsed = 0
+    for i, line in enumerate(lines):
+        if line.strip().startswith(launcher) and line.endswith(" \\"):  # a whole multi-line example
+            command, j = line.strip()[:-1], i
+            while lines[j].endswith(" \\"):
+                j += 1
+                command += " " + lines[j].strip().removesuffix("\\")
+            argv = command[len(launcher):].split()
+            if "[" not in command and "..." not in command:
+                _parse(script, argv)
+                parsed += 1
+    assert parsed >= (script != "evaluator")  # evaluator.py's multi-line examples show optional [flags]
+
+
 # ---------------------------------------------------------------------------------------- evaluator.py
 SUBNET = {"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 160}
 
