@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -48,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the EMA weights of a timm checkpoint")
     p.add_argument("--img-size", "--img_size", dest="img_size", type=int, default=None)
     p.add_argument("-b", "--batch-size", "--batch_size", dest="batch_size", type=int, default=256)
-    p.add_argument("-j", "--workers", "--num_workers", dest="workers", type=int, default=4)
+    # scoring draws no random numbers, so the loader count changes no result: at most one per CPU core (torch
+    # warns about more on every run of a small machine)
+    p.add_argument("-j", "--workers", "--num_workers", dest="workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="data-loading processes (default: 4, or the CPU count if smaller)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="bf16 autocast")
     p.add_argument("--save", help="write the results to this JSON file")

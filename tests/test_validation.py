@@ -333,3 +333,13 @@ def test_bad_loader_values_and_nsganet_flags_without_net_type_are_refused_first(
     with pytest.raises(ValueError, match=message):
         run_inline(validation.main, "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained",
                    weights, *extra)
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 2), (16, 4)])
+def test_default_loader_count_is_at_most_the_cpu_count(monkeypatch, cores, workers):
+    # torch warned on every run of a 2-core machine about the 4 loaders asked for; scoring is deterministic,
+    # so fewer loaders change no result
+    import validation
+
+    monkeypatch.setattr(validation.os, "cpu_count", lambda: cores)
+    assert validation.build_parser().parse_args(["--model", "m", "--pretrained", "w"]).workers == workers
