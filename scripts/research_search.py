@@ -323,31 +323,15 @@ def with_vertical_bands(power: float):
     more accurate, whatever the gap it fills), power 1 is the hypervolume gain (the engine's choice, which also
     pays for filling gaps between front points, where the run's front is already dense)."""
     from codebase.search import subset
-    from codebase.search.indicators import hypervolume
 
     def banded(C, front, k, ref):
-        lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
-        scale = np.where(ref > lo, ref - lo, 1.0)
-        Cn, Fn, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
-        base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
-        hv_gain = np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
+        Cn, Fn, ref_n = subset.scaled(C, front, ref)
+        hv_gain = subset.hv_gains(Cn, Fn, ref_n)
         best_at = np.array([Fn[Fn[:, 1] <= c[1], 0].min(initial=1.0) for c in Cn])
         drop = np.maximum(best_at - Cn[:, 0], 0.0)
         score = drop * (hv_gain / np.maximum(drop, 1e-12)) ** power
         score[hv_gain <= 1e-12] = 0.0
-        edges = np.linspace(C[:, 1].min(), C[:, 1].max(), k + 1)
-        band = np.digitize(C[:, 1], edges[1:-1])
-        chosen = []
-        for b in range(k):
-            members = np.flatnonzero((band == b) & (score > 0))
-            if len(members):
-                chosen.append(int(members[np.argmax(score[members])]))
-        rest = np.setdiff1d(np.arange(len(C)), chosen)
-        if len(chosen) < k and len(rest):
-            more = subset._greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]),
-                                     k - len(chosen), ref)
-            chosen += rest[more].tolist()
-        return np.asarray(chosen, dtype=int)
+        return subset.greedy_fill(C, front, subset.band_winners(C[:, 1], score, k), k, ref)
 
     return banded
 
@@ -357,26 +341,13 @@ def with_band_count(bands: int):
     predicted hypervolume gain are taken (all of them when there are fewer bands than picks, the rest then
     greedy hv)."""
     from codebase.search import subset
-    from codebase.search.indicators import hypervolume
 
     def banded(C, front, k, ref):
-        lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
-        scale = np.where(ref > lo, ref - lo, 1.0)
-        Cn, Fn, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
-        base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
-        gains = np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
-        edges = np.linspace(C[:, 1].min(), C[:, 1].max(), bands + 1)
-        band = np.digitize(C[:, 1], edges[1:-1])
-        winners = [int(m[np.argmax(gains[m])]) for b in range(bands)
-                   if len(m := np.flatnonzero((band == b) & (gains > 1e-12)))]
+        gains = subset.hv_gains(*subset.scaled(C, front, ref))
+        winners = subset.band_winners(C[:, 1], np.where(gains > 1e-12, gains, 0.0), bands)
         top = set(sorted(winners, key=lambda i: -gains[i])[:k])
         chosen = [i for i in winners if i in top]  # in band order, as the engine's hv_bands
-        rest = np.setdiff1d(np.arange(len(C)), chosen)
-        if len(chosen) < k and len(rest):
-            more = subset._greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]),
-                                     k - len(chosen), ref)
-            chosen += rest[more].tolist()
-        return np.asarray(chosen, dtype=int)
+        return subset.greedy_fill(C, front, chosen, k, ref)
 
     return banded
 

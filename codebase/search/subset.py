@@ -42,10 +42,43 @@ def select_subset(method: str, candidates_F: np.ndarray, archive_F: np.ndarray, 
     raise ValueError(f"unknown subset selection '{method}'; choose from {SUBSET_METHODS}")
 
 
-def _greedy_hv(C: np.ndarray, front: np.ndarray, k: int, ref: np.ndarray) -> np.ndarray:
+def scaled(C: np.ndarray, front: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates and front scaled so that their joint ideal is 0 and the reference point is 1 in every objective."""
     lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
     scale = np.where(ref > lo, ref - lo, 1.0)
-    C, front, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
+    return (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
+
+
+def hv_gains(Cn: np.ndarray, Fn: np.ndarray, ref_n: np.ndarray) -> np.ndarray:
+    """Each (scaled) candidate's hypervolume contribution to the (scaled) front alone."""
+    base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
+    return np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
+
+
+def band_winners(complexity: np.ndarray, score: np.ndarray, bands: int) -> list[int]:
+    """The candidate of largest positive score in each of `bands` equal bands of the complexity range, in band order."""
+    edges = np.linspace(complexity.min(), complexity.max(), bands + 1)
+    band = np.digitize(complexity, edges[1:-1])  # 0..bands-1; the maximum falls in the last band
+    winners = []
+    for b in range(bands):
+        members = np.flatnonzero((band == b) & (score > 0))
+        if len(members):
+            winners.append(int(members[np.argmax(score[members])]))
+    return winners
+
+
+def greedy_fill(C: np.ndarray, front: np.ndarray, chosen: list[int], k: int, ref: np.ndarray) -> np.ndarray:
+    """`chosen` topped up to k picks by greedy hv over the other candidates, given the front and `chosen`."""
+    rest = np.setdiff1d(np.arange(len(C)), chosen)
+    chosen = list(chosen)
+    if len(chosen) < k and len(rest):
+        more = _greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]), k - len(chosen), ref)
+        chosen += rest[more].tolist()
+    return np.asarray(chosen, dtype=int)
+
+
+def _greedy_hv(C: np.ndarray, front: np.ndarray, k: int, ref: np.ndarray) -> np.ndarray:
+    C, front, ref_n = scaled(C, front, ref)
     chosen: list[int] = []
     current = front
     base = hypervolume(current, ref_n) if len(current) else 0.0
@@ -64,23 +97,9 @@ def _greedy_hv(C: np.ndarray, front: np.ndarray, k: int, ref: np.ndarray) -> np.
 
 
 def _banded_hv(C: np.ndarray, front: np.ndarray, k: int, ref: np.ndarray) -> np.ndarray:
-    lo = np.minimum(C.min(axis=0), front.min(axis=0)) if len(front) else C.min(axis=0)
-    scale = np.where(ref > lo, ref - lo, 1.0)
-    Cn, Fn, ref_n = (C - lo) / scale, (front - lo) / scale, np.ones_like(ref)
-    base = hypervolume(Fn, ref_n) if len(Fn) else 0.0
-    gains = np.array([hypervolume(np.vstack([Fn, c]), ref_n) - base for c in Cn])
-    edges = np.linspace(C[:, 1].min(), C[:, 1].max(), k + 1)
-    band = np.digitize(C[:, 1], edges[1:-1])  # 0..k-1; the maximum falls in the last band
-    chosen = []
-    for b in range(k):
-        members = np.flatnonzero((band == b) & (gains > 1e-12))
-        if len(members):
-            chosen.append(int(members[np.argmax(gains[members])]))
-    rest = np.setdiff1d(np.arange(len(C)), chosen)
-    if len(chosen) < k and len(rest):  # greedy hv for the rest, given the band picks
-        more = _greedy_hv(C[rest], np.vstack([front.reshape(-1, C.shape[1]), C[chosen]]), k - len(chosen), ref)
-        chosen += rest[more].tolist()
-    return np.asarray(chosen, dtype=int)
+    gains = hv_gains(*scaled(C, front, ref))
+    chosen = band_winners(C[:, 1], np.where(gains > 1e-12, gains, 0.0), k)
+    return greedy_fill(C, front, chosen, k, ref)
 
 
 def _by_rank_and_crowding(C: np.ndarray, remaining: list[int], n: int) -> list[int]:
