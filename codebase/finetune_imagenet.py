@@ -29,8 +29,8 @@ from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, open
 from codebase.io import save_torch, write_json, write_text
 from codebase.training import (
     DivergedError,
-    accuracy,
     autocast,
+    correct_counts,
     distillation_loss,
     seed_everything,
 )
@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False,
                    disable=args.quiet or not processes.main, dynamic_ncols=True)
         net.train()
-        n, loss_sum, top1_sum = 0, 0.0, 0.0
+        n, loss_sum, top1_hits = 0, 0.0, 0
         for step, (x, y) in enumerate(loader):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             target = y
@@ -200,11 +200,11 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
             scheduler.step_update(num_updates=updates)
             n += y.shape[0]
             loss_sum += loss.item() * y.shape[0]
-            top1_sum += accuracy(logits.detach().float(), y, (1,))[0] * y.shape[0]
+            top1_hits += correct_counts(logits.detach(), y, (1,))[0]  # whole images, as codebase.training
             bar.update()
         bar.close()
         scheduler.step(epoch + 1)
-        train = processes.mean({"loss": loss_sum / n, "top1": top1_sum / n})
+        train = processes.mean({"loss": loss_sum / n, "top1": 100.0 * top1_hits / n})
         val = evaluate_everywhere(model, test_set, processes, args.validation_batch_size, args.workers, amp)
         ema_val = (evaluate_everywhere(ema.module, test_set, processes, args.validation_batch_size, args.workers,
                                        amp) if ema is not None else {"top1": float("nan"), "top5": float("nan")})
