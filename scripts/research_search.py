@@ -5,7 +5,8 @@
 Variants: `base` (the engine as is), `local:KEEP` (the inner search's population joined by the KEEP
 best predicted one-gene neighbours of the archive front), `bands` (shorthand for subset=hv_bands),
 `doe_flops` (the initial design spread evenly over FLOPs: one random architecture per FLOPs band out
-of 40 x n_doe samples), `doe_mixture:A` (each initial architecture draws its own kernel, expand and
+of 40 x n_doe samples), `doe_balanced:TRIES` (every gene's values equally often, the least correlated of TRIES such
+designs), `doe_mixture:A` (each initial architecture draws its own kernel, expand and
 depth propensities from Dirichlet(A), then its genes from them), `confidence:K` (the searched error
 is the prediction minus K predicted std, K of either sign; the engine's `explore` takes K > 0 only),
 `rank_fill` (the inner search starts from the archive's best `inner_pop` by non-dominated rank and
@@ -38,7 +39,11 @@ the active indicators: switching a layer on and growing its kernel get separate 
 `gpa_het0.01` / `gpa_het0.0001` (gp_additive trusting the front: each training point's noise variance is
 multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs), `gpa_freeze100` /
 `gpa_freeze140` / `gpa_freeze180` (gp_additive whose hyper-parameters are fitted until the archive holds 100 / 140
-/ 180 points, then kept).
+/ 180 points, then kept), `gpa_2se` (gp_additive plus a second squared-exponential part with a length scale of at most
+about one gene change: local interactions).
+`--trajectory MODEL ...` prints the normalised hypervolume after every other iteration instead; MODEL may also
+be an oracle-informed diagnostic (`perfect`, `ridge_random20k`, `mlp_random20k`, `gpa_random1000`: see
+`register_oracle_informed`), which is told the oracle's answers and so measures a bound, not a method.
 `--one_step MODEL ...` screens models without searching: on each seed's default run it runs
 diagnose_search's one-step test (40 single-gene neighbours of the final front picked by each model).
 
@@ -145,6 +150,39 @@ def with_mixture_design(original, alpha: float):
             X = np.concatenate([X, space.canonical(x[None])])
             X = X[np.sort(unique_rows(X))]
         return X
+
+    return initialize
+
+
+def with_balanced_design(original, tries: int):
+    """OFASearchSpace.initialize replaced: smallest, largest, then a balanced design: every gene takes each of its
+    values equally often (a random permutation of a balanced column per gene, as a Latin hypercube does for
+    continuous inputs), the best of `tries` such designs by the mean absolute correlation between two columns
+    of its `ordinal` features (the largest is a depth gene's with its stage's last layers, the same in every
+    design). Uniform draws leave some choices of a layer rare in 100 architectures and their effects correlated,
+    which is what the surrogate's linear part has to separate."""
+    from acc_predictor.encoding import encode, fit_encoding
+    from search_space.base import unique_rows
+
+    def initialize(space, n_doe: int, rng: np.random.Generator) -> np.ndarray:
+        base = original(space, 2, rng)
+        ordinal = fit_encoding("ordinal", space)
+        best, best_corr = None, np.inf
+        for _ in range(tries):
+            cols = [rng.permutation(np.resize(np.arange(lo, hi + 1), n_doe - 2))
+                    for lo, hi in zip(space.xl, space.xu)]
+            X = np.concatenate([base, np.column_stack(cols)])
+            if len(unique_rows(space.canonical(X))) < n_doe:
+                continue
+            F = encode(ordinal, space, X)
+            F = F[:, F.std(axis=0) > 0]
+            C = np.corrcoef(F.T)
+            corr = np.abs(C[np.triu_indices_from(C, 1)]).mean()
+            if corr < best_corr:
+                best, best_corr = X, corr
+        if best is None:
+            raise ValueError("no balanced design of distinct architectures found")
+        return best
 
     return initialize
 
@@ -557,6 +595,7 @@ def register_variants() -> None:
     ARDGP = _ard_gp_class()
     register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
+    register_acc_predictor("gpa_2se", _multiscale_gp_class())
 
 
 def _mlp_ensemble_class():
@@ -670,6 +709,152 @@ def _ard_gp_class():
     return ARD
 
 
+def _multiscale_gp_class():
+    """gp_additive with a second squared-exponential part on the one-hot features, of its own variance and a
+    length scale at most `short` of the first's lower bound: the first captures interactions that change over
+    many genes, the second local ones among the 1-3 gene moves that late iterations evaluate around the front.
+    Six hyper-parameters (v_lin, v_se, l^2, v_local, l_local^2, v_noise), fitted by marginal likelihood from
+    gp_additive's own fit."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.optimize import minimize
+
+    from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist, likelihood_terms
+
+    class MultiScale(AdditiveGP):
+        def _fit(self, F, y):
+            super()._fit(F, y)  # the single-scale fit: the starting point
+            lin, se = self._split(F)
+            t = (y - self.y_mean) / self.y_std
+            K_lin, D, eye = lin @ lin.T / lin.shape[1], _sq_dist(se, se) / self.d_scale, np.eye(len(t))
+
+            def parts(p):
+                v_lin, v_se, ls2, v_loc, ls2_loc, v_noise = np.exp(p)
+                K_se, K_loc = np.exp(-0.5 * D / ls2), np.exp(-0.5 * D / ls2_loc)
+                K = v_lin * K_lin + v_se * K_se + v_loc * K_loc + (v_noise + _JITTER) * eye
+                dK = (v_lin * K_lin, v_se * K_se, v_se * K_se * 0.5 * D / ls2, v_loc * K_loc,
+                      v_loc * K_loc * 0.5 * D / ls2_loc, v_noise * eye)
+                return K, dK
+
+            def nll(p):
+                K, dK = parts(p)
+                terms = likelihood_terms(K, t)  # None: not positive definite
+                return (1e10, np.zeros_like(p)) if terms is None else (
+                    float(terms[0]), np.array([-0.5 * np.sum(terms[1] * d) for d in dK]))
+
+            # the local part's length scale: one gene change is 2 / d_scale in D, about 0.05
+            bounds = [*self.log_bounds[:3], (-10.0, 5.0), (-8.0, np.log(0.05)), self.log_bounds[3]]
+            v_lin, v_se, ls2, v_noise = self.params
+            p0 = np.array([v_lin, v_se, ls2, v_noise - 1.0, np.log(0.02), v_noise])
+            best = minimize(nll, np.clip(p0, *np.array(bounds).T), jac=True, method="L-BFGS-B", bounds=bounds)
+            self.params6 = best.x
+            K, _ = parts(best.x)
+            self.chol = cho_factor(K, lower=True)
+            self.alpha = cho_solve(self.chol, t)
+
+        def _posterior(self, F, with_std):
+            v_lin, v_se, ls2, v_loc, ls2_loc, _ = np.exp(self.params6)
+            lin, se = self._split(F)
+            D = _sq_dist(se, self.train_se) / self.d_scale
+            K = v_lin * lin @ self.train_lin.T / lin.shape[1] + v_se * np.exp(-0.5 * D / ls2)
+            K += v_loc * np.exp(-0.5 * D / ls2_loc)
+            std = None
+            if with_std:
+                prior = v_lin * np.sum(lin**2, axis=1) / lin.shape[1] + v_se + v_loc
+                std = np.sqrt(np.maximum(prior - np.sum(K.T * cho_solve(self.chol, K.T), axis=0), 0.0)) * self.y_std
+            return K @ self.alpha * self.y_std + self.y_mean, std
+
+    return MultiScale
+
+
+def register_oracle_informed(oracle_path: Path, seed: int = 123) -> None:
+    """Diagnostic predictors that see more than the search's own archive, to ask how far better data or a
+    better model class could take the loop; none is a method (each is told the oracle's answers for free):
+    `perfect` (the oracle itself), `ridge_random20k` (ridge regression on one-hot features of 20,000 random
+    architectures scored by the oracle, plus the archive), `mlp_random20k` (an MLP, 2 x 256 ReLU, on those
+    20,000; the oracle is such a network on such features), `gpa_random1000` (gp_additive on the archive plus
+    1,000 of them)."""
+    from acc_predictor import get_acc_predictor, register_acc_predictor
+    from acc_predictor.base import Predictor
+    from acc_predictor.encoding import encode, fit_encoding
+    from codebase.oracle import OFAOracle, oracle_space
+
+    oracle = OFAOracle(oracle_path, oracle_space())
+    space, rng = oracle.space, np.random.default_rng(seed)
+    R = np.stack([rng.integers(space.xl, space.xu + 1) for _ in range(20000)])
+    yR = oracle.top1_err(R)
+    onehot = fit_encoding("onehot", space)
+
+    class Informed(Predictor):
+        def __init__(self, search_space=None, seed: int = 0, **_) -> None:
+            super().__init__(search_space or space, "onehot", seed)
+
+        def fit(self, X, y):
+            self.fit_informed(np.asarray(X, dtype=int), np.asarray(y, dtype=float))
+            self.fitted = True
+            return self
+
+    class Perfect(Informed):
+        def fit_informed(self, X, y):
+            pass
+
+        def predict(self, X):
+            return oracle.top1_err(np.atleast_2d(X))
+
+    class Ridge(Informed):
+        def fit_informed(self, X, y):
+            F = encode(onehot, space, np.concatenate([R, X]))
+            self.mean = F.mean(axis=0)
+            A = np.column_stack([np.ones(len(F)), F - self.mean])
+            self.w = np.linalg.solve(A.T @ A + np.eye(A.shape[1]), A.T @ np.concatenate([yR, y]))
+
+        def predict(self, X):
+            F = encode(onehot, space, np.atleast_2d(X)) - self.mean
+            return np.column_stack([np.ones(len(F)), F]) @ self.w
+
+    class Network(Informed):
+        net = None  # fitted once on the 20,000: the archive would be lost among them
+
+        def fit_informed(self, X, y):
+            from sklearn.neural_network import MLPRegressor
+
+            if Network.net is None:
+                Network.net = MLPRegressor(hidden_layer_sizes=(256, 256), early_stopping=True, random_state=0)
+                Network.net.fit(encode(onehot, space, R), yR)
+
+        def predict(self, X):
+            return Network.net.predict(encode(onehot, space, np.atleast_2d(X)))
+
+    class WithRandom(Informed):
+        def fit_informed(self, X, y):
+            self.model = get_acc_predictor("gp_additive", search_space=space, seed=self.seed)
+            self.model.fit(np.concatenate([R[:1000], X]), np.concatenate([yR[:1000], y]))
+
+        def predict(self, X):
+            return self.model.predict(X)
+
+    for name, cls in (("perfect", Perfect), ("ridge_random20k", Ridge), ("mlp_random20k", Network),
+                      ("gpa_random1000", WithRandom)):
+        register_acc_predictor(name, cls)
+
+
+def trajectories(oracle_path: Path, seeds: list[int], models: list[str], settings: dict, out: str) -> None:
+    """The normalised hypervolume of each model's archive after every other iteration of the protocol."""
+    from bench_search import run_msunas_archive
+
+    reference = read_json(REFERENCE)
+    for model in models:
+        for seed in seeds:
+            t = time.time()
+            _, AF = run_msunas_archive(oracle_path, model, seed, settings)
+            n_doe, n_iter = settings.get("n_doe", 100), settings.get("n_iter", 8)
+            iterations = range(0, (len(AF) - n_doe) // n_iter + 1, 2)
+            row = " ".join(f"{normalised_hv(AF[: n_doe + n_iter * k], reference):.3f}" for k in iterations)
+            line = f"| {model} | {seed} | {row} | {time.time() - t:.0f} |"
+            print(line, flush=True)
+            with open(out, "a") as f:
+                f.write(line + "\n")
+
+
 def run_once(oracle_path: Path, seed: int, settings: dict, keep: str | None = None) -> np.ndarray:
     from codebase.evaluators.oracle import OracleEvaluator
     from codebase.search.engine import MSuNAS, SearchSettings
@@ -716,15 +901,19 @@ def parse_settings(items: list[str]) -> dict:
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="base",
-                   help="base | local:KEEP | bands | doe_flops | doe_mixture:A | confidence:K | rank_fill | "
-                        "mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | portfolio:NAME:K | "
-                        "early_explore:K:E | vertical:P | bands:K | reversed")
+                   help="base | local:KEEP | bands | doe_flops | doe_balanced:TRIES | doe_mixture:A | confidence:K | "
+                        "rank_fill | mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | "
+                        "portfolio:NAME:K | early_explore:K:E | vertical:P | bands:K | reversed")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
     p.add_argument("--oracle_path", default=str(DEFAULT_ORACLE))
     p.add_argument("--keep", help="keep each run's folder as KEEP_SEED (for diagnosis)")
     p.add_argument("--out", default="/tmp/research_search.md")
+    p.add_argument("--trajectory", nargs="+", metavar="MODEL",
+                   help="instead of scoring the final archive: each MODEL's normalised hv after iterations 0, 2, 4, "
+                        "...; MODEL may also be one of the oracle-informed diagnostics perfect, ridge_random20k, "
+                        "mlp_random20k, gpa_random1000 (see register_oracle_informed)")
     p.add_argument("--one_step", nargs="+", metavar="MODEL",
                    help="instead of searching: on each seed's default run (gp_additive, 340 evaluations), "
                         "diagnose_search's one-step test for each MODEL (40 single-gene neighbours of the final "
@@ -733,6 +922,9 @@ def main() -> None:
     register_variants()
     if args.one_step:
         return one_step_screen(Path(args.oracle_path), args.seeds, args.one_step)
+    if args.trajectory:
+        register_oracle_informed(Path(args.oracle_path))
+        return trajectories(Path(args.oracle_path), args.seeds, args.trajectory, parse_settings(args.set), args.out)
     name, _, arg = args.variant.partition(":")
     if name == "local":
         pymoo_adapter.minimize = with_local_candidates(int(arg or 100))
@@ -740,6 +932,10 @@ def main() -> None:
         from search_space.ofa import OFASearchSpace
 
         OFASearchSpace.initialize = with_flops_spread_design(OFASearchSpace.initialize)
+    elif name == "doe_balanced":
+        from search_space.ofa import OFASearchSpace
+
+        OFASearchSpace.initialize = with_balanced_design(OFASearchSpace.initialize, int(arg or 200))
     elif name == "doe_mixture":
         from search_space.ofa import OFASearchSpace
 
