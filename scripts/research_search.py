@@ -838,21 +838,29 @@ def register_oracle_informed(oracle_path: Path, seed: int = 123) -> None:
 
 
 def trajectories(oracle_path: Path, seeds: list[int], models: list[str], settings: dict, out: str) -> None:
-    """The normalised hypervolume of each model's archive after every other iteration of the protocol."""
+    """Each model's course over the protocol, every other iteration: the normalised hypervolume of its archive,
+    and how far each iteration's picks went (median genes from the nearest genome evaluated before them)."""
     from bench_search import run_msunas_archive
+    from diagnose_search import genes_apart
 
-    reference = read_json(REFERENCE)
+    from codebase.oracle import oracle_space
+
+    reference, space = read_json(REFERENCE), oracle_space()
+    n_doe, n_iter = settings.get("n_doe", 100), settings.get("n_iter", 8)
     for model in models:
         for seed in seeds:
             t = time.time()
-            _, AF = run_msunas_archive(oracle_path, model, seed, settings)
-            n_doe, n_iter = settings.get("n_doe", 100), settings.get("n_iter", 8)
+            AX, AF = run_msunas_archive(oracle_path, model, seed, settings)
+            AX = space.canonical(AX)
             iterations = range(0, (len(AF) - n_doe) // n_iter + 1, 2)
-            row = " ".join(f"{normalised_hv(AF[: n_doe + n_iter * k], reference):.3f}" for k in iterations)
-            line = f"| {model} | {seed} | {row} | {time.time() - t:.0f} |"
-            print(line, flush=True)
+            hv = " ".join(f"{normalised_hv(AF[: n_doe + n_iter * k], reference):.3f}" for k in iterations)
+            steps = " ".join(f"{np.median(genes_apart(AX[i:i + n_iter], AX[:i])):.0f}"
+                             for i in range(n_doe, len(AX), n_iter))
+            lines = [f"| {model} | {seed} | hv after iterations 0, 2, ... | {hv} | {time.time() - t:.0f} |",
+                     f"| {model} | {seed} | genes moved in iterations 1, 2, ... | {steps} | |"]
+            print("\n".join(lines), flush=True)
             with open(out, "a") as f:
-                f.write(line + "\n")
+                f.write("\n".join(lines) + "\n")
 
 
 def run_once(oracle_path: Path, seed: int, settings: dict, keep: str | None = None) -> np.ndarray:
