@@ -205,3 +205,40 @@ def test_out_that_is_a_file_exits_2_with_one_line(tmp_path, capsys, net_type):
         assert visualize.main(["NSGANet", "--net_type", net_type, "--format", "svg", "--out", str(out)]) == 2
         assert capsys.readouterr().err == f"error: --out {out}: {taken} is a file, not a folder\n"
     assert taken.read_text() == "not a folder"
+
+
+@needs_dot
+def test_drawing_never_touches_a_file_named_like_its_graphviz_source(tmp_path, capsys):
+    """graphviz's render() wrote the DOT source to OUT/NSGANet_normal and deleted it afterwards (cleanup): a user's
+    file of that name was overwritten and then removed. The drawing is now piped from dot and written atomically."""
+    (tmp_path / "NSGANet_normal").write_text("precious")
+    assert visualize.main(["NSGANet", "--format", "png", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "NSGANet_normal").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["NSGANet_normal", "NSGANet_normal.png",
+                                                          "NSGANet_reduction.png"]  # nothing else, no temporary
+
+
+@needs_dot
+def test_a_folder_where_the_drawing_goes_is_one_line_exit_2(tmp_path, capsys):
+    """Was a CalledProcessError traceback from dot ("Could not open NSGANet_normal.png for writing")."""
+    (tmp_path / "NSGANet_normal.png").mkdir()
+    assert visualize.main(["NSGANet", "--format", "png", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "NSGANet_normal.png" in err, err
+
+
+@needs_dot
+def test_a_drawing_killed_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
+    """Drawings are written atomically: a kill between writing and renaming keeps the earlier drawing whole."""
+    from codebase import io
+
+    assert visualize.main(["NSGANet", "--net_type", "macro", "--format", "svg", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "NSGANet_macro.svg").read_bytes()
+
+    def die(path):
+        raise KeyboardInterrupt  # stands in for the kill, after the data is written, before the rename
+
+    monkeypatch.setattr(io, "_maybe_die_mid_write", die)
+    with pytest.raises(KeyboardInterrupt):
+        visualize.main(["NSGANet", "--net_type", "macro", "--format", "svg", "--out", str(tmp_path)])
+    assert (tmp_path / "NSGANet_macro.svg").read_bytes() == before

@@ -85,16 +85,24 @@ def macro_graph(genome: Any, title: str, node_label: str = "node", fmt: str = "p
 
 
 def _render(graph: Any, path: Path) -> Path:
+    """Write the drawing to `path` + its format's suffix. Piped from dot and written atomically: graphviz's
+    render() wrote the DOT source to `path` itself (overwriting, then deleting, a user's file of that name) and let
+    dot write the image in place (half a file when killed)."""
     import graphviz
 
+    from codebase.io import atomic_write
+
+    target = path.with_name(f"{path.name}.{graph.format}")  # with_suffix would cut a name like "net_1.v2"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        out = graph.render(filename=path.name, directory=str(path.parent), cleanup=True)
+        image = graph.pipe()
+        return atomic_write(target, lambda f: f.write(image), mode="wb")
     except graphviz.ExecutableNotFound:
         raise ValueError(MISSING_DOT) from None
-    except OSError as e:  # --out names a file, or a folder that cannot be written
-        raise ValueError(f"cannot write the drawing {path} ({e.strerror or e})") from None
-    return Path(out)
+    except graphviz.CalledProcessError as e:  # dot itself failed
+        said = " ".join((e.stderr or b"").decode(errors="replace").split())  # one line
+        raise ValueError(f"cannot draw {target}: dot failed ({said})") from None
+    except OSError as e:  # --out names a file, a folder stands where the drawing goes, or no write permission
+        raise ValueError(f"cannot write the drawing {target} ({e.strerror or e})") from None
 
 
 def render_micro(genotype: Genotype | dict[str, Any], out_dir: str | Path, name: str, fmt: str = "png") -> list[Path]:
