@@ -85,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     choices, notes = selection.choose(result, args.n, preference)
     notes = result.notes + notes
     chosen = [result.subnets[c.index] for c in choices]
-    exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
     names = selection.folder_names(result, [c.index for c in choices])
+    selection.check_export_targets(out, names)  # before the exporter's minutes of loading, and any write
+    exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
     found = selection.evaluation_stats_index(result.run_dir)
+    selection.remove_export_temporaries(out, names)  # what a kill mid-write of an earlier export left
     notes += selection.remove_stale_picks(out, names)  # an earlier run's picks that are not chosen again
     summary = []
     for choice, name in zip(choices, names):

@@ -356,6 +356,43 @@ def export_architecture(subnet: Any, stats: dict[str, Any], folder: str | Path,
     return folder
 
 
+SUMMARY_FILES = ("choices.json", "choices.png")  # what post_search writes into --save itself
+
+
+def check_export_targets(out: str | Path, names: list[str]) -> None:
+    """Before anything is written: ValueError naming the first path where the export into `out` (pick folders
+    `names`) would find a file where it makes a folder or a folder where it writes a file; was a traceback
+    after choices.json (or every pick) had been written."""
+    out = Path(out)
+    for name in names:
+        if (out / name).exists() and not (out / name).is_dir():
+            raise ValueError(f"--save: {out / name} is a file, where the folder of a chosen architecture goes; "
+                             "move it away or choose another --save")
+    files = [out / f for f in SUMMARY_FILES] + [out / name / f for name in names for f in EXPORT_FILES]
+    for path in files:
+        if path.is_dir():
+            raise ValueError(f"--save: {path} is a folder, where post_search writes a file; move it away or "
+                             "choose another --save")
+
+
+def _export_temporary(filename: str, names: tuple[str, ...]) -> bool:
+    """Whether filename is atomic_write's temporary (`.NAME.XXXXXXXX.tmp`) of one of `names`: what a kill
+    mid-write leaves behind, so post_search's own file, not the user's."""
+    return any(re.fullmatch(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp", filename, re.DOTALL) for name in names)
+
+
+def remove_export_temporaries(out: str | Path, names: list[str]) -> None:
+    """Remove the temporaries an interrupted export left in `out` and in its pick folders `names` (plain files
+    only, never a link): a re-run rewrites those files anyway."""
+    out = Path(out)
+    for folder, written in [(out, SUMMARY_FILES), *((out / name, EXPORT_FILES) for name in names)]:
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _export_temporary(path.name, written) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+
+
 def _pick_folder_name(name: Any) -> bool:
     """Whether name can be a folder that folder_names made: one plain path component `net-...`."""
     return isinstance(name, str) and name.startswith("net-") and "/" not in name and "\\" not in name \
@@ -385,6 +422,7 @@ def remove_stale_picks(out: str | Path, keep: list[str]) -> list[str]:
             for file in EXPORT_FILES:
                 if (folder / file).is_file() or (folder / file).is_symlink():
                     (folder / file).unlink()
+            remove_export_temporaries(out, [name])  # a kill mid-write left one: it is no file of the user's
             others = sorted(p.name for p in folder.iterdir())
             if not others:
                 folder.rmdir()

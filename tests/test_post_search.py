@@ -646,3 +646,50 @@ def test_an_empty_save_is_refused_not_written_into_the_current_folder(tmp_path, 
     with pytest.raises(ValueError, match="--save: empty; give the folder for the chosen architectures"):
         script.main(["--expr", str(expr), "--save", ""])
     assert list((tmp_path / "cwd").iterdir()) == []
+
+
+@pytest.mark.parametrize("obstacle, kind", [
+    ("net-flops@300", "file"),  # a file of the user's where a pick's folder goes
+    ("choices.json", "folder"),
+    ("choices.png", "folder"),
+    ("net-flops@300/net.subnet", "folder"),
+    ("net-flops@500/net.config", "folder"),  # removed (no --supernet_path) before writing: unlink of a folder
+])
+def test_something_in_the_way_of_the_export_is_one_line_exit_2_before_anything_is_written(tmp_path, obstacle, kind):
+    """Was a FileExistsError / IsADirectoryError traceback, after choices.json (and for choices.png after every
+    pick) had been written; now one line naming the path, and the folder is left as it was."""
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "final"
+    (out / obstacle).parent.mkdir(parents=True, exist_ok=True)
+    if kind == "file":
+        (out / obstacle).write_text("mine")
+    else:
+        (out / obstacle).mkdir()
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    run = post_search("--expr", expr, "--save", out, "-n", "1", "--prefer", "flops#300+top1#80")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and str(out / obstacle) in run.stderr, run.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_a_rerun_after_a_kill_mid_write_removes_the_temporaries_it_left(tmp_path, capsys):
+    """A kill between writing and renaming leaves `.NAME.XXXXXXXX.tmp`: a re-run removes its own ones (and so
+    removes a stale pick's folder instead of keeping it "for files post_search did not write"), nothing else."""
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "final"
+    left = [out / ".choices.png.ab_3x9yz.tmp", out / "net-flops@300" / ".net.subnet.k2j4h5g6.tmp",
+            out / "net-flops@500" / ".net.stats.zz11yy22.tmp"]
+    mine = [out / ".notes.txt.abcdefgh.tmp", out / "net-flops@300" / ".x.tmp"]
+    for path in left + mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("half")
+    (out / "choices.json").write_text(json.dumps({"choices": [{"folder": "net-flops@300"},
+                                                              {"folder": "net-flops@500"}], "complete": False}))
+    assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1", "--prefer", "flops#400+top1#85"]) == 0
+    assert not any(p.exists() for p in left)
+    assert all(p.read_text() == "half" for p in mine)
+    # the stale pick net-flops@300 is kept for the user's .x.tmp alone, not for the export's own temporary
+    assert f"kept {out / 'net-flops@300'} (an earlier pick) for files post_search did not write: .x.tmp\n" \
+        in capsys.readouterr().out
