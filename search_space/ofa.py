@@ -126,7 +126,8 @@ class OFASearchSpace:
         return np.zeros(N_VAR, dtype=int)
 
     def largest(self) -> np.ndarray:
-        return self.xu.copy()
+        # canonical: with a largest depth below MAX_DEPTH the last layer slots stay unused, so their genes are 0
+        return self.canonical(self.xu)
 
     def initialize(self, n_doe: int, rng: np.random.Generator) -> np.ndarray:
         """The smallest and the largest architecture plus distinct random ones."""

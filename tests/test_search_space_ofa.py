@@ -43,7 +43,12 @@ def test_canonical_zeroes_unused_layers_so_one_architecture_has_one_genome():
     raw = rng.integers(0, space.xu + 1, size=(200, space.n_var))
     canon = space.canonical(raw)
     for r, c in zip(raw, canon):
-        assert space.decode(r) == space.decode(c)  # same architecture
+        # same architecture, read straight from the raw genes (decode itself canonicalises, so it cannot tell)
+        d = [space.depths[r[9 * s]] for s in range(5)]
+        by_hand = {"ks": [space.kernel_sizes[r[9 * s + 1 + j]] for s in range(5) for j in range(d[s])],
+                   "e": [space.expand_ratios[r[9 * s + 5 + j]] for s in range(5) for j in range(d[s])],
+                   "d": d, "r": space.resolutions[r[45]]}
+        assert space.decode(c) == by_hand
         assert np.array_equal(space.encode(space.decode(r)), c)  # and the canonical genome
     # Two genomes differing only in an unused layer's genes are equal after canonicalisation.
     a = space.smallest().copy()
@@ -70,6 +75,16 @@ def test_initialize_holds_smallest_largest_and_distinct_random():
     assert space.decode(X[1]) == {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": 256}
     assert len(np.unique(X, axis=0)) == 100
     assert np.array_equal(X, space.initialize(100, np.random.default_rng(3)))  # seeded
+
+
+def test_largest_is_canonical_when_the_deepest_stage_is_shallower_than_four_layers():
+    # depths (2, 3): layer slot 3 of every stage is never used, so the largest genome must carry 0 there
+    space = OFASearchSpace(depths=(2, 3))
+    largest = space.largest()
+    assert np.array_equal(space.canonical(largest), largest)
+    assert space.decode(largest) == {"ks": [7] * 15, "e": [6] * 15, "d": [3] * 5, "r": 256}
+    X = space.initialize(20, np.random.default_rng(4))
+    assert np.array_equal(space.canonical(X), X) and np.array_equal(X[1], largest)
 
 
 def test_padded_20_entry_form_is_accepted():
