@@ -144,6 +144,27 @@ def test_published_macro_network_numbers():
     assert profile("macro", "NSGANet")["params"] == pytest.approx(3.3702, abs=1e-4)
 
 
+def test_residual_search_network_counts_by_hand():
+    """The search-time (residual) decoder against a hand count: phase 1 has edges 1->2, 1->3, 2->4, 3->4 and its
+    skip bit (nodes 5, 6 dropped), phase 2 is removed (only its skip bit), phase 3 is the single edge 1->2. With
+    C = 8 the active phases get widths 3->8 (unpadded 3x3 adapter, 32 -> 30 px) and 8->16 (1x1 adapter, 15 px)."""
+    x = np.zeros(48, dtype=int)
+    for i, j in [(1, 2), (1, 3), (2, 4), (3, 4)]:
+        x[edge_position(i, j)] = 1
+    x[15] = x[31] = x[32 + edge_position(1, 2)] = 1
+    net = SPACE.build_network(x, init_channels=8)
+    # params: phase A = adapter 3*8*9 + 4 nodes (8*8*9 conv + 16 BN) + 2 reducers (node 4, output: 16*8 each) + out BN
+    phase_a = 216 + 4 * (576 + 16) + 2 * 128 + 16
+    phase_b = 8 * 16 + 2 * (16 * 16 * 9 + 32) + 32  # adapter, 2 nodes, out BN; single inputs: no reducers
+    assert count_params(net) == phase_a + phase_b + 16 * 10 + 10
+    macs = 900 * 8 * 27 + 4 * 900 * 8 * 72 + 2 * 900 * 8 * 16  # phase A at 30x30: adapter, nodes, reducers
+    macs += 225 * 16 * 8 + 2 * 225 * 16 * 144 + 16 * 10  # phase B at 15x15, classifier without bias
+    assert count_flops(net, 32, "macs") == macs
+    # the original counter adds BN (2) and ReLU (1) per element of every node and phase output, and pooling inputs
+    extra = 5 * 3 * 900 * 8 + 900 * 8 + 3 * 3 * 225 * 16 + 225 * 16
+    assert count_flops(net, 32, "nsganet") == macs + extra
+
+
 def test_published_macro_network_forward_backward():
     arch = macro_architecture("NSGANet")
     net = build_macro_network(arch["genome"], decoder="dense", channels=[[3, 16], [16, 16], [16, 16]])
