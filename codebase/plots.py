@@ -8,6 +8,7 @@ inside a search process. Every PNG is written atomically.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -119,8 +120,31 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives')")
     out = {"objectives": list(LEGACY_OBJECTIVES), "iteration": int(path.stem.split("_", 1)[1]),
            "n_evaluations": len(stats["archive"]), **stats}
-    archive_values(out["archive"], check_objectives(out["objectives"], path), path)  # the checks post_search makes
+    names = check_objectives(out["objectives"], path)
+    archive_values(out["archive"], names, path)  # the checks post_search makes
+    # what the plots compute with: was a TypeError traceback (hv null), a KeyError (no hv) or numpy's "operands
+    # could not be broadcast" naming no file (a ref_point of the wrong length)
+    if not _finite_number(out.get("hv")):
+        raise ValueError(f"{path}: 'hv' must be a finite number, found {json.dumps(out.get('hv'))}")
+    ref = out.get("ref_point")
+    if ref is not None and not (isinstance(ref, list) and len(ref) == len(names) and all(map(_finite_number, ref))):
+        raise ValueError(f"{path}: 'ref_point' must be {len(names)} finite numbers (one per objective), "
+                         f"found {json.dumps(ref)}")
     return out
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def check_run_plot_files(save: str | Path) -> None:
+    """ValueError naming a folder that stands where plot_iteration / plot_run would write a run's PNG (was an
+    IsADirectoryError traceback after the other plots were drawn)."""
+    folder = Path(save) / "plots"
+    names = ["hv.png", "surrogate.png", *(f"iter_{s['iteration']}.png" for s in load_run(save))]
+    for path in (folder / name for name in names):
+        if path.is_dir():
+            raise ValueError(f"{path}: is a folder, where a plot goes; move it away")
 
 
 def objective_values(stats: dict[str, Any]) -> np.ndarray:

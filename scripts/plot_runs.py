@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.each:
         for run in args.runs:
             check_output_folder(Path(run) / "plots", f"--each: {Path(run) / 'plots'}")
+            plots.check_run_plot_files(run)
     # the overlay first: it checks --labels and that the runs compare (was: after --each had redrawn every
     # run's own plots, over the ones there)
     overlay = plots.plot_runs(args.runs, args.out, args.labels)
