@@ -141,6 +141,32 @@ def test_channel_schedules():
     assert [c.reduction for c in cifar.cells] == [False, False, True, False, True, False]
 
 
+def test_odd_widths_are_refused_only_where_a_factorized_reduction_halves_them():
+    """FactorizedReduce splits C into two stride-2 halves; it runs in the cell after a reduction (preprocess0) and
+    for a reduction cell's skip_connect on its inputs. The original builds every other width: its search network
+    (NetworkCIFAR) takes odd init_channels, since the reductions double C before any FactorizedReduce sees it."""
+    net = build_micro_network(NSGANet, init_channels=15, layers=8)
+    assert [c.out_channels // len(c.concat) for c in net.cells] == [15, 15, 30, 30, 30, 60, 60, 60]
+    assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    # pyramid, layers 6 (reductions at cells 2 and 4): only cells 3 and 5 halve; 9 + 3 * 3 = 18, 9 + 5 * 3 = 24
+    pyramid = build_micro_network(NSGANet, init_channels=9, layers=6, filter_increment=3)
+    assert [c.out_channels // len(c.concat) for c in pyramid.cells] == [9, 12, 15, 18, 21, 24]
+    assert pyramid(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ValueError, match="cell 3 has 17 channels per block"):
+        build_micro_network(NSGANet, init_channels=8, layers=6, filter_increment=3)
+    # the ImageNet stem reduces, so cell 0 halves
+    with pytest.raises(ValueError, match="cell 0 has 15 channels per block"):
+        build_micro_network(NSGANet, init_channels=15, layers=8, imagenet=True)
+    strided_skip = NSGANet.to_dict() | {"reduce": [["skip_connect", 0], *NSGANet.to_dict()["reduce"][1:]]}
+    with pytest.raises(ValueError, match="cell 2 has 15 channels per block"):  # a reduction cell's own skip
+        build_micro_network(strided_skip, init_channels=9, layers=6, filter_increment=3)
+    for bad, message in ((0, "init_channels must be at least 1, got 0"), (-4, "at least 1")):
+        with pytest.raises(ValueError, match=message):
+            build_micro_network(NSGANet, init_channels=bad, layers=8)
+    with pytest.raises(ValueError, match="cell 2 has 0 channels"):  # a shrinking pyramid
+        build_micro_network(NSGANet, init_channels=8, layers=6, filter_increment=-4)
+
+
 def test_imagenet_network_runs():
     net = build_micro_network(NSGANet, init_channels=8, layers=5, n_classes=7, auxiliary=True, imagenet=True)
     net.train()

@@ -96,7 +96,7 @@ def test_evaluator_defaults_and_errors(data):
 
 @pytest.mark.parametrize("options, message", [
     # 0 was read as "not given" (`x or default`): the default network was trained, or a tenth held out
-    ({"init_channels": 0}, "init_channels must be an even number >= 2, got 0"),
+    ({"init_channels": 0}, "init_channels must be at least 1, got 0"),
     ({"layers": 0}, "at least 3 layers (cells), got 0"),
     ({"vld_size": 0}, "vld_size must be between 1 and"),
     ({"search_space": "nsganet_macro", "layers": 0}, "--layers applies to nsganet_micro only"),

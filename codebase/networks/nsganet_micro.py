@@ -119,6 +119,22 @@ def cell_plan(layers: int, init_channels: int, kind: str, filter_increment: int)
     return plan
 
 
+def _check_widths(genotype: Genotype, plan: list[tuple[int, bool]], kind: str) -> None:
+    """Refuse a plan only where the original fails too: FactorizedReduce splits a cell's C channels into two
+    stride-2 halves, in the cell after a reduction (preprocess0) and for a reduction cell's skip_connect on its
+    inputs, so C must be even there; any other width builds (odd init_channels in the plain CIFAR network)."""
+    strided_skip = any(op == "skip_connect" and index < 2 for op, index in genotype.reduce)
+    reduction_prev = kind == "imagenet"  # the ImageNet stem reduces before the first cell
+    for i, (c, reduction) in enumerate(plan):
+        if c < 1:
+            raise ValueError(f"micro network: cell {i} has {c} channels per block "
+                             f"(init_channels + i * filter_increment)")
+        if c % 2 and (reduction_prev or (reduction and strided_skip)):
+            raise ValueError(f"micro network: cell {i} has {c} channels per block, but its factorized reduction "
+                             f"halves them: choose init_channels (and filter_increment) to make it even")
+        reduction_prev = reduction
+
+
 class MicroNetwork(nn.Module):
     def __init__(
         self,
@@ -137,11 +153,10 @@ class MicroNetwork(nn.Module):
             raise ValueError(f"micro network kind must be one of {NETWORK_KINDS}, got '{kind}'")
         if layers < 3:
             raise ValueError(f"micro network needs at least 3 layers (cells), got {layers}")
-        if init_channels < 2 or init_channels % 2:
-            raise ValueError(f"init_channels must be an even number >= 2, got {init_channels}")
-        if kind == "pyramid" and filter_increment % 2:
-            raise ValueError(f"filter_increment must be even (reduction cells halve channels), got {filter_increment}")
+        if init_channels < (2 if kind == "imagenet" else 1):  # the ImageNet stem starts with init_channels // 2
+            raise ValueError(f"init_channels must be at least {2 if kind == 'imagenet' else 1}, got {init_channels}")
         self.genotype = genotype = genotype_from_dict(genotype)
+        _check_widths(genotype, cell_plan(layers, init_channels, kind, filter_increment), kind)
         self.drop_path_prob = float(drop_path_prob)
         self.aux_index = 2 * layers // 3
         c = init_channels
