@@ -18,7 +18,8 @@ the whole network set to one value), `crossover:ux` /
 (K of the picks from inner searches held at one input resolution each, the resolutions in turn, each
 pick the best predicted gain over the archive's front at its resolution), `portfolio:NAME:K` (K of the
 picks by a second surrogate NAME, with its own inner search and subset selection), `early_explore:K:E`
-(the searched error is the prediction minus K predicted std in the first E iterations only), `reversed`
+(the searched error is the prediction minus K predicted std in the first E iterations only), `trust:R` (the
+surrogate search held within R genes of the archive's front), `reversed`
 (the engine unchanged but each iteration's picks evaluated and archived in reverse order: the same algorithm,
 so its spread against `base` is the noise of a comparison), `bands:K` (hv_bands with K complexity bands
 instead of one per pick, the K band winners of largest predicted hypervolume gain), `vertical:P` (hv_bands scoring
@@ -353,6 +354,33 @@ def with_early_exploration(original, k: float, iterations: int):
             self.s.explore = explore
 
     return picks
+
+
+def with_trust_region(original_picks, original_predict, radius: int):
+    """MSuNAS's surrogate search held within `radius` genes (canonical genomes) of the archive's front: the inner
+    search sees each gene beyond that as 100 error points worse, so its candidates stay where the surrogate has
+    data nearby. Measured because every surrogate leaps about 19 genes out of the random design in iteration 1,
+    and gp_additive's leaps land short of the good tail (--trajectory)."""
+    from diagnose_search import genes_apart
+
+    from codebase.search.indicators import nondominated
+
+    centre: list[np.ndarray] = []
+
+    def picks(self, models, archive, n, ref_point, seed):
+        centre[:] = [self.space.canonical(archive.X[nondominated(archive.F)])]
+        try:
+            return original_picks(self, models, archive, n, ref_point, seed)
+        finally:
+            centre.clear()
+
+    def predict(self, models, X, explore=0.0):
+        F = original_predict(self, models, X, explore)
+        if centre:
+            F[:, 0] += 100.0 * np.maximum(genes_apart(self.space.canonical(X), centre[0]) - radius, 0)
+        return F
+
+    return picks, predict
 
 
 def with_vertical_bands(power: float):
@@ -911,7 +939,7 @@ def main() -> None:
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_balanced:TRIES | doe_mixture:A | confidence:K | "
                         "rank_fill | mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | "
-                        "portfolio:NAME:K | early_explore:K:E | vertical:P | bands:K | reversed")
+                        "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -972,6 +1000,11 @@ def main() -> None:
 
         k, _, iterations = arg.partition(":")
         MSuNAS._surrogate_picks = with_early_exploration(MSuNAS._surrogate_picks, float(k), int(iterations or 5))
+    elif name == "trust":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._surrogate_picks, MSuNAS._predict = with_trust_region(MSuNAS._surrogate_picks, MSuNAS._predict,
+                                                                     int(arg or 6))
     elif name == "rank_fill":
         from codebase.search.engine import MSuNAS
 
