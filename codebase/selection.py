@@ -365,7 +365,7 @@ def check_export_targets(out: str | Path, names: list[str]) -> None:
     after choices.json (or every pick) had been written."""
     out = Path(out)
     for name in names:
-        if (out / name).exists() and not (out / name).is_dir():
+        if ((out / name).exists() or (out / name).is_symlink()) and not (out / name).is_dir():  # a dangling link too
             raise ValueError(f"--save: {out / name} is a file, where the folder of a chosen architecture goes; "
                              "move it away or choose another --save")
     files = [out / f for f in SUMMARY_FILES] + [out / name / f for name in names for f in EXPORT_FILES]

@@ -654,6 +654,7 @@ def test_an_empty_save_is_refused_not_written_into_the_current_folder(tmp_path, 
     ("choices.png", "folder"),
     ("net-flops@300/net.subnet", "folder"),
     ("net-flops@500/net.config", "folder"),  # removed (no --supernet_path) before writing: unlink of a folder
+    ("net-flops@300", "dangling link"),
 ])
 def test_something_in_the_way_of_the_export_is_one_line_exit_2_before_anything_is_written(tmp_path, obstacle, kind):
     """Was a FileExistsError / IsADirectoryError traceback, after choices.json (and for choices.png after every
@@ -663,6 +664,8 @@ def test_something_in_the_way_of_the_export_is_one_line_exit_2_before_anything_i
     (out / obstacle).parent.mkdir(parents=True, exist_ok=True)
     if kind == "file":
         (out / obstacle).write_text("mine")
+    elif kind == "dangling link":
+        (out / obstacle).symlink_to(tmp_path / "nowhere")
     else:
         (out / obstacle).mkdir()
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
