@@ -51,6 +51,16 @@ class MicroSearchSpace:
         per_cell = [v for b in range(self.n_blocks) for v in (len(OPERATIONS) - 1, b + 1) * 2]
         return np.asarray(per_cell * len(CELLS), dtype=int)
 
+    @property
+    def size(self) -> int:
+        """Number of distinct canonical genomes: per block, an unordered pair (with repetition) of the
+        len(OPERATIONS) * (b + 2) (operation, input) choices, for both cells."""
+        per_cell = 1
+        for b in range(self.n_blocks):
+            m = len(OPERATIONS) * (b + 2)
+            per_cell *= m * (m + 1) // 2
+        return per_cell ** len(CELLS)
+
     # ------------------------------------------------------------------ genomes
     def check_genomes(self, X: np.ndarray) -> None:
         if X.ndim != 2 or X.shape[1] != self.n_var:
@@ -79,8 +89,10 @@ class MicroSearchSpace:
         """n_doe distinct random canonical genomes."""
         if n_doe < 1:
             raise ValueError(f"n_doe must be at least 1, got {n_doe}")
+        if n_doe > self.size:  # the loop below would never end
+            raise ValueError(f"the space holds fewer than n_doe={n_doe} distinct architectures ({self.size})")
         X = np.zeros((0, self.n_var), dtype=int)
-        while len(X) < n_doe:  # the space is astronomically large: this ends at once
+        while len(X) < n_doe:  # 5 blocks: about 1e26 architectures, so this ends at once
             X = np.concatenate([X, self.sample(2 * (n_doe - len(X)), rng)])
             X = X[unique_rows(X)]
         return X[:n_doe]

@@ -255,6 +255,18 @@ def test_initialize_distinct():
     assert np.array_equal(SPACE.canonical(X), X)
 
 
+def test_initialize_refuses_more_architectures_than_the_space_holds():
+    # one block per cell: an unordered pair of the 9 * 2 (op, input) choices, 171 per cell, 171 ** 2 in all;
+    # asking for more used to loop forever
+    tiny = MicroSearchSpace(n_blocks=1)
+    assert tiny.size == 171**2
+    pairs = {tuple(sorted([(a, i), (b, j)])) for a in range(9) for i in range(2) for b in range(9) for j in range(2)}
+    assert len(pairs) == 171  # the count by enumeration
+    with pytest.raises(ValueError, match="fewer than n_doe=29242"):
+        tiny.initialize(171**2 + 1, np.random.default_rng(0))
+    assert len(tiny.initialize(50, np.random.default_rng(0))) == 50
+
+
 def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="4 pairs|8 pairs|pairs"):
         SPACE.encode(DARTS_V2)  # 4 blocks: not in the 5-block space
