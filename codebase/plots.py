@@ -122,6 +122,7 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
            "n_evaluations": len(stats["archive"]), **stats}
     names = check_objectives(out["objectives"], path)
     archive_values(out["archive"], names, path)  # the checks post_search makes
+    archive_values(out.get("candidates", []), names, path, "candidates")  # plot_iteration draws them
     # what the plots compute with: was a TypeError traceback (hv null), a KeyError (no hv) or numpy's "operands
     # could not be broadcast" naming no file (a ref_point of the wrong length)
     if not _finite_number(out.get("hv")):

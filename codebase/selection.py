@@ -108,20 +108,20 @@ def check_objectives(names: Any, path: Path) -> list[str]:
     return list(names)
 
 
-def archive_values(archive: Any, names: list[str], path: Path) -> np.ndarray:
+def archive_values(archive: Any, names: list[str], path: Path, what: str = "archive") -> np.ndarray:
     """The (n, n_obj) objective values of archive entries [subnet, v1, v2, ...]; ValueError naming the file
-    for a wrong shape or a value that is not a finite number (JSON strings and booleans are refused, not
-    converted)."""
+    (and `what`: "archive" or "candidates") for a wrong shape or a value that is not a finite number (JSON
+    strings and booleans are refused, not converted)."""
     if not isinstance(archive, list) or any(not isinstance(e, list) or len(e) != len(names) + 1 for e in archive):
-        raise ValueError(f"{path}: archive entries must be [subnet, {', '.join(names)}]")
+        raise ValueError(f"{path}: {what} entries must be [subnet, {', '.join(names)}]")
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for e in archive for v in e[1:]):
-        raise ValueError(f"{path}: the archive's objective values must be numbers")
+        raise ValueError(f"{path}: the {what}'s objective values must be numbers")
     try:
         F = np.array([e[1:] for e in archive], dtype=float).reshape(-1, len(names))
     except OverflowError:  # a JSON integer beyond float's range
         F = np.full((1, len(names)), np.inf)
     if not np.all(np.isfinite(F)):
-        raise ValueError(f"{path}: the archive holds non-finite objective values")
+        raise ValueError(f"{path}: the {what} holds non-finite objective values")
     return F
 
 

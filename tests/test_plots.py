@@ -195,22 +195,25 @@ def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
 @pytest.mark.parametrize("how", ["out_is_a_folder", "stats_without_archive", "bad_option", "out_beneath_a_file",
                                  "out_not_png", "objectives_null", "objectives_not_names", "value_a_string",
                                  "hv_null", "hv_missing", "ref_point_too_short", "ref_point_a_string",
-                                 "folder_at_iter_0_png", "folder_at_hv_png"])
+                                 "folder_at_iter_0_png", "folder_at_hv_png", "candidates_a_number",
+                                 "candidate_too_short"])
 def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
-    """The last six were a TypeError / KeyError / IsADirectoryError traceback, or numpy's "operands could not be
-    broadcast together" naming no file."""
+    """The last eight were a TypeError / KeyError / IsADirectoryError traceback, or a numpy message ("operands could
+    not be broadcast together", "inhomogeneous shape") naming no file."""
     write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
     args = [str(tmp_path / "a"), "--each", "--out", str(tmp_path / "hv.png")]
     stats = tmp_path / "a" / "iter_0.stats"
     if how.startswith("folder_at"):  # where --each draws RUN/plots/iter_0.png or RUN/plots/hv.png
         (tmp_path / "a" / "plots" / ("hv.png" if how.endswith("hv_png") else "iter_0.png")).mkdir(parents=True)
-    elif how.startswith(("hv_", "ref_point")):
+    elif how.startswith(("hv_", "ref_point", "candid")):
         content = json.loads(stats.read_text())
-        if how == "hv_null":
+        if how.startswith("candid"):
+            content["candidates"] = 5 if how == "candidates_a_number" else [[{"i": 0}, 1.0]]
+        elif how == "hv_null":
             content["hv"] = None
         elif how == "hv_missing":
             del content["hv"]
-        else:
+        elif how.startswith("ref_point"):
             content["ref_point"] = [4] if how == "ref_point_too_short" else "4, 4"
         stats.write_text(json.dumps(content))
     if how == "out_is_a_folder":
@@ -237,7 +240,7 @@ def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
     assert not (tmp_path / "hv.png").exists() and not (tmp_path / "hv.pdf").exists()
-    if how.startswith(("hv_", "ref_point")):
+    if how.startswith(("hv_", "ref_point", "candid")):
         assert str(stats) in out.stderr, out.stderr  # names the file to look at
 
 
