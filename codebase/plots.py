@@ -123,6 +123,9 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
     names = check_objectives(out["objectives"], path)
     archive_values(out["archive"], names, path)  # the checks post_search makes
     archive_values(out.get("candidates", []), names, path, "candidates")  # plot_iteration draws them
+    for key in ("iteration", "n_evaluations"):  # iteration names a plot (iter_K.png): never a path
+        if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 0:
+            raise ValueError(f"{path}: '{key}' must be a whole number, found {json.dumps(out[key])}")
     # what the plots compute with: was a TypeError traceback (hv null), a KeyError (no hv) or numpy's "operands
     # could not be broadcast" naming no file (a ref_point of the wrong length)
     if not _finite_number(out.get("hv")):

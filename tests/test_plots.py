@@ -196,18 +196,23 @@ def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
                                  "out_not_png", "objectives_null", "objectives_not_names", "value_a_string",
                                  "hv_null", "hv_missing", "ref_point_too_short", "ref_point_a_string",
                                  "folder_at_iter_0_png", "folder_at_hv_png", "candidates_a_number",
-                                 "candidate_too_short"])
+                                 "candidate_too_short", "iteration_a_path", "n_evaluations_a_string"])
 def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
-    """The last eight were a TypeError / KeyError / IsADirectoryError traceback, or a numpy message ("operands could
-    not be broadcast together", "inhomogeneous shape") naming no file."""
+    """The last ten were a TypeError / KeyError / IsADirectoryError traceback, a numpy message ("operands could
+    not be broadcast together", "inhomogeneous shape") naming no file, or (iteration "/../../x") a plot drawn
+    outside RUN/plots."""
     write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
     args = [str(tmp_path / "a"), "--each", "--out", str(tmp_path / "hv.png")]
     stats = tmp_path / "a" / "iter_0.stats"
     if how.startswith("folder_at"):  # where --each draws RUN/plots/iter_0.png or RUN/plots/hv.png
         (tmp_path / "a" / "plots" / ("hv.png" if how.endswith("hv_png") else "iter_0.png")).mkdir(parents=True)
-    elif how.startswith(("hv_", "ref_point", "candid")):
+    elif how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval")):
         content = json.loads(stats.read_text())
-        if how.startswith("candid"):
+        if how == "iteration_a_path":
+            content["iteration"] = "/../../../x"
+        elif how == "n_evaluations_a_string":
+            content["n_evaluations"] = "1"
+        elif how.startswith("candid"):
             content["candidates"] = 5 if how == "candidates_a_number" else [[{"i": 0}, 1.0]]
         elif how == "hv_null":
             content["hv"] = None
@@ -240,7 +245,8 @@ def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
     assert not (tmp_path / "hv.png").exists() and not (tmp_path / "hv.pdf").exists()
-    if how.startswith(("hv_", "ref_point", "candid")):
+    assert not list(tmp_path.rglob("x.png"))
+    if how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval")):
         assert str(stats) in out.stderr, out.stderr  # names the file to look at
 
 
