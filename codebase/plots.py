@@ -123,6 +123,12 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
     names = check_objectives(out["objectives"], path)
     archive_values(out["archive"], names, path)  # the checks post_search makes
     archive_values(out.get("candidates", []), names, path, "candidates")  # plot_iteration draws them
+    quality = out.get("surrogate")  # plot_surrogate draws tau, rho and rmse (None: undefined, as the engine writes)
+    if quality is not None and not (isinstance(quality, dict) and all(
+            isinstance(quality.get(k), (int, float, type(None))) and not isinstance(quality.get(k), bool)
+            for k in ("tau", "rho", "rmse"))):
+        raise ValueError(f"{path}: 'surrogate' must be an object whose tau, rho and rmse are numbers, found "
+                         f"{json.dumps(quality)}")
     for key in ("iteration", "n_evaluations"):  # iteration names a plot (iter_K.png): never a path
         if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 0:
             raise ValueError(f"{path}: '{key}' must be a whole number, found {json.dumps(out[key])}")

@@ -196,9 +196,10 @@ def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
                                  "out_not_png", "objectives_null", "objectives_not_names", "value_a_string",
                                  "hv_null", "hv_missing", "ref_point_too_short", "ref_point_a_string",
                                  "folder_at_iter_0_png", "folder_at_hv_png", "candidates_a_number",
-                                 "candidate_too_short", "iteration_a_path", "n_evaluations_a_string"])
+                                 "candidate_too_short", "iteration_a_path", "n_evaluations_a_string",
+                                 "surrogate_a_number", "surrogate_tau_a_string"])
 def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
-    """The last ten were a TypeError / KeyError / IsADirectoryError traceback, a numpy message ("operands could
+    """The last twelve were a TypeError / KeyError / IsADirectoryError traceback, a numpy message ("operands could
     not be broadcast together", "inhomogeneous shape") naming no file, or (iteration "/../../x") a plot drawn
     outside RUN/plots."""
     write_stats(tmp_path / "a", 0, [[1, 3]], [4, 4])
@@ -206,9 +207,11 @@ def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     stats = tmp_path / "a" / "iter_0.stats"
     if how.startswith("folder_at"):  # where --each draws RUN/plots/iter_0.png or RUN/plots/hv.png
         (tmp_path / "a" / "plots" / ("hv.png" if how.endswith("hv_png") else "iter_0.png")).mkdir(parents=True)
-    elif how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval")):
+    elif how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval", "surrogate")):
         content = json.loads(stats.read_text())
-        if how == "iteration_a_path":
+        if how.startswith("surrogate"):
+            content["surrogate"] = 5 if how == "surrogate_a_number" else {"model": "rbf", "tau": "0.9"}
+        elif how == "iteration_a_path":
             content["iteration"] = "/../../../x"
         elif how == "n_evaluations_a_string":
             content["n_evaluations"] = "1"
@@ -246,7 +249,7 @@ def test_plot_runs_bad_input_is_one_line_exit_2(tmp_path, how):
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: "), out.stderr
     assert not (tmp_path / "hv.png").exists() and not (tmp_path / "hv.pdf").exists()
     assert not list(tmp_path.rglob("x.png"))
-    if how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval")):
+    if how.startswith(("hv_", "ref_point", "candid", "iteration", "n_eval", "surrogate")):
         assert str(stats) in out.stderr, out.stderr  # names the file to look at
 
 
