@@ -231,6 +231,9 @@ def check_output_folder(folder: str | Path, what: str) -> None:
     nearest of its parents that exists, is a file: found before anything is written, instead of mkdir's
     traceback half-way through an export."""
     folder = Path(folder)
-    in_the_way = next(p for p in (folder, *folder.parents) if p.exists())  # "." or "/" at the latest
+    # a link to nothing counts: exists() is False for it, and mkdir then fails with "File exists"
+    in_the_way = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())  # "." or "/" at the latest
+    if not in_the_way.exists():
+        raise ValueError(f"{what}: {in_the_way} is a broken symbolic link (to {os.readlink(in_the_way)})")
     if not in_the_way.is_dir():
         raise ValueError(f"{what}: {in_the_way} is a file, not a folder")

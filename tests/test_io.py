@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from codebase.io import remove_new_paths, remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +73,17 @@ def test_remove_new_paths_takes_back_a_refused_start_and_nothing_else(tmp_path):
     (kept / "args.yaml").write_text("seed: 0\n")
     remove_new_paths([kept, kept / "args.yaml", kept / "log.txt"])  # a log that was never written: skipped
     assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]  # the folder stays: it holds a file of the user's
+
+
+def test_check_output_folder_refuses_a_broken_link_on_the_way(tmp_path):
+    """A symbolic link to nothing where the folder (or a folder on its way) goes: mkdir raised FileExistsError
+    (a traceback from post_search --save, plot_runs --out), since exists() is False for it."""
+    from codebase.io import check_output_folder
+
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for folder in (tmp_path / "gone", tmp_path / "gone" / "sub"):
+        with pytest.raises(ValueError, match=f"^--save {folder}: {tmp_path / 'gone'} is a broken symbolic link"):
+            check_output_folder(folder, f"--save {folder}")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "ok").symlink_to(tmp_path / "real")
+    check_output_folder(tmp_path / "ok" / "sub", "--save")  # a link to a folder is a folder
