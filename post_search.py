@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supernet_path", help="supernet weights: also write net.config and net.inherited")
     p.add_argument("--data", help="data set folder for batch-norm recalibration (default: the run's)")
     p.add_argument("--dataset", help="data set name (default: the run's)")
+    p.add_argument("--width_mult", type=float, choices=(1.0, 1.2),
+                   help="the supernet's width, for a run without args.yaml (the original tool's; default 1.0)")
     return p
 
 
@@ -48,6 +50,10 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
         raise ValueError("--supernet_path: exporting weights needs codebase.evaluators.supernet.export_subnet, "
                          "which this installation lacks") from None
     run_args = stored_arguments(run_dir, missing=None)
+    if not run_args and args.dataset is None:  # else the evaluator's defaults (digits, 24..32 px) stood in for it
+        raise ValueError(f"--supernet_path: {run_dir} has no args.yaml (the original tool's run?), so the data set "
+                         "it searched is unknown: name it with --dataset (and --data; --width_mult 1.2 for a w1.2 "
+                         "supernet)")
     space = run_args.get("search_space", "ofa")  # the original tool's runs (no args.yaml) searched OFA
     if space != "ofa":  # an NSGA-Net network is trained from scratch: there is no supernet to take weights from
         raise ValueError(f"--supernet_path: this run searched {space}, whose architectures inherit no supernet "
@@ -58,7 +64,12 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
         space = oracle_space()
         run_args = {**run_args, "dataset": "imagenet", "width_mult": space.width_mult,
                     "resolutions": list(space.resolutions)}
-    given = {k: getattr(args, k) for k in ("supernet_path", "data", "dataset") if getattr(args, k) is not None}
+    stored_width = run_args.get("width_mult")  # the oracle's space is w1.2 whatever its args.yaml says
+    if args.width_mult is not None and stored_width is not None and float(stored_width) != args.width_mult:
+        raise ValueError(f"--width_mult {args.width_mult}: the run searched width {stored_width} (its args.yaml); "
+                         "its architectures are that supernet's")
+    given = {k: getattr(args, k) for k in ("supernet_path", "data", "dataset", "width_mult")
+             if getattr(args, k) is not None}
     merged = SimpleNamespace(**{**run_args, **given})
     evaluator = cached_evaluator(merged)
     for subnet in subnets:
@@ -71,10 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     from codebase.io import check_output_folder, write_json
 
     args = build_parser().parse_args(argv)
-    unused = [f"--{k}" for k in ("data", "dataset") if getattr(args, k) is not None]
-    if unused and not args.supernet_path:  # they only serve the weights' batch-norm recalibration
-        raise ValueError(f"{' and '.join(unused)}: used only with --supernet_path (recalibrating the "
-                         "exported weights); without it nothing reads data")
+    unused = [f"--{k}" for k in ("data", "dataset", "width_mult") if getattr(args, k) is not None]
+    if unused and not args.supernet_path:  # they only serve the exported weights and their recalibration
+        raise ValueError(f"{' and '.join(unused)}: used only with --supernet_path (exporting and recalibrating "
+                         "the supernet's weights); without it nothing reads data or weights")
     if not args.save.strip():  # Path("") is the current folder: an unset $OUT exported into it
         raise ValueError("--save: empty; give the folder for the chosen architectures")
     out = Path(args.save)

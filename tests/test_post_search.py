@@ -696,3 +696,41 @@ def test_a_rerun_after_a_kill_mid_write_removes_the_temporaries_it_left(tmp_path
     # the stale pick net-flops@300 is kept for the user's .x.tmp alone, not for the export's own temporary
     assert f"kept {out / 'net-flops@300'} (an earlier pick) for files post_search did not write: .x.tmp\n" \
         in capsys.readouterr().out
+
+
+def test_supernet_export_of_the_original_tools_run_takes_dataset_and_width_from_flags(tmp_path, monkeypatch):
+    """A run without args.yaml (the original tool's) records neither its data set nor its supernet's width: the
+    export silently took digits and width 1.0, so a w1.2 supernet (the original's ImageNet one) failed with
+    "check --width_mult", a flag post_search refused. Now --dataset is required for such a run and --width_mult
+    is accepted; a run with args.yaml keeps its own width."""
+    import post_search as script
+
+    built = []
+
+    def cached_evaluator(args):
+        built.append(vars(args).copy())
+        return types.SimpleNamespace(space=types.SimpleNamespace(validate=lambda subnet: subnet))
+
+    def export_subnet(args, subnet, folder, evaluator):
+        (Path(folder) / "net.config").write_text("{}")
+        (Path(folder) / "net.inherited").write_bytes(b"w")
+
+    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet",
+                        types.SimpleNamespace(export_subnet=export_subnet, cached_evaluator=cached_evaluator))
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    (tmp_path / "run" / "args.yaml").unlink()
+    base = ["--expr", str(expr), "-n", "1", "--supernet_path", "sn.pth"]
+    with pytest.raises(ValueError, match="no args.yaml .*--dataset"):
+        script.main([*base, "--save", str(tmp_path / "o1")])
+    assert not (tmp_path / "o1").exists() and not built
+    assert script.main([*base, "--save", str(tmp_path / "o2"), "--dataset", "imagenet", "--data", "D",
+                        "--width_mult", "1.2"]) == 0
+    assert built[-1]["dataset"] == "imagenet" and built[-1]["width_mult"] == 1.2 and built[-1]["data"] == "D"
+
+    expr = make_run(tmp_path / "run2", ["top1_err", "flops"], LINE)  # args.yaml: width_mult 1.2
+    with pytest.raises(ValueError, match="--width_mult 1.0: the run searched width 1.2"):
+        script.main(["--expr", str(expr), "--save", str(tmp_path / "o3"), "--supernet_path", "sn.pth",
+                     "--width_mult", "1.0"])
+    with pytest.raises(ValueError, match="--width_mult: used only with --supernet_path"):
+        script.main(["--expr", str(expr), "--save", str(tmp_path / "o4"), "--width_mult", "1.2"])
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
