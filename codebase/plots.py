@@ -41,6 +41,12 @@ def axis_label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def _plain(text: str) -> str:
+    """Text drawn as it is: matplotlib reads $...$ as mathtext, and a run folder or label such as r$\\x$ made it
+    raise (ParseFatalException) instead of drawing."""
+    return str(text).replace("$", r"\$")
+
+
 def _figure(n_panels: int) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure
 
@@ -175,10 +181,10 @@ def plot_hypervolume(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path:
     """curves: (label, number of evaluations, hypervolume) per run."""
     fig, (ax,) = _figure(1)
     for label, n, hv in curves:
-        ax.plot(n, hv, marker="o", ms=3.5, lw=1.5, label=label)
+        ax.plot(n, hv, marker="o", ms=3.5, lw=1.5, label=_plain(label))
     ax.set_xlabel("evaluated architectures")
     ax.set_ylabel("hypervolume (larger is better)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     ax.grid(True, alpha=0.3)
     # where it covers no point: at "lower right" it hid a run drawn as one point at the end (random search, whose
     # 340 evaluations are one iteration, in the README's plot_runs example)
@@ -211,7 +217,7 @@ def plot_surrogate(runs: list[dict[str, Any]], path: str | Path) -> Path | None:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(True, alpha=0.3)
     model = rows[-1][1].get("model") or "?"
-    fig.suptitle(f"accuracy surrogate '{model}', measured on each iteration's new candidates before they "
+    fig.suptitle(f"accuracy surrogate '{_plain(model)}', measured on each iteration's new candidates before they "
                  "were evaluated (out of sample)", fontsize=10)
     return save_figure(fig, path)
 
@@ -279,7 +285,7 @@ def plot_choices(F: np.ndarray, names: Sequence[str], chosen: Sequence[int], lab
         rank = np.argsort(np.argsort(F[list(chosen), x], kind="stable"))
         for n, i, text in zip(rank, chosen, labels):
             offset = (8, 6) if n % 2 == 0 else (-8, -16)  # alternate along x: neighbours stay readable
-            ax.annotate(text, (F[i, x], F[i, y]), xytext=offset, textcoords="offset points", fontsize=8,
+            ax.annotate(_plain(text), (F[i, x], F[i, y]), xytext=offset, textcoords="offset points", fontsize=8,
                         ha="left" if n % 2 == 0 else "right",
                         bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.7", "alpha": 0.85}, zorder=6)
         if aspiration is not None:
@@ -289,7 +295,7 @@ def plot_choices(F: np.ndarray, names: Sequence[str], chosen: Sequence[int], lab
         ax.grid(True, alpha=0.3)
     axes[0].legend(loc="upper right", fontsize=8, framealpha=0.9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(_plain(title))
     return save_figure(fig, path)
 
 

@@ -270,3 +270,16 @@ def test_plot_runs_each_draws_nothing_when_the_overlay_is_refused(tmp_path):
     with pytest.raises(ValueError, match="plots is a file, not a folder"):
         script.main([str(tmp_path / "a"), str(tmp_path / "b"), "--each", "--out", str(tmp_path / "hv.png")])
     assert not (tmp_path / "a" / "plots").exists() and not (tmp_path / "hv.png").exists()
+
+
+def test_dollar_signs_in_run_names_and_labels_are_drawn_as_text(tmp_path):
+    """matplotlib reads $...$ as mathtext: a run folder or --labels like 'r$\\bad$' was a ParseFatalException
+    traceback (post_search's choices.png after the export, plot_runs), and the search's own hv.png was lost."""
+    run = tmp_path / "r$\\bad$"
+    write_stats(run, 0, [[1, 3], [2, 1]], [4, 4])
+    write_stats(run, 1, [[1, 3], [2, 1], [1.5, 1.5]], [4, 4])
+    assert_png(plots.plot_run(run)[0], min_kb=10)
+    assert_png(plots.plot_runs([run], tmp_path / "hv.png", labels=["$\\nope$"]), min_kb=10)
+    F = np.array([[1.0, 3.0], [2.0, 1.0]])
+    assert_png(plots.plot_choices(F, ["top1_err", "flops"], [0], ["net-flops@3"], tmp_path / "c.png",
+                                  title="r$\\bad$/iter_1.stats: 1 chosen"), min_kb=10)
