@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from codebase.cli import OneLineParser
+from codebase.cli import OneLineParser, run_main
 from codebase.io import check_output_folder
 from codebase.networks.drawing import FORMATS, render_macro, render_micro
 from codebase.networks.nsganet_macro import macro_genome, macro_spec
@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # Ctrl-C: "interrupted" and exit 130, not a traceback
