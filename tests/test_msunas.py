@@ -469,6 +469,29 @@ def test_failed_evaluations_are_recorded_and_skipped(tmp_path):
     assert first["ref_point"] == pytest.approx(expected.tolist())
 
 
+def test_a_non_finite_objective_is_a_failed_evaluation(tmp_path):
+    # top1 NaN (a diverged fine-tune, a broken measurement) went into the archive: ref_point [NaN, ...], hv 0,
+    # NaN in iter_0.stats, then the surrogate's fit raised in iteration 1, and again on every resume
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+
+    class SometimesNaN(ToyEvaluator):
+        def evaluate(self, subnet):
+            stats = super().evaluate(subnet)
+            if self.calls % 5 == 0:
+                self.succeeded.pop()
+                return {**stats, "top1": float("nan")}
+            return stats
+
+    evaluator = SometimesNaN(space)
+    stats = _toy_search(tmp_path, space, evaluator, n_doe=15, iterations=2, n_iter=5, inner_pop=16, inner_gens=3)
+    assert stats["n_evaluations"] == 25 - 5 and len(list((tmp_path / "failed").glob("*.json"))) == 5
+    assert "not a finite number" in json.loads(sorted((tmp_path / "failed").glob("*.json"))[0].read_text())["error"]
+    ok = np.array(evaluator.succeeded[:12])  # the reference point comes from the finite evaluations only
+    expected = ok.max(axis=0) + 0.01 * (ok.max(axis=0) - ok.min(axis=0))
+    assert json.loads((tmp_path / "iter_0.stats").read_text())["ref_point"] == pytest.approx(expected.tolist())
+    assert "NaN" not in (tmp_path / "iter_2.stats").read_text()
+
+
 def test_an_initial_design_that_mostly_failed_goes_on_with_random_architectures(tmp_path):
     # 1 of 12 initial evaluations returned: iteration 1 used to fail fitting (and every resume again)
     space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))

@@ -143,4 +143,9 @@ def objective_values(objectives: list[Objective], stats: dict[str, Any]) -> list
             raise ValueError(f"evaluation returned no '{o.name}'")
         else:
             values.append(float(stats[o.name]))
+    # a NaN or infinity in the archive would make the reference point NaN and every later surrogate fit raise:
+    # such an evaluation fails (recorded in failed/), the search goes on
+    bad = [o.name for o, v in zip(objectives, values) if not np.isfinite(v)]
+    if bad:
+        raise ValueError(f"evaluation's {', '.join(bad)} is not a finite number")
     return values
