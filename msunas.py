@@ -308,10 +308,14 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     try:
         check_new_run(args, save)
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
-            save.mkdir(parents=True, exist_ok=True)
-            setup_logging(save, args.quiet)
-            if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
-                remove_stale_temporaries(save)
+            try:  # a read-only or foreign location is one line, not mkdir's (or the log's) traceback
+                save.mkdir(parents=True, exist_ok=True)
+                setup_logging(save, args.quiet)
+                if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
+                    remove_stale_temporaries(save)
+            except OSError as e:
+                raise ValueError(f"{'--resume' if args.resume else '--save'} {save}: cannot write there "
+                                 f"({e.strerror or e})") from None
         measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)

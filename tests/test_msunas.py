@@ -356,6 +356,15 @@ def test_save_where_a_file_is_in_the_way_is_one_line_exit_2(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no folder can be made")
+def test_save_where_no_folder_can_be_made_is_one_line_exit_2():
+    # a read-only or foreign location: mkdir's PermissionError (here /proc's FileNotFoundError) was a traceback
+    out = oracle_run("/proc/nsganetv2-no-run-here", check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip() == "error: --save /proc/nsganetv2-no-run-here: cannot write there (No such file or " \
+                                 "directory)"
+
+
 def test_abbreviated_flags_are_refused(reference_run):
     # a resume recognises --iterations by its full name; "--iter 6" must not be silently ignored
     out = msunas("--resume", reference_run, "--iter", "6", check=False)
