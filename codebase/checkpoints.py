@@ -4,9 +4,9 @@ Accepted (all read with torch.load(weights_only=True)):
 - a raw state dict {name: tensor};
 - {"state_dict": ...}: our exports (`net.inherited`), the original NSGANetV2's released `net.init`
   and `net.inherited`, our training checkpoints, timm checkpoints;
-- timm/EMA checkpoints: "state_dict_ema" / "model_ema" (taken with use_ema=True, or when they are
-  the only weights in the file), "model", and `module.` prefixes left by DistributedDataParallel or
-  timm's ModelEmaV3.
+- timm/EMA checkpoints: "state_dict_ema" / "model_ema" (taken with use_ema=True, which refuses a
+  checkpoint without them, or when they are the only weights in the file), "model", and `module.` prefixes
+  left by DistributedDataParallel or timm's ModelEmaV3.
 Keys of the `ofa` version the original used (`mobile_inverted_conv`) are renamed to the current
 `conv`. A mismatch between a network and a weight file names the first tensor that differs.
 """
@@ -38,6 +38,10 @@ def extract_state_dict(obj: Any, source: str = "weights", use_ema: bool = False)
         return normalize_keys(obj)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{source}: expected a state dict or a checkpoint dict, got {type(obj).__name__}")
+    if use_ema and not any(_is_state_dict(obj.get(key)) for key in EMA_KEYS):
+        # falling back to the plain weights would report their score as the EMA's
+        raise ValueError(f"{source}: --use-ema, but the file holds no EMA weights ({' or '.join(EMA_KEYS)}); "
+                         f"leave --use-ema out to score its weights")
     order = (*EMA_KEYS, *MODEL_KEYS) if use_ema else (*MODEL_KEYS, *EMA_KEYS)
     for key in order:
         if _is_state_dict(obj.get(key)):

@@ -343,3 +343,15 @@ def test_default_loader_count_is_at_most_the_cpu_count(monkeypatch, cores, worke
 
     monkeypatch.setattr(validation.os, "cpu_count", lambda: cores)
     assert validation.build_parser().parse_args(["--model", "m", "--pretrained", "w"]).workers == workers
+
+
+def test_use_ema_on_a_checkpoint_without_ema_weights_is_refused(export, tmp_path):
+    """--use-ema on a checkpoint that holds no EMA weights (a train_cifar model.pth, a train_imagenet run without
+    --model-ema) scored the plain weights as though they were the EMA's; now one line naming the file."""
+    _, _, net, _, _ = export
+    path = save_torch(tmp_path / "model.pth", {"state_dict": net.state_dict(), "epoch": 3, "top1": 50.0})
+    with pytest.raises(ValueError, match="model.pth: --use-ema, but the file holds no EMA weights"):
+        load_weights(path, use_ema=True)
+    # a raw state dict may be EMA weights saved on their own (timm's clean_checkpoint --use-ema): taken as they are
+    raw = save_torch(tmp_path / "raw.pth", net.state_dict())
+    assert set(load_weights(raw, use_ema=True)) == set(net.state_dict())
