@@ -409,6 +409,15 @@ def _rewrite_json(path, change):
         (lambda run: (run / "iter_3.stats").write_text("[]"), "iter_3.stats: corrupt iteration stats (not a JSON"),
         (lambda run: _rewrite_json(run / "iter_3.stats", lambda s: {**s, "archive": [e[:2] for e in s["archive"]]}),
          "iter_3.stats: corrupt iteration stats (each archive entry needs a subnet and 2 objective values)"),
+        # an archive emptied, cut short or made a mapping was taken as it was: the resumed run went on with it
+        (lambda run: _rewrite_json(run / "iter_3.stats", lambda s: {**s, "archive": {}}),
+         "iter_3.stats: corrupt iteration stats (archive is not a list)"),
+        (lambda run: _rewrite_json(run / "iter_3.stats", lambda s: {**s, "archive": s["archive"][:5]}),
+         "iter_3.stats: corrupt iteration stats (archive holds 5 entries, n_evaluations says 24)"),
+        # a null objective value: the surrogate's fit said 'y holds a NaN' without naming the file
+        (lambda run: _rewrite_json(run / "iter_3.stats", lambda s: {**s, "archive": [[s["archive"][0][0], None, 1.0],
+                                                                                     *s["archive"][1:]]}),
+         "iter_3.stats: corrupt iteration stats (an archive objective value is not a finite number)"),
         (lambda run: ((run / "iter_3.stats").unlink(), (run / "iter_3" / "plan.json").write_text('{"genomes": [[1]]}')),
          "plan.json: corrupt plan (genomes must be lists of 46 integers)"),
         (lambda run: ((run / "iter_3.stats").unlink(), (run / "iter_3" / "net_1.stats").write_text('{"flops": 3}')),

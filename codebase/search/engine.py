@@ -166,9 +166,18 @@ class MSuNAS:
                 raise ValueError("hv is not a number")
             if np.asarray(stats["ref_point"], dtype=float).shape != (len(self.names),):
                 raise ValueError(f"ref_point needs {len(self.names)} values")
+            if not isinstance(stats["archive"], list):
+                raise ValueError("archive is not a list")
+            # the archive is all a resume keeps: one cut short would silently drop evaluations
+            if "n_evaluations" in stats and len(stats["archive"]) != stats["n_evaluations"]:
+                raise ValueError(f"archive holds {len(stats['archive'])} entries, n_evaluations says "
+                                 f"{stats['n_evaluations']}")
             if any(not isinstance(entry, list) or len(entry) != 1 + len(self.names) for entry in stats["archive"]):
                 raise ValueError(f"each archive entry needs a subnet and {len(self.names)} objective values")
-            n = len(self._archive(stats).X)
+            archive = self._archive(stats)
+            if not np.isfinite(archive.F).all():  # null or NaN: the surrogate's fit would fail without naming the file
+                raise ValueError("an archive objective value is not a finite number")
+            n = len(archive.X)
             if "population" in stats and not all(isinstance(i, int) and 0 <= i < n for i in stats["population"]):
                 raise ValueError("population holds an index outside the archive")
         except (ValueError, TypeError, KeyError, IndexError) as e:
