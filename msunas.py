@@ -20,6 +20,7 @@ from codebase.cli import (
     absolute_path,
     changed_settings,
     check_resume_save,
+    check_stored_types,
     flags_given,
     run_main,
     stored_arguments,
@@ -126,6 +127,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
                          f"file; run the original command again (without --resume): the supernet training "
                          f"continues from its last epoch")
     stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
+    check_stored_types(parser, stored, run / "args.yaml")
     given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
     for alias, name in ALIASES:
         if alias in given:

@@ -97,6 +97,23 @@ def stored_arguments(folder: str | Path, missing: str | None) -> dict[str, Any]:
     return stored
 
 
+def check_stored_types(parser: argparse.ArgumentParser, stored: dict[str, Any], path: str | Path) -> None:
+    """A ValueError naming `path` (a run's args.yaml) for a stored value that its int or float flag could not have
+    produced (a hand edit, a damaged file): a resume would otherwise end in a TypeError traceback far from it."""
+    for action in parser._actions:
+        value = stored.get(action.dest)
+        if action.type not in (int, float) or value is None:
+            continue
+        values = value if action.nargs in ("+", "*") else [value]
+        ok = isinstance(values, list) and all(
+            isinstance(v, int if action.type is int else (int, float)) and not isinstance(v, bool) for v in values)
+        if not ok:
+            kind = ("a list of " if action.nargs in ("+", "*") else "") + (
+                ("integers" if action.nargs in ("+", "*") else "an integer") if action.type is int else
+                ("numbers" if action.nargs in ("+", "*") else "a number"))
+            raise ValueError(f"{path}: corrupt ({action.dest}: {value!r} is not {kind})")
+
+
 def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
     """{dest: the option's first long name (`--model-config` for model_config)}: how a message names a flag."""
     return {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in parser._actions}

@@ -397,6 +397,25 @@ def test_resume_errors(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
+@pytest.mark.parametrize("old, new, message", [
+    ("n_iter: 4", "n_iter: abc", "args.yaml: corrupt (n_iter: 'abc' is not an integer)"),
+    ("seed: 3", "seed: '3'", "args.yaml: corrupt (seed: '3' is not an integer)"),
+    ("ref_point: null", "ref_point: [a, 1]", "args.yaml: corrupt (ref_point: ['a', 1] is not a list of numbers)"),
+])
+def test_an_args_yaml_value_of_the_wrong_type_is_one_line_naming_it(reference_run, tmp_path, old, new, message):
+    # a hand-edited or damaged args.yaml was a TypeError traceback from deep in the checks
+    import shutil
+
+    save = tmp_path / "run"
+    shutil.copytree(reference_run, save)
+    text = (save / "args.yaml").read_text()
+    assert old in text
+    (save / "args.yaml").write_text(text.replace(old, new))
+    out = msunas("--resume", save, "--iterations", "4", check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [f"error: {save / message}"], out.stderr
+    assert not (save / "iter_4").exists()
+
+
 def _rewrite_json(path, change):
     path.write_text(json.dumps(change(load(path))))
 
