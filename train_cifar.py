@@ -51,6 +51,8 @@ TRAINING_ONLY = frozenset({"epochs", "batch_size", "lr", "momentum", "weight_dec
                            "drop_path", "cutout", "cutout_length", "autoaugment", "seed", "auxiliary_weight",
                            "droprate"})
 PATH_FLAGS = frozenset({"data", "model_config", "pretrained", "arch"})
+# in every args.yaml train_cifar writes, and not all in those of msunas, train_supernet or train_imagenet
+RUN_KEYS = ("save", "model_config", "pretrained", "cutout")
 # checked before any data or weights are read (the libraries said `Invalid momentum value` after loading the data
 # set, --drop-path 2 was a traceback in the first step)
 RANGES = {"lr": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)", "grad_clip": "[0, inf)",
@@ -161,7 +163,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     folder = run_folder(args)
     path = folder / "args.yaml"
     stored = stored_arguments(folder, f"--resume {args.resume}: not a train_cifar.py run folder (no args.yaml in "
-                                      f"{folder})")
+                                      f"{folder})", keys=RUN_KEYS)
     parser = build_parser()
     defaults = vars(parser.parse_args([]))
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)

@@ -38,6 +38,8 @@ from codebase.cli import (
 RESUME_FREE = frozenset({"resume", "output", "epochs", "data", "device", "workers", "validation_batch_size", "amp",
                          "quiet"})
 PATH_FLAGS = frozenset({"model_config", "initial_checkpoint", "teacher"})
+# in every args.yaml train_imagenet writes, and not all in those of train_cifar, msunas or train_supernet
+RUN_KEYS = ("output", "model_config", "initial_checkpoint", "sched")
 # checked before anything is loaded: timm and torch said `Invalid momentum` after the data set was read,
 # --smoothing 1.5 and --drop-path 2 were tracebacks, and a negative --warmup-lr or --decay-rate trained silently
 RANGES = {"workers": WORKERS, "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
@@ -121,7 +123,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     override a new --lr (while args.yaml recorded it), and a changed network or data pipeline would mix runs."""
     folder = Path(args.output)
     stored = stored_arguments(folder, f"--resume --output {folder}: not a train_imagenet.py run folder "
-                                      f"(no args.yaml)")
+                                      f"(no args.yaml)", keys=RUN_KEYS)
     parser = build_parser()
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     run = {**{k: parser.get_default(k) for k in vars(args)}, **stored}  # defaults: flags earlier versions lacked

@@ -80,10 +80,11 @@ def flags_given(build_parser: Callable[[], argparse.ArgumentParser], argv: list[
     return vars(parser.parse_args(argv))
 
 
-def stored_arguments(folder: str | Path, missing: str | None) -> dict[str, Any]:
+def stored_arguments(folder: str | Path, missing: str | None, keys: Collection[str] = ()) -> dict[str, Any]:
     """The arguments a run wrote to folder/args.yaml (what a resume continues with). Without that file: a
     ValueError with the message `missing`, or {} when `missing` is None; a file that is no mapping of
-    arguments is a ValueError naming it."""
+    arguments is a ValueError naming it. `keys`: arguments every args.yaml of this tool holds; one that lacks
+    any is another tool's run (a search, train_imagenet's for train_cifar), refused with `missing`'s words."""
     from codebase.io import read_yaml
 
     path = Path(folder) / "args.yaml"
@@ -94,6 +95,10 @@ def stored_arguments(folder: str | Path, missing: str | None) -> dict[str, Any]:
     stored = read_yaml(path)
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: corrupt (expected a mapping of arguments)")
+    lacking = [key for key in keys if key not in stored]
+    if lacking:  # read as this tool's settings, it failed later with a misleading message
+        head = (missing or f"{folder}: not a run folder of this tool").split(" (")[0]
+        raise ValueError(f"{head} (its args.yaml lacks {', '.join(lacking)}: another tool's run?)")
     return stored
 
 

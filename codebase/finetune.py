@@ -294,18 +294,26 @@ def restart_killed_run(folder: Path, flag: str, say: bool = True) -> None:
 
 
 def resume_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer, processes: Processes,
-                      flag: str) -> dict[str, Any] | None:
+                      flag: str, keys: tuple[str, ...] = ("epoch", "state_dict", "optimizer")) -> dict[str, Any] | None:
     """--resume: the run's checkpoint.pth loaded into model and optimizer, with this rank's random state restored;
     returns the checkpoint for what else it holds (epoch, schedule, EMA weights), or None for a run killed in its
-    first epoch, which starts again."""
+    first epoch, which starts again. `keys`: what the caller reads from it; a checkpoint without one of them
+    (replaced by a weight file, damaged) is one error line, not a KeyError traceback."""
     path = folder / "checkpoint.pth"
     if not path.is_file():
         restart_killed_run(folder, flag, say=processes.main)
         return None
     state = load_torch(path, map_location=str(processes.device))
+    lacking = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if lacking:
+        raise ValueError(f"{path}: not a complete training checkpoint (no '{lacking[0]}'); the run cannot continue "
+                         f"from it")
     check_compatible(model, state["state_dict"], str(path))  # one error line, not a traceback
     model.load_state_dict(state["state_dict"])
-    optimizer.load_state_dict(state["optimizer"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, TypeError) as e:  # torch's words name neither the file nor the cause
+        raise ValueError(f"{path}: its optimizer state does not fit this run's optimizer ({e})") from None
     restore_rank_rng(state.get("rng"), processes, flag)
     return state
 
@@ -363,7 +371,8 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
     optimizer, scheduler = sgd_cosine(model.parameters(), args.lr, args.epochs, len(loader), args.momentum,
                                       args.weight_decay, nesterov=args.nesterov)
     start, best = 0, 0.0
-    state = resume_checkpoint(folder, model, optimizer, processes, f"--resume {args.resume}") if args.resume else None
+    state = resume_checkpoint(folder, model, optimizer, processes, f"--resume {args.resume}",
+                              keys=("epoch", "state_dict", "optimizer", "scheduler")) if args.resume else None
     if state is not None:
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))

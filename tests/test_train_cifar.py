@@ -508,3 +508,33 @@ def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read
     with pytest.raises(ValueError, match=message):
         main_inline("train_cifar", [*argv, *extra, "--save", tmp_path / "run"])
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_another_tools_folder_or_a_damaged_checkpoint_is_one_line(setup, tmp_path):
+    """A train_imagenet.py or msunas.py run folder given to --resume was read as train_cifar settings: 'give
+    --model-config' for a search, the optimizer's 'different number of parameter groups' for a train_imagenet run;
+    a checkpoint.pth without its optimizer state was a KeyError traceback. Now each is one line naming the folder or
+    file, and nothing in the folder changes."""
+    from codebase.io import write_yaml
+
+    folder, common = setup
+    imagenet_run, search = tmp_path / "imagenet", tmp_path / "search"
+    write_yaml(imagenet_run / "args.yaml", {"data": str(folder / "data"), "dataset": "cifar10", "model": "x",
+                                            "model_config": common[common.index("--model-config") + 1],
+                                            "initial_checkpoint": None, "sched": "step", "output": str(imagenet_run)})
+    write_yaml(search / "args.yaml", {"save": str(search), "seed": 0, "n_doe": 20, "dataset": "digits",
+                                      "epochs": 20, "layers": 8})
+    for run in (imagenet_run, search):
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        with pytest.raises(ValueError, match=f"--resume {run}: not a train_cifar.py run folder \\(its args.yaml "
+                                             f"lacks ") as error:
+            main_inline("train_cifar", ["--resume", run])
+        assert "\n" not in str(error.value)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    run = tmp_path / "run"
+    assert main_inline("train_cifar", [*common, "--epochs", "1", "--save", run]) == 0
+    state = load_torch(run / "checkpoint.pth")
+    for damage in ("optimizer", "scheduler", "epoch"):
+        torch.save({k: v for k, v in state.items() if k != damage}, run / "checkpoint.pth")
+        with pytest.raises(ValueError, match=f"checkpoint.pth: not a complete training checkpoint \\(no '{damage}'"):
+            main_inline("train_cifar", ["--resume", run])

@@ -390,3 +390,30 @@ def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read
     with pytest.raises(ValueError, match=message):
         train_imagenet.main([str(a) for a in [*argv, *extra]])
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_of_another_tools_folder_or_a_damaged_checkpoint_is_one_line(setup, tmp_path):
+    """A train_cifar.py run folder resumed by train_imagenet.py failed with the optimizer's 'different number of
+    parameter groups', a search folder with 'required: --model-config'; a checkpoint.pth without its optimizer
+    state was a KeyError traceback."""
+    import train_imagenet
+    from codebase.io import load_torch, write_yaml
+
+    folder, config, weights, _, _ = setup
+    cifar_run, search = tmp_path / "cifar", tmp_path / "search"
+    write_yaml(cifar_run / "args.yaml", {"dataset": "folder", "data": str(folder / "data"), "model_config": str(config),
+                                         "pretrained": str(weights), "cutout": False, "save": str(cifar_run)})
+    write_yaml(search / "args.yaml", {"save": str(search), "seed": 0, "n_doe": 20, "dataset": "digits"})
+    for run in (cifar_run, search):
+        with pytest.raises(ValueError, match=f"--resume --output {run}: not a train_imagenet.py run folder \\(its "
+                                             f"args.yaml lacks "):
+            train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run)])
+    run = tmp_path / "run"
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1", "--warmup-epochs", "0", "--quiet", "--device",
+            "cpu", "--output", run]
+    assert train_imagenet.main([str(a) for a in argv]) == 0
+    state = load_torch(run / "checkpoint.pth")
+    torch.save({k: v for k, v in state.items() if k != "optimizer"}, run / "checkpoint.pth")
+    with pytest.raises(ValueError, match="checkpoint.pth: not a complete training checkpoint \\(no 'optimizer'"):
+        train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run), "--epochs", "2"])
