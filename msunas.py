@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inner_pop", "inner_gens", "ref_point")
 # what a resume may change: extend the run, run it elsewhere (the data moved, other devices), display
 RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
+# what every search's args.yaml holds (each version wrote these): without them it is not a search's
+SEARCH_KEYS = ("seed", "sec_obj", "n_doe", "iterations", "n_iter", "predictor")
 # NSGA-Net's flag names for MSuNAS's settings
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
@@ -137,6 +139,10 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_resume_save(run, given)
     if merged.get("evaluator") == "ofa_oracle" and given.get("data") is not None:
         raise ValueError(f"--resume {run}: an ofa_oracle run reads no data set; drop --data")
+    # another tool's run folder (or a hand-written file) would otherwise be "resumed" with msunas's defaults
+    missing = [key for key in SEARCH_KEYS if key not in stored]
+    if missing:
+        raise ValueError(f"--resume {run}: not a run folder (its args.yaml holds no {', '.join(missing)})")
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
     # paths compare as absolute ones (runs of earlier versions stored them relative)
     changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"),

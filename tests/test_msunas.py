@@ -416,6 +416,19 @@ def test_an_args_yaml_value_of_the_wrong_type_is_one_line_naming_it(reference_ru
     assert not (save / "iter_4").exists()
 
 
+@pytest.mark.parametrize("text", [
+    "epochs: 3\nlr: 0.1\ndataset: digits\n",  # another tool's run (train_cifar.py): was "unknown evaluator 'None'"
+    "evaluator: ofa_oracle\noracle_path: ORACLE\n",  # was a new 100-architecture search with default settings
+])
+def test_a_folder_whose_args_yaml_is_not_a_search_is_not_resumed(tmp_path, text):
+    (tmp_path / "args.yaml").write_text(text.replace("ORACLE", str(ORACLE)))
+    out = msunas("--resume", tmp_path, "--iterations", "0", check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --resume {tmp_path}: not a run folder (its args.yaml holds no seed, sec_obj, n_doe, iterations, "
+        f"n_iter, predictor)"], out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
+
+
 def _rewrite_json(path, change):
     path.write_text(json.dumps(change(load(path))))
 
