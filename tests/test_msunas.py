@@ -429,6 +429,16 @@ def test_a_folder_whose_args_yaml_is_not_a_search_is_not_resumed(tmp_path, text)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
 
 
+def test_a_run_killed_while_writing_args_yaml_says_to_start_again(tmp_path):
+    save = tmp_path / "run"
+    out = oracle_run(save, env={"NSGANETV2_TEST_KILL_DURING_WRITE": "args.yaml:1"}, check=False)
+    assert out.returncode == -signal.SIGKILL and list(save.glob(".args.yaml.*.tmp"))
+    out = msunas("--resume", save, check=False)  # was "not a run folder (no args.yaml)"
+    assert out.returncode == 2 and "stopped before writing its args.yaml; run the original command again" in out.stderr
+    oracle_run(save)  # which then starts it, and clears the left-over temporary
+    assert (save / "iter_3.stats").exists() and not list(save.glob(".*.tmp"))
+
+
 def _rewrite_json(path, change):
     path.write_text(json.dumps(change(load(path))))
 
