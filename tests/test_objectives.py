@@ -61,3 +61,16 @@ def test_objective_keys_are_the_parsed_names_without_building_anything(tmp_path)
                           (f"lut:{tmp_path / 'none.yaml'}", "none.yaml")]:
         with pytest.raises(ValueError, match=message):
             objective_keys(spec)
+
+
+def test_a_latency_objective_needs_a_path_and_only_one_table(tmp_path, monkeypatch):
+    # "lut:" loaded the current folder's tables ("error: .: no *_lookup_table.yaml", or silently whatever was
+    # there); two tables were "an objective is named twice", though the paths differ
+    lut = Path(__file__).resolve().parents[2] / "shared" / "data" / "ofa" / "note10_lut"
+    if not lut.is_dir():
+        pytest.skip(f"needs {lut}")
+    monkeypatch.chdir(lut)
+    with pytest.raises(ValueError, match=r"^--sec_obj lut: needs the latency table's path, e\.g\. lut:PATH$"):
+        objective_keys("flops,lut:")
+    with pytest.raises(ValueError, match="one latency table per search: 'lut:a' and 'lut:b' both give 'latency'"):
+        objective_keys("lut:a, lut:b")

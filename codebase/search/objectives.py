@@ -70,6 +70,10 @@ def objective_keys(spec: str) -> list[str]:
     names = objective_names(spec)
     if not 1 <= len(names) <= 3:
         raise ValueError(f"--sec_obj: expected {OBJECTIVE_HELP}; got '{spec}'")
+    tables = [name for name in names if name.startswith("lut:")]
+    if len(tables) > 1:  # each gives the stats key "latency"; said before loading either
+        raise ValueError(f"--sec_obj: one latency table per search: {' and '.join(map(repr, tables))} both give "
+                         f"'latency'")
     keys = [ERROR]
     for name in names:
         if name in ("flops", "params", "flops_ofa"):
@@ -79,6 +83,8 @@ def objective_keys(spec: str) -> list[str]:
         elif name.startswith("lut:"):
             from codebase.latency import LatencyTable
 
+            if not name[4:].strip():  # an empty path would load the current folder's tables
+                raise ValueError("--sec_obj lut: needs the latency table's path, e.g. lut:PATH")
             LatencyTable.load(name[4:])  # a missing or malformed table is its own error line
             keys.append("latency")
         else:
