@@ -552,6 +552,17 @@ def test_a_non_finite_objective_is_a_failed_evaluation(tmp_path):
     assert "NaN" not in (tmp_path / "iter_2.stats").read_text()
 
 
+@pytest.mark.parametrize("in_the_way", ["failed", "iter_1"])
+def test_a_file_where_the_run_writes_a_folder_is_refused_before_evaluating(tmp_path, in_the_way):
+    # was FileExistsError's traceback after the evaluations (on the first failure, for failed/)
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+    (tmp_path / in_the_way).write_text("mine")
+    evaluator = ToyEvaluator(space, fail_every=5)
+    with pytest.raises(ValueError, match=f"^{tmp_path / in_the_way}: a file where the run writes a folder$"):
+        _toy_search(tmp_path, space, evaluator, n_doe=12, iterations=1, n_iter=4, inner_pop=16, inner_gens=3)
+    assert evaluator.calls == 0 and (tmp_path / in_the_way).read_text() == "mine"
+
+
 def test_an_initial_design_that_mostly_failed_goes_on_with_random_architectures(tmp_path):
     # 1 of 12 initial evaluations returned: iteration 1 used to fail fitting (and every resume again)
     space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))

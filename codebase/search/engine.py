@@ -99,6 +99,10 @@ class MSuNAS:
 
         start = last_complete_iteration(self.save) + 1
         last = None if start == 0 else self._read_stats(start - 1)
+        # said now, not as mkdir's traceback after an iteration's evaluations
+        for folder in [self.save / "failed", *(self.save / f"iter_{k}" for k in range(start, self.s.iterations + 1))]:
+            if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a broken link too
+                raise ValueError(f"{folder}: a file where the run writes a folder")
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
         try:  # closed before an error is printed, which then gets a line of its own
