@@ -3,11 +3,16 @@
 # (multi-node: run torchrun yourself with --nnodes/--rdzv options and the same arguments)
 # POSIX sh: the original README starts it as `sh distributed_train.sh ...` (dash on Debian/Ubuntu)
 set -eu
+# NUM_PROC a positive integer and DATA_DIR given: torchrun said 0 with a traceback, and a missing DATA_DIR
+# failed in every process, then in torchrun's report of many lines
 case "${1:-}" in
-  '' | *[!0-9]*)
-    echo "usage: $0 NUM_PROC DATA_DIR [train_imagenet.py options]" >&2
-    exit 2 ;;
+  '' | *[!0-9]*) ok=no ;;
+  *) if [ "$1" -ge 1 ]; then ok=yes; else ok=no; fi ;;
 esac
+if [ "$ok" = no ] || [ -z "${2:-}" ]; then
+  echo "usage: $0 NUM_PROC DATA_DIR [train_imagenet.py options] (NUM_PROC >= 1)" >&2
+  exit 2
+fi
 NUM_PROC=$1
 shift
 HERE="$(cd "$(dirname "$0")" && pwd)"

@@ -417,3 +417,12 @@ def test_resume_of_another_tools_folder_or_a_damaged_checkpoint_is_one_line(setu
     torch.save({k: v for k, v in state.items() if k != "optimizer"}, run / "checkpoint.pth")
     with pytest.raises(ValueError, match="checkpoint.pth: not a complete training checkpoint \\(no 'optimizer'"):
         train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run), "--epochs", "2"])
+
+
+@pytest.mark.parametrize("argv", [["0", "/data"], ["00", "/data"], ["2"], ["2", ""]])
+def test_distributed_train_without_processes_or_data_is_the_usage_line(argv):
+    """`distributed_train.sh 0 DATA` was torchrun's AssertionError traceback, and `distributed_train.sh 2` (no DATA)
+    started both processes, each failing, then torchrun's 40-line failure report with exit code 1."""
+    out = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), *argv], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("usage:") and len(out.stderr.splitlines()) == 1, out.stderr
