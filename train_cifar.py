@@ -137,6 +137,8 @@ def resolve(args: argparse.Namespace, given: dict | None = None) -> argparse.Nam
         raise ValueError("give either --net_type (NSGA-Net) or --model-config (exported architecture), not both")
     if args.epochs < 0 or args.batch_size < 1:
         raise ValueError("--epochs must be >= 0 and --batch-size >= 1")
+    if args.epochs == 0 and not args.evaluate:  # it wrote a run folder without weights that no resume continues
+        raise ValueError("--epochs 0: no epoch to train; give at least 1 (or --evaluate to score the weights)")
     names = flag_names(build_parser())
     check_ranges(args, RANGES, names)
     check_unused(given or {}, unused_flags(args), names)

@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         setattr(args, key, absolute_path(getattr(args, key)))
     if args.epochs < 0:  # no epoch to run: refused rather than an empty run folder
         raise ArgumentsError(f"--epochs {args.epochs}: must be >= 0")
+    if args.epochs == 0:  # it wrote a run folder of args.yaml and net.config only, and said nothing
+        raise ArgumentsError("--epochs 0: no epoch to train; give at least 1")
     if args.batch_size < 1 or args.validation_batch_size < 1:  # -vb 0 failed only after the first epoch
         raise ArgumentsError(f"--batch-size {args.batch_size} / --validation-batch-size "
                              f"{args.validation_batch_size}: must be >= 1")

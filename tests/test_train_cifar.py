@@ -538,3 +538,14 @@ def test_resume_of_another_tools_folder_or_a_damaged_checkpoint_is_one_line(setu
         torch.save({k: v for k, v in state.items() if k != damage}, run / "checkpoint.pth")
         with pytest.raises(ValueError, match=f"checkpoint.pth: not a complete training checkpoint \\(no '{damage}'"):
             main_inline("train_cifar", ["--resume", run])
+
+
+def test_zero_epochs_is_refused_unless_only_scoring(setup, tmp_path, capsys):
+    """--epochs 0 ended with exit code 0 and a run folder holding only args.yaml and net.config: no weights, no
+    message, and a folder --resume could never continue (its epochs cannot change). Now one line, nothing written;
+    --evaluate, which trains nothing, still takes it."""
+    _, common = setup
+    with pytest.raises(ValueError, match="^--epochs 0: no epoch to train") as error:
+        main_inline("train_cifar", [*common, "--epochs", "0", "--save", tmp_path / "run"])
+    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
+    assert main_inline("train_cifar", [*common, "--epochs", "0", "--evaluate"]) == 0

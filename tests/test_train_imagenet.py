@@ -426,3 +426,16 @@ def test_distributed_train_without_processes_or_data_is_the_usage_line(argv):
     out = subprocess.run(["sh", str(ROOT / "distributed_train.sh"), *argv], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2 and out.stderr.startswith("usage:") and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_zero_epochs_is_refused_before_anything_is_written(setup, tmp_path):
+    """--epochs 0 (the check said 'no epoch to run: refused rather than an empty run folder', but tested < 0) ended
+    with exit code 0 and a folder of args.yaml and net.config only."""
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--img-size", "32", "-b", "4", "-j",
+            "0", "--quiet", "--device", "cpu", "--epochs", "0", "--output", tmp_path / "run"]
+    with pytest.raises(ValueError, match="^--epochs 0: no epoch to train"):
+        train_imagenet.main([str(a) for a in argv])
+    assert not (tmp_path / "run").exists()
