@@ -161,6 +161,11 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
         if ema is not None and "state_dict_ema" in state:
             ema.module.load_state_dict(state["state_dict_ema"])
         start = int(state["epoch"])
+        if start > args.epochs:  # it rewrote args.yaml to the shorter length beside weights of the longer run
+            raise ValueError(f"--epochs {args.epochs}: the run in {folder} has trained {start} epochs already; give "
+                             f"at least {start}")
+        if start == args.epochs and processes.main:
+            print(f"--resume: the run has finished its {start} epochs; nothing to train", file=sys.stderr, flush=True)
     scheduler.step(start)
     if processes.main:
         open_run_folder(folder, args)

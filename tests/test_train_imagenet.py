@@ -439,3 +439,24 @@ def test_zero_epochs_is_refused_before_anything_is_written(setup, tmp_path):
     with pytest.raises(ValueError, match="^--epochs 0: no epoch to train"):
         train_imagenet.main([str(a) for a in argv])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_shorter_than_the_epochs_trained_is_refused(setup, tmp_path, capsys):
+    """--resume --epochs 1 on a run that had trained 2 ended with exit 0, no message, and args.yaml rewritten to 1
+    epoch beside a checkpoint, weights and metrics of 2. Now one line and the folder unchanged; the same length is
+    said to be finished."""
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    run = tmp_path / "run"
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "2", "--warmup-epochs", "0", "--quiet", "--device",
+            "cpu", "--output", run]
+    assert train_imagenet.main([str(a) for a in argv]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ValueError, match="--epochs 1: the run in .* has trained 2 epochs already"):
+        train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run), "--epochs", "1"])
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    capsys.readouterr()
+    assert train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run), "--epochs", "2"]) == 0
+    assert "the run has finished its 2 epochs; nothing to train" in capsys.readouterr().err
