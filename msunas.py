@@ -309,6 +309,16 @@ def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str,
     return out
 
 
+def record_extension(save: Path, iterations: int) -> None:
+    """A resume that extends the run (a larger --iterations) stores it in args.yaml before the new iterations, so a
+    plain --resume after a kill continues the extension instead of saying "done" at the old end."""
+    from codebase.io import write_yaml
+
+    stored = stored_arguments(save, None)
+    if iterations > stored.get("iterations", iterations):
+        write_yaml(save / "args.yaml", {**stored, "iterations": iterations})
+
+
 def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int:
     """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file,
     the other ranks evaluate their share of each iteration's candidates."""
@@ -357,7 +367,8 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     settings = SearchSettings(**{k: getattr(args, k) for k in SETTINGS})
     try:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings, ranks=ranks).run(
-            progress=not args.quiet)
+            progress=not args.quiet,
+            before_new_work=(lambda: record_extension(save, args.iterations)) if args.resume else None)
     finally:
         if ranks is not None:
             ranks.stop()

@@ -169,6 +169,25 @@ def test_resume_can_extend_a_finished_run(reference_run, tmp_path):
     assert len(set(genomes)) == len(genomes)
 
 
+def test_a_killed_extension_is_continued_by_a_plain_resume(reference_run, tmp_path):
+    # `--resume DIR --iterations 5` killed in iteration 4: a plain `--resume DIR` (the README's "continue a killed
+    # run") read iterations 3 from args.yaml, said "done" with iter_3.stats and left iteration 4 half done
+    import shutil
+
+    from codebase.io import read_yaml
+
+    save = tmp_path / "run"
+    shutil.copytree(reference_run, save)
+    kill = {"NSGANETV2_TEST_KILL_DURING_WRITE": "iter_4.stats:1"}
+    out = msunas("--resume", save, "--iterations", "5", "--quiet", env=kill, check=False)
+    assert out.returncode == -signal.SIGKILL and not (save / "iter_4.stats").exists()
+    assert read_yaml(save / "args.yaml")["iterations"] == 5  # the extension is the run's setting from its start
+    out = msunas("--resume", save, "--quiet")
+    assert "iter_5.stats" in out.stdout and len(load(save / "iter_5.stats")["archive"]) == 12 + 5 * 4
+    msunas("--resume", save, "--iterations", "4", "--quiet")  # a smaller value stops earlier, never shrinks it
+    assert read_yaml(save / "args.yaml")["iterations"] == 5
+
+
 def test_resume_refuses_a_setting_it_would_ignore(reference_run):
     before = {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")}
     out = msunas("--resume", reference_run, "--predictor", "gp", "--n_doe", "50", check=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,9 @@ class MSuNAS:
         self.names = [o.name for o in objectives]
 
     # ------------------------------------------------------------------ the loop
-    def run(self, progress: bool = True) -> dict[str, Any]:
+    def run(self, progress: bool = True, before_new_work: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Iterations from the last complete one to `iterations`; `before_new_work` is called once the run's files
+        are checked, before the first of them (not at all when there is none)."""
         from tqdm import tqdm
 
         start = last_complete_iteration(self.save) + 1
@@ -103,6 +105,8 @@ class MSuNAS:
         for folder in [self.save / "failed", *(self.save / f"iter_{k}" for k in range(start, self.s.iterations + 1))]:
             if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a broken link too
                 raise ValueError(f"{folder}: a file where the run writes a folder")
+        if before_new_work is not None and start <= self.s.iterations:
+            before_new_work()
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
         try:  # closed before an error is printed, which then gets a line of its own
