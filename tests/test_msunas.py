@@ -384,6 +384,14 @@ def test_save_where_no_folder_can_be_made_is_one_line_exit_2():
                                  "directory)"
 
 
+def test_a_warning_is_a_line_of_its_own_beside_the_progress_bar(tmp_path):
+    # it was printed after the bar's text on the bar's line: "msunas:   0%|          | 0/2 [...]warning: ..."
+    out = msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", tmp_path / "run", *SMALL[:-1],
+                 "--iterations", "1", "--ref_point", "0", "0")
+    lines = [line for line in re.split(r"[\r\n]", out.stderr) if "warning" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: no architecture of the initial design"), out.stderr
+
+
 def test_abbreviated_flags_are_refused(reference_run):
     # a resume recognises --iterations by its full name; "--iter 6" must not be silently ignored
     out = msunas("--resume", reference_run, "--iter", "6", check=False)

@@ -109,6 +109,14 @@ class MSuNAS:
             before_new_work()
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
+        shown = warnings.showwarning
+
+        def show_beside_bar(*args: Any, **kwargs: Any) -> None:  # a warning gets a line of its own, not the bar's
+            bar.clear()
+            shown(*args, **kwargs)
+            bar.refresh()
+
+        warnings.showwarning = show_beside_bar
         try:  # closed before an error is printed, which then gets a line of its own
             if last is not None:
                 bar.set_postfix(hv=f"{last['hv']:.4g}")
@@ -117,6 +125,7 @@ class MSuNAS:
                 bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
                 bar.update()
         finally:
+            warnings.showwarning = shown
             bar.close()
         plots.after_run(self.save)  # never raises
         return last if last is not None else read_json(stats_path(self.save, self.s.iterations))
