@@ -53,6 +53,7 @@ RANGES = {"workers": WORKERS, "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum
 # the timm schedules that read --decay-epochs and --decay-rate (poly takes --decay-rate as its power)
 DECAY_EPOCHS_SCHEDULES = ("step", "wsd", "rsqrt")
 DECAY_RATE_SCHEDULES = ("step", "multistep", "plateau", "poly")
+REMODES = ("const", "rand", "pixel")  # timm's RandomErasing modes
 
 
 def unused_flags(args: argparse.Namespace) -> dict[str, str]:
@@ -64,6 +65,8 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         unused["decay_rate"] = f"only with --sched {', '.join(DECAY_RATE_SCHEDULES)}"
     if not args.teacher:
         unused.update(dict.fromkeys(("teacher_width", "teacher_weight"), "only with --teacher"))
+    if not args.reprob:  # random erasing off: its mode and count shape nothing
+        unused.update(dict.fromkeys(("remode", "recount"), "only with --reprob > 0"))
     return unused
 
 
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         names = flag_names(build_parser())
         check_ranges(args, RANGES, names)
         check_unused(given, unused_flags(args), names)
+        if args.remode.lower() not in REMODES:  # timm's bare assertion came after the weights were loaded
+            raise ValueError(f"--remode {args.remode}: not a random erasing mode ({', '.join(REMODES)})")
         if args.sched != "poly" and args.decay_rate > 1:  # a "decay" that grows the learning rate every step
             raise ValueError(f"--decay-rate {args.decay_rate}: must be in (0, 1] (above 1 only as --sched poly's "
                              f"power)")

@@ -376,6 +376,11 @@ def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(s
     (["--momentum", "-1"], r"--momentum -1.0: must be in \[0, 1\)"),  # was: timm's line after the data set was read
     (["--model-ema-decay", "0.99"], "--model-ema-decay only with --model-ema"),  # was: silently ignored
     (["--teacher-weight", "2"], "--teacher-weight only with --teacher"),
+    # random erasing is off without --reprob: its mode and count were silently ignored
+    (["--remode", "const"], r"--remode only with --reprob > 0"),
+    (["--recount", "2"], r"--recount only with --reprob > 0"),
+    # was: "--aa None / --remode bogus: not a timm augmentation setting ()" after the weights were loaded
+    (["--reprob", "0.2", "--remode", "bogus"], r"^--remode bogus: not a random erasing mode \(const, rand, pixel\)$"),
 ])
 def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read(setup, tmp_path, monkeypatch, extra,
                                                                                message):
