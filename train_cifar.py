@@ -34,6 +34,7 @@ from codebase.cli import (
     changed_settings,
     check_ranges,
     check_resume_save,
+    check_stored_types,
     check_unused,
     flag_names,
     flags_given,
@@ -167,6 +168,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     stored = stored_arguments(folder, f"--resume {args.resume}: not a train_cifar.py run folder (no args.yaml in "
                                       f"{folder})", keys=RUN_KEYS)
     parser = build_parser()
+    check_stored_types(parser, stored, path)
     defaults = vars(parser.parse_args([]))
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     check_resume_save(folder, given)

@@ -27,6 +27,7 @@ from codebase.cli import (
     absolute_path,
     changed_settings,
     check_ranges,
+    check_stored_types,
     check_unused,
     flag_names,
     flags_given,
@@ -128,6 +129,7 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     stored = stored_arguments(folder, f"--resume --output {folder}: not a train_imagenet.py run folder "
                                       f"(no args.yaml)", keys=RUN_KEYS)
     parser = build_parser()
+    check_stored_types(parser, stored, folder / "args.yaml")
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     run = {**{k: parser.get_default(k) for k in vars(args)}, **stored}  # defaults: flags earlier versions lacked
     changed = changed_settings(given, run, RESUME_FREE, flag_names(parser), paths=PATH_FLAGS)

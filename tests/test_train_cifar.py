@@ -549,3 +549,23 @@ def test_zero_epochs_is_refused_unless_only_scoring(setup, tmp_path, capsys):
         main_inline("train_cifar", [*common, "--epochs", "0", "--save", tmp_path / "run"])
     assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
     assert main_inline("train_cifar", [*common, "--epochs", "0", "--evaluate"]) == 0
+
+
+def test_an_args_yaml_value_of_the_wrong_type_is_one_line(setup, tmp_path):
+    """args.yaml edited by hand to `epochs: two` made --resume end in a TypeError traceback ('<' not supported
+    between instances of 'str' and 'int'); now one line naming the file and the setting."""
+    from codebase.io import write_yaml
+
+    _, common = setup
+    run = tmp_path / "run"
+    write_yaml(run / "args.yaml", {**read_yaml_args(common, run), "epochs": "two"})
+    with pytest.raises(ValueError, match=r"args.yaml: corrupt \(epochs: 'two' is not an integer\)"):
+        main_inline("train_cifar", ["--resume", run])
+
+
+def read_yaml_args(common: list[str], run: Path) -> dict:
+    """The args.yaml a fresh run with `common` would store, without running it."""
+    import train_cifar
+
+    args = train_cifar.build_parser().parse_args([*common, "--save", str(run)])
+    return {k: v for k, v in vars(train_cifar.resolve(args, {})).items() if k != "resume"} | {"n_classes": 10}

@@ -465,3 +465,16 @@ def test_a_resume_shorter_than_the_epochs_trained_is_refused(setup, tmp_path, ca
     capsys.readouterr()
     assert train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run), "--epochs", "2"]) == 0
     assert "the run has finished its 2 epochs; nothing to train" in capsys.readouterr().err
+
+
+def test_an_args_yaml_value_of_the_wrong_type_is_one_line(setup, tmp_path):
+    """`lr: fast` in a hand-edited args.yaml was a TypeError traceback on --resume."""
+    import train_imagenet
+    from codebase.io import write_yaml
+
+    folder, config, _, _, _ = setup
+    run = tmp_path / "run"
+    write_yaml(run / "args.yaml", {"data": str(folder / "data"), "dataset": "folder", "model_config": str(config),
+                                   "initial_checkpoint": None, "sched": "step", "output": str(run), "lr": "fast"})
+    with pytest.raises(ValueError, match=r"args.yaml: corrupt \(lr: 'fast' is not a number\)"):
+        train_imagenet.main([str(folder / "data"), "--resume", "--output", str(run)])
