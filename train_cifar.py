@@ -119,6 +119,8 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         unused = dict.fromkeys(("drop", "drop_path"), "only with --model-config (an exported ofa architecture)")
         if not args.auxiliary:
             unused["auxiliary_weight"] = "only with --auxiliary"
+        if args.net_type == "macro":  # drop path is the micro cells' (the macro network has none)
+            unused["droprate"] = "only with --net_type micro"
     else:
         unused = dict.fromkeys(NSGANET_ONLY, "only with --net_type (an NSGA-Net network)")
     if not args.cutout:

@@ -569,3 +569,15 @@ def read_yaml_args(common: list[str], run: Path) -> dict:
 
     args = train_cifar.build_parser().parse_args([*common, "--save", str(run)])
     return {k: v for k, v in vars(train_cifar.resolve(args, {})).items() if k != "resume"} | {"n_classes": 10}
+
+
+def test_droprate_for_the_macro_network_is_refused(tmp_path, monkeypatch):
+    """The macro network has no drop path: `--net_type macro --droprate 0.3` trained without it, silently (its
+    --auxiliary and --SE were already refused)."""
+    import codebase.finetune
+
+    monkeypatch.setattr(codebase.finetune, "finetune", lambda args: pytest.fail("trained before the check"))
+    with pytest.raises(ValueError, match="--droprate only with --net_type micro"):
+        main_inline("train_cifar", ["--net_type", "macro", "--dataset", "digits", "--droprate", "0.3", "--epochs", "1",
+                                    "--save", tmp_path / "run"])
+    assert not (tmp_path / "run").exists()
