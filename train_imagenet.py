@@ -66,6 +66,8 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         unused["decay_rate"] = f"only with --sched {', '.join(DECAY_RATE_SCHEDULES)}"
     if not args.teacher:
         unused.update(dict.fromkeys(("teacher_width", "teacher_weight"), "only with --teacher"))
+    if args.aa and "3a" not in args.aa:  # timm's create_transform drops colour jitter under these policies
+        unused["color_jitter"] = "only without --aa (or with a 3a policy): timm turns colour jitter off under it"
     if not args.reprob:  # random erasing off: its mode and count shape nothing
         unused.update(dict.fromkeys(("remode", "recount"), "only with --reprob > 0"))
     return unused

@@ -379,6 +379,8 @@ def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(s
     # random erasing is off without --reprob: its mode and count were silently ignored
     (["--remode", "const"], r"--remode only with --reprob > 0"),
     (["--recount", "2"], r"--recount only with --reprob > 0"),
+    # timm turns colour jitter off under AutoAugment / RandAugment (except its 3a policies): was silently ignored
+    (["--aa", "rand-m9-mstd0.5", "--color-jitter", "0.3"], r"--color-jitter only without --aa"),
     # was: "--aa None / --remode bogus: not a timm augmentation setting ()" after the weights were loaded
     (["--reprob", "0.2", "--remode", "bogus"], r"^--remode bogus: not a random erasing mode \(const, rand, pixel\)$"),
 ])
