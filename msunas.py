@@ -111,6 +111,9 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The run's arguments: the command line for a new run, args.yaml (plus what may change) for a resume."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag, value in (("--resume", args.resume), ("--save", args.save)):
+        if value is not None and not value.strip():  # an unset "$RUN": not a new default run, not the current folder
+            raise ValueError(f"{flag} needs a folder name, got {value!r}")
     if not args.resume:
         from codebase.evaluators import check_evaluator_flags
 

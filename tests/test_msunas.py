@@ -466,6 +466,17 @@ def test_a_run_killed_while_writing_args_yaml_says_to_start_again(tmp_path):
     assert (save / "iter_3.stats").exists() and not list(save.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("flag", ["--resume", "--save"])
+def test_an_empty_folder_name_is_refused(tmp_path, flag):
+    # --resume "" (an unset "$RUN") started a new default search: a supernet trained into ./search-exp; --save ""
+    # wrote the run into the current folder
+    oracle = ["--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE)] if flag == "--save" else []
+    out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), flag, "", *oracle], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip() == f"error: {flag} needs a folder name, got ''", out.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def _rewrite_json(path, change):
     path.write_text(json.dumps(change(load(path))))
 
