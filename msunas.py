@@ -312,13 +312,15 @@ def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str,
     return out
 
 
-def record_extension(save: Path, iterations: int) -> None:
-    """A resume that extends the run (a larger --iterations) stores it in args.yaml before the new iterations, so a
-    plain --resume after a kill continues the extension instead of saying "done" at the old end."""
+def record_extension(save: Path, iterations: int, k: int) -> None:
+    """A resume that extends the run (a larger --iterations) stores it in args.yaml before the first iteration
+    beyond the stored end, so a plain --resume after a kill continues the extension instead of saying "done" at
+    the old end. Not earlier: a damaged file of an iteration within the old end stops the resume, and then no
+    file of the run may have changed."""
     from codebase.io import write_yaml
 
     stored = stored_arguments(save, None)
-    if iterations > stored.get("iterations", iterations):
+    if k > stored.get("iterations", k) and iterations > stored["iterations"]:
         write_yaml(save / "args.yaml", {**stored, "iterations": iterations})
 
 
@@ -371,7 +373,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     try:
         stats = MSuNAS(save, evaluator.space, evaluator, objectives, settings, ranks=ranks).run(
             progress=not args.quiet,
-            before_new_work=(lambda: record_extension(save, args.iterations)) if args.resume else None)
+            before_iteration=(lambda k: record_extension(save, args.iterations, k)) if args.resume else None)
     finally:
         if ranks is not None:
             ranks.stop()

@@ -94,9 +94,9 @@ class MSuNAS:
         self.names = [o.name for o in objectives]
 
     # ------------------------------------------------------------------ the loop
-    def run(self, progress: bool = True, before_new_work: Callable[[], None] | None = None) -> dict[str, Any]:
-        """Iterations from the last complete one to `iterations`; `before_new_work` is called once the run's files
-        are checked, before the first of them (not at all when there is none)."""
+    def run(self, progress: bool = True, before_iteration: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Iterations from the last complete one to `iterations`; `before_iteration(k)` is called before each of them,
+        after the earlier ones' files were read back (a damaged one stops the run before the call)."""
         from tqdm import tqdm
 
         start = last_complete_iteration(self.save) + 1
@@ -105,8 +105,6 @@ class MSuNAS:
         for folder in [self.save / "failed", *(self.save / f"iter_{k}" for k in range(start, self.s.iterations + 1))]:
             if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a broken link too
                 raise ValueError(f"{folder}: a file where the run writes a folder")
-        if before_new_work is not None and start <= self.s.iterations:
-            before_new_work()
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
         shown = warnings.showwarning
@@ -121,6 +119,8 @@ class MSuNAS:
             if last is not None:
                 bar.set_postfix(hv=f"{last['hv']:.4g}")
             for k in range(start, self.s.iterations + 1):
+                if before_iteration is not None:
+                    before_iteration(k)
                 last = self.iteration(k, last)
                 bar.set_postfix(hv=f"{last['hv']:.4g}", evals=len(last["archive"]))
                 bar.update()
