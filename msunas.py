@@ -25,7 +25,7 @@ from codebase.cli import (
     run_main,
     stored_arguments,
 )
-from codebase.io import check_output_folder
+from codebase.io import check_output_folder, temporaries_of
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inn
 RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
 # what every search's args.yaml holds (each version wrote these): without them it is not a search's
 SEARCH_KEYS = ("seed", "sec_obj", "n_doe", "iterations", "n_iter", "predictor")
-# atomic_write's temporary of args.yaml, left by a start killed while writing it
-ARGS_TEMPORARY = ".args.yaml.????????.tmp"
 # NSGA-Net's flag names for MSuNAS's settings
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
@@ -133,7 +131,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"--resume {run}: the run stopped while training its supernet, before its first "
                          f"file; run the original command again (without --resume): the supernet training "
                          f"continues from its last epoch")
-    if not (run / "args.yaml").exists() and any(run.glob(ARGS_TEMPORARY)):
+    if not (run / "args.yaml").exists() and temporaries_of(run, "args.yaml"):  # a start killed writing it
         raise ValueError(f"--resume {run}: the run stopped before writing its args.yaml; run the original command "
                          f"again (without --resume)")
     stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
@@ -341,7 +339,7 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
                 setup_logging(save, args.quiet)
                 if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
                     remove_stale_temporaries(save)
-                for stale in save.glob(ARGS_TEMPORARY):  # a start killed while writing args.yaml left it
+                for stale in temporaries_of(save, "args.yaml"):  # a start killed while writing args.yaml left it
                     stale.unlink(missing_ok=True)
             except OSError as e:
                 raise ValueError(f"{'--resume' if args.resume else '--save'} {save}: cannot write there "

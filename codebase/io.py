@@ -61,7 +61,25 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
 
 # atomic_write's temporary file: mkstemp(prefix=".NAME.", suffix=".tmp") puts 8 characters of tempfile's
 # alphabet (lower-case letters, digits, "_") between them
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp", re.DOTALL)
+_RANDOM_PART = r"\.[a-z0-9_]{8}\.tmp"
+_TEMPORARY = re.compile(r"\..+" + _RANDOM_PART, re.DOTALL)
+
+
+def temporaries_of(folder: str | Path, name: str) -> list[Path]:
+    """The temporaries atomic_write left in `folder` when a write of folder/name was killed mid-way,
+    `.NAME.XXXXXXXX.tmp` (plain files only, never a link; none when `folder` is no folder or a link)."""
+    folder = Path(folder)
+    if folder.is_symlink() or not folder.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{name}") + _RANDOM_PART, re.DOTALL)
+    return [p for p in folder.iterdir() if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink()]
+
+
+def not_a_folder(path: str | Path) -> bool:
+    """Whether something other than a folder stands at path: a file, or a symbolic link to nothing (exists() is
+    False for it, and mkdir then fails with "File exists")."""
+    path = Path(path)
+    return (path.exists() or path.is_symlink()) and not path.is_dir()
 
 
 def remove_new_paths(new: list[Path], loggers: tuple[str | None, ...] = (None,)) -> None:

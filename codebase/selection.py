@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from codebase.io import read_json, write_json
+from codebase.io import not_a_folder, read_json, temporaries_of, write_json
 from codebase.search.indicators import nondominated
 
 ERROR = "top1_err"
@@ -365,7 +365,7 @@ def check_export_targets(out: str | Path, names: list[str]) -> None:
     after choices.json (or every pick) had been written."""
     out = Path(out)
     for name in names:
-        if ((out / name).exists() or (out / name).is_symlink()) and not (out / name).is_dir():  # a dangling link too
+        if not_a_folder(out / name):  # a dangling link too
             raise ValueError(f"--save: {out / name} is a file, where the folder of a chosen architecture goes; "
                              "move it away or choose another --save")
     files = [out / f for f in SUMMARY_FILES] + [out / name / f for name in names for f in EXPORT_FILES]
@@ -375,21 +375,13 @@ def check_export_targets(out: str | Path, names: list[str]) -> None:
                              "choose another --save")
 
 
-def _export_temporary(filename: str, names: tuple[str, ...]) -> bool:
-    """Whether filename is atomic_write's temporary (`.NAME.XXXXXXXX.tmp`) of one of `names`: what a kill
-    mid-write leaves behind, so post_search's own file, not the user's."""
-    return any(re.fullmatch(re.escape(f".{name}.") + r"[a-z0-9_]{8}\.tmp", filename, re.DOTALL) for name in names)
-
-
 def remove_export_temporaries(out: str | Path, names: list[str]) -> None:
-    """Remove the temporaries an interrupted export left in `out` and in its pick folders `names` (plain files
-    only, never a link): a re-run rewrites those files anyway."""
+    """Remove the temporaries an interrupted export left in `out` and in its pick folders `names` (atomic_write's,
+    of post_search's own files only, never the user's): a re-run rewrites those files anyway."""
     out = Path(out)
     for folder, written in [(out, SUMMARY_FILES), *((out / name, EXPORT_FILES) for name in names)]:
-        if folder.is_symlink() or not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if _export_temporary(path.name, written) and path.is_file() and not path.is_symlink():
+        for file in written:
+            for path in temporaries_of(folder, file):
                 path.unlink(missing_ok=True)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from codebase import plots
 from codebase.distributed import RankGroup, evaluate_safely
 from codebase.evaluators import Evaluator
-from codebase.io import read_json, write_json
+from codebase.io import not_a_folder, read_json, write_json
 from codebase.search import pymoo_adapter
 from codebase.search.indicators import hypervolume, nondominated, reference_point
 from codebase.search.objectives import ERROR, Objective, complete_stats, objective_values
@@ -103,7 +103,7 @@ class MSuNAS:
         last = None if start == 0 else self._read_stats(start - 1)
         # said now, not as mkdir's traceback after an iteration's evaluations
         for folder in [self.save / "failed", *(self.save / f"iter_{k}" for k in range(start, self.s.iterations + 1))]:
-            if (folder.exists() or folder.is_symlink()) and not folder.is_dir():  # a broken link too
+            if not_a_folder(folder):  # a broken link too
                 raise ValueError(f"{folder}: a file where the run writes a folder")
         bar = tqdm(total=self.s.iterations + 1, initial=start, desc="msunas", unit="iter", disable=not progress,
                    dynamic_ncols=True)
