@@ -109,13 +109,13 @@ def check_stored_types(parser: argparse.ArgumentParser, stored: dict[str, Any], 
         value = stored.get(action.dest)
         if action.type not in (int, float) or value is None:
             continue
-        values = value if action.nargs in ("+", "*") else [value]
+        many = action.nargs in ("+", "*")
+        values = value if many else [value]
         ok = isinstance(values, list) and all(
             isinstance(v, int if action.type is int else (int, float)) and not isinstance(v, bool) for v in values)
         if not ok:
-            kind = ("a list of " if action.nargs in ("+", "*") else "") + (
-                ("integers" if action.nargs in ("+", "*") else "an integer") if action.type is int else
-                ("numbers" if action.nargs in ("+", "*") else "a number"))
+            noun = "integer" if action.type is int else "number"
+            kind = f"a list of {noun}s" if many else f"{'an' if action.type is int else 'a'} {noun}"
             raise ValueError(f"{path}: corrupt ({action.dest}: {value!r} is not {kind})")
 
 
