@@ -134,9 +134,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not (run / "args.yaml").exists() and temporaries_of(run, "args.yaml"):  # a start killed writing it
         raise ValueError(f"--resume {run}: the run stopped before writing its args.yaml; run the original command "
                          f"again (without --resume)")
-    # SEARCH_KEYS: another tool's run folder (or a hand-written file) would otherwise be "resumed" with msunas's
-    # defaults
-    stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)", keys=SEARCH_KEYS)
+    stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
     check_stored_types(parser, stored, run / "args.yaml")
     given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
     for alias, name in ALIASES:
@@ -147,6 +145,10 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     check_resume_save(run, given)
     if merged.get("evaluator") == "ofa_oracle" and given.get("data") is not None:
         raise ValueError(f"--resume {run}: an ofa_oracle run reads no data set; drop --data")
+    # another tool's run folder (or a hand-written file) would otherwise be "resumed" with msunas's defaults
+    missing = [key for key in SEARCH_KEYS if key not in stored]
+    if missing:
+        raise ValueError(f"--resume {run}: not a run folder (its args.yaml holds no {', '.join(missing)})")
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
     # paths compare as absolute ones (runs of earlier versions stored them relative)
     changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"),

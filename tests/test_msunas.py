@@ -451,8 +451,8 @@ def test_a_folder_whose_args_yaml_is_not_a_search_is_not_resumed(tmp_path, text)
     (tmp_path / "args.yaml").write_text(text.replace("ORACLE", str(ORACLE)))
     out = msunas("--resume", tmp_path, "--iterations", "0", check=False)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
-        f"error: --resume {tmp_path}: not a run folder (its args.yaml lacks seed, sec_obj, n_doe, iterations, "
-        f"n_iter, predictor: another tool's run?)"], out.stderr
+        f"error: --resume {tmp_path}: not a run folder (its args.yaml holds no seed, sec_obj, n_doe, iterations, "
+        f"n_iter, predictor)"], out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["args.yaml"]
 
 
