@@ -635,3 +635,36 @@ def test_a_reference_point_no_initial_architecture_beats_is_warned_about(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a reachable point: no warning
         _toy_search(tmp_path / "ok", space, ToyEvaluator(space), n_doe=12, iterations=0, ref_point=[100.0, 1e6])
+
+
+def test_surrogate_quality_with_fewer_than_two_new_evaluations_is_recorded(tmp_path):
+    # `--n_iter 1` (or all but one candidate failing) gave iterations whose stats had no rmse/rho/tau at all
+    from codebase import plots
+
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+    _toy_search(tmp_path / "one", space, ToyEvaluator(space), n_doe=12, iterations=2, n_iter=1, inner_pop=16,
+                inner_gens=3)
+    for k in (1, 2):
+        stats = load(tmp_path / "one" / f"iter_{k}.stats")
+        plan = load(tmp_path / "one" / f"iter_{k}" / "plan.json")
+        quality = stats["surrogate"]
+        assert len(stats["candidates"]) == 1 and quality["model"] == "rbf"
+        assert quality["rmse"] == pytest.approx(abs(plan["predicted"][0][0] - stats["candidates"][0][1]))
+        assert quality["rho"] is None and quality["tau"] is None  # JSON null, not a missing key
+        assert quality["reason"] == "1 new evaluation: rank correlations need at least 2"
+
+    class FailingAfterTheDesign(ToyEvaluator):
+        def evaluate(self, subnet):
+            if self.calls >= 12:
+                self.calls += 1
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return super().evaluate(subnet)
+
+    _toy_search(tmp_path / "none", space, FailingAfterTheDesign(space), n_doe=12, iterations=1, n_iter=3,
+                inner_pop=16, inner_gens=3)
+    quality = load(tmp_path / "none" / "iter_1.stats")["surrogate"]
+    assert {k: quality[k] for k in ("rmse", "rho", "tau")} == {"rmse": None, "rho": None, "tau": None}
+    assert quality["reason"] == "no new evaluation returned (3 failed)"
+    # what reads the entry copes with the nulls: the plots of both runs are drawn
+    for run in ("one", "none"):
+        assert (tmp_path / run / "plots" / "surrogate.png") in plots.plot_run(tmp_path / run)

@@ -395,12 +395,21 @@ class MSuNAS:
 
     def _surrogate_quality(self, plan: dict[str, Any], X_new: np.ndarray, F_new: np.ndarray) -> dict[str, Any]:
         out: dict[str, Any] = {"model": plan.get("model"), "winner": plan.get("winner")}
-        if "predicted" not in plan or len(X_new) < 2:
+        if "predicted" not in plan:  # no surrogate this iteration (initial design, NSGA-II, too few to fit)
+            return out
+        predicted = {tuple(g): p for g, p in zip(plan["genomes"], plan["predicted"])}
+        pred = np.array([predicted[tuple(x.tolist())][0] for x in X_new], dtype=float)
+        # too few points for a measure, or an undefined one, is null with the reason, never a missing key
+        if len(X_new) == 0:
+            out.update(rmse=None, rho=None, tau=None,
+                       reason=f"no new evaluation returned ({len(plan['genomes'])} failed)")
+            return out
+        if len(X_new) == 1:
+            out.update(rmse=float(np.sqrt(np.mean((pred - F_new[:, 0]) ** 2))), rho=None, tau=None,
+                       reason="1 new evaluation: rank correlations need at least 2")
             return out
         from acc_predictor import correlation
 
-        predicted = {tuple(g): p for g, p in zip(plan["genomes"], plan["predicted"])}
-        pred = np.array([predicted[tuple(x.tolist())][0] for x in X_new])
         # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN
         out.update({k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, F_new[:, 0]).items()})
         return out
@@ -409,5 +418,5 @@ class MSuNAS:
 def _quality_text(q: dict[str, Any]) -> str:
     if "tau" not in q:
         return ""
-    tau = "undefined" if q["tau"] is None else f"{q['tau']:.3f}"
-    return f", surrogate tau {tau} rmse {q['rmse']:.3f}"
+    tau, rmse = ("undefined" if q[k] is None else f"{q[k]:.3f}" for k in ("tau", "rmse"))
+    return f", surrogate tau {tau} rmse {rmse}"
