@@ -668,3 +668,37 @@ def test_surrogate_quality_with_fewer_than_two_new_evaluations_is_recorded(tmp_p
     # what reads the entry copes with the nulls: the plots of both runs are drawn
     for run in ("one", "none"):
         assert (tmp_path / run / "plots" / "surrogate.png") in plots.plot_run(tmp_path / run)
+
+
+def _all_initial_evaluations_failed(save):
+    """A run folder whose initial design was evaluated and all of it failed (as a CUDA error would), no
+    iter_0.stats yet: the state `msunas.py` stops in."""
+    out = oracle_run(save, env={"NSGANETV2_TEST_KILL_DURING_WRITE": "iter_0.stats:1"}, check=False)
+    assert out.returncode == -signal.SIGKILL
+    (save / "failed").mkdir()
+    for stats in sorted((save / "iter_0").glob("net_*.stats")):
+        i = int(stats.stem.split("_")[1])
+        (save / "failed" / f"iter_0_net_{i}.json").write_text(json.dumps(
+            {"iteration": 0, "index": i, "subnet": load(save / "iter_0" / f"net_{i}.subnet"),
+             "error": "RuntimeError: CUDA out of memory (simulated)"}))
+        stats.unlink()
+
+
+def test_an_initial_design_that_all_failed_says_how_to_go_on(reference_run, tmp_path):
+    # was "cannot derive a hypervolume reference point: every initial evaluation failed" on every --resume
+    save = tmp_path / "run"
+    _all_initial_evaluations_failed(save)
+    for _ in range(2):  # a resume re-evaluates nothing: the same message, naming what to do
+        out = msunas("--resume", save, check=False)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.strip().splitlines()[-1] == (
+            f"error: all 12 evaluations of the initial design failed (the first: RuntimeError: CUDA out of memory "
+            f"(simulated); see {save / 'failed'}/iter_0_net_*.json and {save / 'log.txt'}); a resume re-evaluates "
+            f"nothing and would stop here again: fix the cause, delete {save / 'failed'}/iter_0_net_*.json and "
+            f"run --resume {save} to evaluate them again (or start over in a new folder)"), out.stderr
+        assert not (save / "iter_0.stats").exists()
+    for record in (save / "failed").glob("iter_0_net_*.json"):  # what the message says to do
+        record.unlink()
+    msunas("--resume", save, "--quiet")
+    for k in range(4):  # the same search as one whose evaluations never failed
+        assert load(save / f"iter_{k}.stats")["archive"] == load(reference_run / f"iter_{k}.stats")["archive"]

@@ -138,6 +138,8 @@ class MSuNAS:
         F = np.concatenate([archive.F, F_new]) if len(F_new) else archive.F
         if previous is None:
             check_ref_point(self.s.ref_point, self.names)
+            if not len(F) and self.s.ref_point is None:
+                raise ValueError(self._all_initial_failed(failed))
             ref = np.asarray(self.s.ref_point if self.s.ref_point is not None else reference_point(F), dtype=float)
         else:
             ref = np.asarray(previous["ref_point"], dtype=float)
@@ -165,6 +167,17 @@ class MSuNAS:
         log.info("iter %d: %d evaluated (%d failed), archive %d, hv %.6g%s", k, len(X_new), len(failed), len(X),
                  stats["hv"], _quality_text(stats["surrogate"]))
         return stats
+
+    def _all_initial_failed(self, failed: list[dict[str, Any]]) -> str:
+        """What to do when every evaluation of the initial design raised: no reference point can be derived, and
+        a resume skips what failed/ records, so it would stop here again."""
+        records = f"{self.save / 'failed'}/iter_0_net_*.json"
+        first = " ".join(str(failed[0].get("error", "")).split()) if failed and isinstance(failed[0], dict) else ""
+        first = f"the first: {first}; " if first else ""
+        return (f"all {len(failed)} evaluations of the initial design failed ({first}see {records} and "
+                f"{self.save / 'log.txt'}); a resume re-evaluates nothing and would stop here again: fix the cause, "
+                f"delete {records} and run --resume {self.save} to evaluate them again (or start over in a new "
+                f"folder)")
 
     # ------------------------------------------------------------------ state from files
     def _read_stats(self, k: int) -> dict[str, Any]:
