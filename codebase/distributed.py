@@ -50,6 +50,29 @@ def launched_by_torchrun() -> bool:
     return _env_int("WORLD_SIZE", "1") > 1
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_launcher() -> None:
+    """A worker that torchrun started (on Linux): exit, through Python, when the launcher dies.
+
+    torchrun starts its workers in sessions of their own, so a launcher killed by SIGKILL (which it cannot pass on)
+    left them training and writing the run folder as orphans. The kernel now sends this process SIGTERM when its
+    parent (the launcher) dies, and SIGTERM raises SystemExit: `finally` blocks run and atomic_write removes its
+    temporary, so every file stays whole. No-op on other systems and outside torchrun."""
+    if not sys.platform.startswith("linux") or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    import ctypes
+
+    launcher = os.getppid()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return  # refused (a sandbox): the worker runs as before
+    if os.getppid() != launcher:  # the launcher died before the request took effect: no signal will come
+        _exit_on_sigterm(signal.SIGTERM, None)
+
+
 def check_timeout(timeout_s: float) -> None:
     """--dist_timeout: a positive number of seconds (inf or nan would fail deep inside torch)."""
     if not (math.isfinite(timeout_s) and 0 < timeout_s <= 1e9):
@@ -205,6 +228,7 @@ def init_from_env(device: str | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> R
     world_size, rank = _env_int("WORLD_SIZE", "1"), _env_int("RANK", "0")
     if not 0 <= rank < world_size:  # it would wait for the whole timeout for a group that has no place for it
         raise ValueError(f"environment variable RANK={rank} is not in 0..{world_size - 1} (WORLD_SIZE={world_size})")
+    die_with_launcher()
     backend = "gloo"
     if resolve_device(device).startswith("cuda"):
         local_rank = _env_int("LOCAL_RANK", "0")

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
 from codebase.checkpoints import check_compatible, load_weights
+from codebase.distributed import die_with_launcher
 from codebase.io import (
     check_output_folder,
     load_torch,
@@ -51,6 +52,7 @@ class Processes:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
+            die_with_launcher()  # a SIGKILLed torchrun left its workers training as orphans
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
 
     @property

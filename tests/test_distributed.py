@@ -148,6 +148,32 @@ def test_evaluate_safely_keeps_the_error_text():
     assert evaluate_safely(boom, {"r": 224}) == (None, "MemoryError: CUDA out of memory (simulated)")
 
 
+_PDEATHSIG_PROBE = """
+import ctypes, os, signal, sys
+from codebase import distributed
+real = os.getppid()
+answers = iter([real, 1 if sys.argv[1] == "died" else real])  # the launcher as seen before and after prctl
+os.getppid = lambda: next(answers)
+distributed.die_with_launcher()
+got = ctypes.c_int(-1)
+ctypes.CDLL(None).prctl(2, ctypes.byref(got), 0, 0, 0)  # PR_GET_PDEATHSIG
+print(got.value, signal.getsignal(signal.SIGTERM) is distributed._exit_on_sigterm)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+@pytest.mark.parametrize("torchrun, launcher, expected", [
+    (True, "alive", (0, "15 True")),  # SIGTERM when the launcher dies, and SIGTERM exits through Python
+    (True, "died", (128 + signal.SIGTERM, "")),  # it died before prctl took effect: no signal would ever come
+    (False, "alive", (0, "0 False")),  # not torchrun's worker (a plain run, msunas --n_gpus): left as it was
+])
+def test_a_torchrun_worker_is_bound_to_its_launcher(torchrun, launcher, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+    out = subprocess.run([sys.executable, "-c", _PDEATHSIG_PROBE, launcher], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60, env={**env, **({"TORCHELASTIC_RUN_ID": "x"} if torchrun else {})})
+    assert (out.returncode, out.stdout.strip()) == expected, out.stderr
+
+
 def test_torchrun_detection(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert not distributed.launched_by_torchrun() and distributed.init_from_env("cpu") is None

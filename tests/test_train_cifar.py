@@ -94,6 +94,67 @@ def test_two_process_resume_after_kill_equals_uninterrupted_run(setup, tmp_path)
     assert len(load_torch(tmp_path / "run" / "checkpoint.pth")["rng"]) == 2  # one state per rank
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:  # ended meanwhile
+            continue
+        if stat and int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its parent's wait is missing
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) and /proc are Linux's")
+def test_workers_end_with_a_sigkilled_torchrun(setup, tmp_path):
+    """torchrun starts its workers in sessions of their own: SIGKILLed (which it cannot pass on), it left them
+    training as orphans, writing into the run folder. Now each worker gets SIGTERM when its launcher dies and exits
+    through Python: every file whole, no temporary left."""
+    import signal
+    import time
+
+    _, common = setup
+    run = tmp_path / "run"
+    argv = [*common, "--epochs", "1000", "--save", run]
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                 str(ROOT / "train_cifar.py"), *map(str, argv)], cwd=ROOT,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pth").exists():  # training: an epoch is written
+            assert launcher.poll() is None and time.monotonic() < deadline, "torchrun ended or never trained"
+            time.sleep(0.1)
+        workers = _children(launcher.pid)
+        assert len(workers) == 2 and all(map(_running, workers))
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 15
+        while any(map(_running, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _running(w)], "workers outlived their launcher"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        for pid in workers:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not list(run.glob(".*.tmp"))  # nothing half-written
+    assert load_torch(run / "checkpoint.pth")["epoch"] >= 1
+
+
 def test_validation_and_evaluate_reproduce_the_logged_accuracy(setup, tmp_path, capsys):
     folder, common = setup
     run = tmp_path / "run"
