@@ -222,7 +222,36 @@ def load_torch(path: str | Path, map_location: str = "cpu") -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for corrupt/unsafe files
-        raise ValueError(f"{path}: cannot load weights ({_load_failure(e)})") from None
+        what = _not_a_checkpoint(path)  # else the unpickler's own failure on it: `KeyError: 101` for "hello world"
+        raise ValueError(f"{path}: cannot load weights ({what or _load_failure(e)})") from None
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """'not a PyTorch checkpoint: ...' for a file that cannot be one, neither a zip archive (torch.save) nor a pickle
+    (its legacy format) nor a tar file (its oldest); None when it might be one, or cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"\x80")) or head[257:262] == b"ustar":
+        return None
+    if not head:
+        return "not a PyTorch checkpoint: an empty file"
+    return f"not a PyTorch checkpoint: {'a text file' if _is_text(head) else 'neither a zip archive nor a pickle'}"
+
+
+def _is_text(head: bytes) -> bool:
+    """Whether a file's first bytes are UTF-8 text (the read may have cut its last character)."""
+    if b"\x00" in head:
+        return False
+    for cut in range(4):
+        try:
+            head[:len(head) - cut].decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            continue
+    return False
 
 
 def _load_failure(e: Exception) -> str:

@@ -98,14 +98,58 @@ def test_corrupt_and_unsafe_weight_files_are_named_for_what_they_are(export, tmp
     _, _, net, _, _ = export
     whole = save_torch(tmp_path / "whole.pth", {"state_dict": net.state_dict()}).read_bytes()
     (tmp_path / "truncated.pth").write_bytes(whole[: len(whole) // 2])
-    (tmp_path / "text.pth").write_text("not weights\n")
-    for name in ("truncated.pth", "text.pth"):
+    for name in ("truncated.pth",):  # a text file: test_a_file_that_is_no_checkpoint_is_named_so
         with pytest.raises(ValueError, match=f"{name}: cannot load weights \\(not a PyTorch weight file, or a corrupt"):
             load_weights(tmp_path / name)
     save_torch(tmp_path / "object.pth", {"state_dict": net.state_dict(), "where": pathlib.PurePosixPath("/x")})
     with pytest.raises(ValueError, match="object of type pathlib.PurePosixPath") as error:
         load_weights(tmp_path / "object.pth")
     assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"hello world\n", "a text file"),  # was: cannot load weights (KeyError: 101)
+    (b"epoch 3\n", "a text file"),  # was: (IndexError: pop from empty list)
+    (b"N.\n", "a text file"),  # was: (RuntimeError: Invalid magic number; corrupt file?)
+    (b"not weights\n", "a text file"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "neither a zip archive nor a pickle"),
+    (b"", "an empty file"),
+])
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, content, kind):
+    """Every loader (validation --pretrained, train_* --initial-checkpoint, --resume's checkpoint.pth) goes through
+    load_torch: its refusal says what the file is, where it reported the unpickler's KeyError or IndexError."""
+    from codebase.io import load_torch
+
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    expected = f"{path}: cannot load weights (not a PyTorch checkpoint: {kind})"
+    for load in (load_weights, load_torch):
+        with pytest.raises(ValueError) as error:
+            load(path)
+        assert str(error.value) == expected
+
+
+def test_validation_of_a_text_file_is_one_line_and_exit_2(export, tmp_path):
+    config, _, _, data, _ = export
+    (tmp_path / "weights.txt").write_text("hello world\n")
+    out = run("validation.py", "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained",
+              tmp_path / "weights.txt", "--img-size", "32", "-j", "0", check=False)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [f"error: {tmp_path / 'weights.txt'}: cannot load weights (not a PyTorch "
+                                       f"checkpoint: a text file)"]
+
+
+def test_genuine_load_failures_of_checkpoint_files_keep_their_own_message(export, tmp_path):
+    """Only files that cannot be a checkpoint (no zip archive, no pickle) are called so: a damaged checkpoint keeps
+    its message, and so does an error that is no format's (a folder)."""
+    _, _, net, _, _ = export
+    whole = save_torch(tmp_path / "whole.pth", {"state_dict": net.state_dict()}).read_bytes()
+    (tmp_path / "cut.pth").write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(ValueError, match="cut.pth: cannot load weights \\(not a PyTorch weight file, or a corrupt "
+                                         "or truncated one\\)$"):
+        load_weights(tmp_path / "cut.pth")
+    with pytest.raises(ValueError, match="a folder, not a weight file"):
+        load_weights(tmp_path)
 
 
 def _independent_top1(net, written, n_classes=10):
