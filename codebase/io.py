@@ -156,6 +156,8 @@ def check_output_file(path: str | Path, flag: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{flag} {path}: is a folder; give the file to write")
+    if path.is_symlink() and not path.exists():  # atomic_write would replace the link with a file
+        raise ValueError(f"{flag} {path}: is a broken symbolic link (to {os.readlink(path)})")
     check_output_folder(path.parent, f"{flag} {path}")
 
 

@@ -362,6 +362,27 @@ def test_bad_save_path_and_image_size_are_refused_before_the_evaluation(export, 
             resolve_image_size(size, "cifar10", config, weights)
 
 
+def test_save_to_a_broken_link_is_refused_and_the_link_kept(export, tmp_path, monkeypatch):
+    """--save LINK, a symbolic link to nothing: the results replaced the link with a file after the evaluation;
+    now one line naming the link and its target, before the evaluation, the link left as it was."""
+    config, weights, _, data, _ = export
+    import validation
+
+    monkeypatch.setattr(validation, "validate", lambda args: pytest.fail("evaluated before the check"))
+    link = tmp_path / "v.json"
+    link.symlink_to(tmp_path / "gone" / "v.json")
+    with pytest.raises(ValueError) as error:
+        run_inline(validation.main, "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained",
+                   weights, "-j", "0", "--save", link)
+    assert str(error.value) == f"--save {link}: is a broken symbolic link (to {tmp_path / 'gone' / 'v.json'})"
+    assert link.is_symlink() and not link.exists()
+    monkeypatch.undo()
+    out = run("validation.py", "--dataset", "cifar10", "--data", data, "--model", config, "--pretrained", weights,
+              "--img-size", "32", "-j", "0", "--save", link, check=False)
+    assert out.returncode == 2 and out.stderr.splitlines() == [f"error: {error.value}"]
+    assert link.is_symlink() and not link.exists()
+
+
 @pytest.mark.parametrize("extra, message", [
     (["-b", "0"], "--batch-size 0: must be >= 1"),  # was: DataLoader's `batch_size should be ...` after loading
     (["-j", "-1"], r"--workers -1: must be in \[0, 256\]"),
