@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,38 @@ SEARCH_KEYS = ("seed", "sec_obj", "n_doe", "iterations", "n_iter", "predictor")
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
+# the run folder's lock file: flock-ed by the process that runs it (the OS lets go when it ends), holds its pid
+LOCK_NAME = ".msunas.lock"
+
+
+class RunInUse(ValueError):
+    """Another process holds the run folder: said in one line, and nothing of that run is removed or written."""
+
+
+def lock_run(save: Path) -> int | None:
+    """An exclusive advisory lock on SAVE/.msunas.lock for as long as the returned descriptor is open (the whole
+    run): a second msunas on the same folder (two resumes, a resume beside the original) is a RunInUse error
+    instead of both writing the same files. A killed holder's lock goes with it, so its run resumes at once.
+    None (with a warning) where the file system cannot lock: the run goes on unguarded."""
+    import fcntl
+    import warnings
+
+    fd = os.open(save / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise RunInUse(f"{save}: in use by another msunas process (pid {holder if holder.isdigit() else 'unknown'}); "
+                       f"wait for it or kill it") from None
+    except OSError as e:  # no locks on this file system (some network ones): run, as before there was a lock
+        os.close(fd)
+        warnings.warn(f"{save / LOCK_NAME}: cannot lock ({e.strerror or e}); make sure no other msunas process "
+                      f"runs in {save}", stacklevel=2)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,14 +312,15 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
     check_output_folder(save, f"--save {save}")
 
 
-def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool) -> None:
-    """After a bad-input error: remove the empty log.txt (and the folder) this start created, so a refused
-    command leaves nothing behind; a log with content (a supernet was being trained) stays."""
+def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool, fresh_lock: bool = False) -> None:
+    """After a bad-input error: remove the empty log.txt, the lock file (and the folder) this start created, so a
+    refused command leaves nothing behind; a log with content (a supernet was being trained) stays."""
     from codebase.io import remove_new_paths
 
     log_file = save / "log.txt"
     empty_log = fresh_log and log_file.is_file() and log_file.stat().st_size == 0
-    remove_new_paths([save] * fresh_folder + [log_file] * empty_log, loggers=("msunas",))
+    lock = [save / LOCK_NAME] * (fresh_lock or fresh_folder)
+    remove_new_paths([save] * fresh_folder + [log_file] * empty_log + lock, loggers=("msunas",))
     logging.getLogger("msunas").handlers.clear()  # the console handler too: a next start sets up its own
 
 
@@ -323,19 +357,31 @@ def record_extension(save: Path, iterations: int, k: int) -> None:
 
 
 def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int:
-    """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file,
-    the other ranks evaluate their share of each iteration's candidates."""
+    """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file, holding
+    the run folder's lock, the other ranks evaluate their share of each iteration's candidates."""
+    held: list[int] = []  # the lock's descriptor: closed (the lock let go) when the run ends, however it ends
+    try:
+        return _search(args, save, ranks, held)
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
+def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held: list[int]) -> int:
     from codebase.evaluators import get_evaluator
     from codebase.io import remove_stale_temporaries, write_yaml
     from codebase.search.engine import MSuNAS, SearchSettings
     from codebase.search.objectives import measured_devices, parse_objectives
 
     fresh_folder, fresh_log = not save.exists(), not (save / "log.txt").exists()
+    fresh_lock = not (save / LOCK_NAME).exists()
     try:
         check_new_run(args, save)
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
             try:  # a read-only or foreign location is one line, not mkdir's (or the log's) traceback
                 save.mkdir(parents=True, exist_ok=True)
+                lock = lock_run(save)  # before anything is written: not even the log of a run in use elsewhere
+                held.extend([lock] if lock is not None else [])
                 setup_logging(save, args.quiet)
                 if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
                     remove_stale_temporaries(save)
@@ -350,16 +396,16 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
         error = None
     except Exception as e:
         if ranks is None:
-            if isinstance(e, ValueError):  # refused input leaves nothing behind
-                remove_empty_start(save, fresh_folder, fresh_log)
+            if isinstance(e, ValueError) and not isinstance(e, RunInUse):  # refused input leaves nothing behind
+                remove_empty_start(save, fresh_folder, fresh_log, fresh_lock)
             raise
         error = e  # told to the others: had this rank just exited, they would say "lost contact", not why
     if ranks is not None:
         try:
             ranks.agree(error)  # also a barrier: no rank checks the folder after rank 0 starts writing
         except BaseException:  # this rank's error or another's: nothing of the run was written
-            if ranks.rank == 0:
-                remove_empty_start(save, fresh_folder, fresh_log)
+            if ranks.rank == 0 and not isinstance(error, RunInUse):  # another process's run: not ours to tidy
+                remove_empty_start(save, fresh_folder, fresh_log, fresh_lock)
             raise
         if ranks.rank != 0:
             ranks.serve(evaluator.evaluate)

@@ -510,11 +510,11 @@ def test_a_damaged_run_file_that_is_still_json_is_one_line_naming_it(reference_r
     save = tmp_path / "run"
     shutil.copytree(reference_run, save)
     damage(save)
-    before = {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name != "log.txt"}
+    before = {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name not in ("log.txt", ".msunas.lock")}
     out = msunas("--resume", save, "--iterations", "4", check=False)  # with its progress bar
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.splitlines()[-1].startswith("error: ") and message in out.stderr.splitlines()[-1], out.stderr
-    assert {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name != "log.txt"} == before
+    assert {p: p.stat().st_mtime_ns for p in save.rglob("*") if p.name not in ("log.txt", ".msunas.lock")} == before
 
 
 class ToyEvaluator:
@@ -702,3 +702,37 @@ def test_an_initial_design_that_all_failed_says_how_to_go_on(reference_run, tmp_
     msunas("--resume", save, "--quiet")
     for k in range(4):  # the same search as one whose evaluations never failed
         assert load(save / f"iter_{k}.stats")["archive"] == load(reference_run / f"iter_{k}.stats")["archive"]
+
+
+def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
+    # two processes on one folder (two --resume, or a resume beside the original) both wrote its files
+    save = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "msunas.py"), "--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE),
+           "--save", str(save), *SMALL[:2], "--iterations", "200", *SMALL[4:]]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "NSGANETV2_PLOTS": "0"})
+    try:
+        deadline = time.time() + 120
+        while not (save / "iter_1.stats").exists() and time.time() < deadline:
+            time.sleep(0.005)
+        first.send_signal(signal.SIGSTOP)  # still holding the run: stopped in the middle of it
+        assert first.poll() is None and (save / "iter_1.stats").exists()
+        files = {p: p.stat().st_mtime_ns for p in save.rglob("*")}  # the lock file too: only looked at
+        for args in (["--resume", save], ["--resume", save, "--iterations", "300"]):
+            out = msunas(*args, check=False)
+            assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+                f"error: {save}: in use by another msunas process (pid {first.pid}); wait for it or kill it"], \
+                out.stderr
+        out = oracle_run(save, check=False)  # a new run there: told that a run is there
+        assert out.returncode == 2 and "already holds a run" in out.stderr
+        assert {p: p.stat().st_mtime_ns for p in save.rglob("*")} == files and (save / ".msunas.lock").is_file()
+    finally:
+        first.kill()
+        first.wait()
+    msunas("--resume", save, "--iterations", "3", "--quiet")  # killed: the OS let go of the lock at once
+    assert len(load(save / "iter_3.stats")["archive"]) == 12 + 3 * 4
+
+    # a start refused after taking the lock (here: no oracle file) still leaves nothing behind, lock file included
+    out = msunas("--evaluator", "ofa_oracle", "--oracle_path", tmp_path / "missing.pth", "--save",
+                 tmp_path / "refused", check=False)
+    assert out.returncode == 2 and "weight file not found" in out.stderr and not (tmp_path / "refused").exists()
