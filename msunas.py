@@ -12,8 +12,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from codebase.cli import (
     ArgumentsError,
@@ -359,12 +360,35 @@ def record_extension(save: Path, iterations: int, k: int) -> None:
 def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int:
     """Every process builds the evaluator; rank 0 (or the only process) searches and writes every file, holding
     the run folder's lock, the other ranks evaluate their share of each iteration's candidates."""
+    import warnings
+
     held: list[int] = []  # the lock's descriptor: closed (the lock let go) when the run ends, however it ends
+    shown = warnings.showwarning
+    warnings.showwarning = logged_warnings(shown)  # the engine's progress bar wraps this one in turn
     try:
         return _search(args, save, ranks, held)
     finally:
+        warnings.showwarning = shown
         for fd in held:
             os.close(fd)
+
+
+def logged_warnings(show: Callable[..., None]) -> Callable[..., None]:
+    """warnings.showwarning that also writes the warning (one line) to the run's log file, then shows it as
+    `show` does: a warning on the terminal was otherwise missing from log.txt. Only the log file's handler gets
+    it (with --quiet the console handler would say it twice); without a log (another rank) it is only shown."""
+    def show_and_log(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     *args: Any, **kwargs: Any) -> None:
+        logger = logging.getLogger("msunas")
+        files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+        if files:
+            record = logger.makeRecord(logger.name, logging.WARNING, filename, lineno,
+                                       " ".join(str(message).split()), None, None)
+            for handler in files:
+                handler.handle(record)
+        show(message, category, filename, lineno, *args, **kwargs)
+
+    return show_and_log
 
 
 def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held: list[int]) -> int:

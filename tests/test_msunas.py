@@ -736,3 +736,17 @@ def test_a_second_process_on_the_same_run_folder_is_refused(tmp_path):
     out = msunas("--evaluator", "ofa_oracle", "--oracle_path", tmp_path / "missing.pth", "--save",
                  tmp_path / "refused", check=False)
     assert out.returncode == 2 and "weight file not found" in out.stderr and not (tmp_path / "refused").exists()
+
+
+def test_warnings_go_to_the_log_too(tmp_path):
+    # a warning was printed on the terminal only: the run's log.txt had no trace of it
+    for quiet in ([], ["--quiet"]):
+        save = tmp_path / f"run{len(quiet)}"
+        out = msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", save, *SMALL[:-1],
+                     "--iterations", "1", "--ref_point", "0", "0", *quiet)
+        lines = [line for line in re.split(r"[\r\n]", out.stderr) if "warning" in line]
+        assert len(lines) == 1 and lines[0].startswith("warning: no architecture of the initial design"), out.stderr
+        logged = [line for line in (save / "log.txt").read_text().splitlines() if "no architecture" in line]
+        assert len(logged) == 1 and re.fullmatch(
+            r"\S+ \S+ WARNING no architecture of the initial design lies inside --ref_point 0\.0 0\.0: .*", logged[0])
+
