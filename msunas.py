@@ -150,11 +150,9 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         from codebase.evaluators import check_evaluator_flags
 
         given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
+        check_aliases(given)
         # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
         for alias, name in ALIASES:
-            if alias in given and name in given and given[alias] != given[name]:
-                raise ValueError(f"--{alias} {given[alias]} and --{name} {given[name]} name the same setting "
-                                 f"(--{alias} is NSGA-Net's name for --{name}); give one of them")
             if getattr(args, alias) is not None:
                 setattr(args, name, getattr(args, alias))
         args.evaluator = default_evaluator(args)
@@ -171,9 +169,12 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
     check_stored_types(parser, stored, run / "args.yaml")
     given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
+    check_aliases(given)
+    shown_as = {}  # a refusal names the flag as the user gave it (`--pop_size`, not the --n_doe it stands for)
     for alias, name in ALIASES:
         if alias in given:
             given[name] = given.pop(alias)
+            shown_as[name] = f"--{alias}"
     defaults = vars(parser.parse_args([]))
     merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
     check_resume_save(run, given)
@@ -185,7 +186,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise ValueError(f"--resume {run}: not a run folder (its args.yaml holds no {', '.join(missing)})")
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
     # paths compare as absolute ones (runs of earlier versions stored them relative)
-    changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"),
+    changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"), names=shown_as,
                                same=lambda k, a, b: absolute_paths({k: a}) == absolute_paths({k: b}))
     if changed:
         raise ValueError(f"--resume {run} continues with the settings in its args.yaml; drop {', '.join(changed)}; "
@@ -193,6 +194,14 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key in given.keys() & set(RESUMABLE):
         merged[key] = given[key]
     return argparse.Namespace(**merged)
+
+
+def check_aliases(given: dict[str, object]) -> None:
+    """NSGA-Net's name and MSuNAS's for one setting, both on the command line with different values: refused."""
+    for alias, name in ALIASES:
+        if alias in given and name in given and given[alias] != given[name]:
+            raise ValueError(f"--{alias} {given[alias]} and --{name} {given[name]} name the same setting "
+                             f"(--{alias} is NSGA-Net's name for --{name}); give one of them")
 
 
 PATH_FLAGS = ("oracle_path", "supernet_path", "data")

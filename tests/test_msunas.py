@@ -750,3 +750,17 @@ def test_warnings_go_to_the_log_too(tmp_path):
         assert len(logged) == 1 and re.fullmatch(
             r"\S+ \S+ WARNING no architecture of the initial design lies inside --ref_point 0\.0 0\.0: .*", logged[0])
 
+
+
+@pytest.mark.parametrize("alias, value, name", [("--pop_size", 50, "n_doe"), ("--n_offspring", 9, "n_iter")])
+def test_a_refused_nsganet_flag_on_resume_is_named_as_given(reference_run, alias, value, name):
+    # `--resume DIR --pop_size 50` said "drop --n_doe 50", a flag the user never gave
+    out = msunas("--resume", reference_run, alias, value, check=False)
+    stored = {"n_doe": 12, "n_iter": 4}[name]
+    assert out.returncode == 2 and f"drop {alias} {value} (the run has {stored});" in out.stderr, out.stderr
+    assert f"--{name}" not in out.stderr.split(";")[0]
+    # both names of one setting with different values: refused on a resume as on a new run (--n_gens silently won)
+    import msunas as script
+
+    with pytest.raises(ValueError, match=re.escape("--n_gens 5 and --iterations 6 name the same setting")):
+        script.resolve_args(["--resume", str(reference_run), "--n_gens", "5", "--iterations", "6"])
