@@ -85,6 +85,13 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
     if args.config and (args.n_classes is not None or args.width_mult is not None or args.dataset is not None):
         raise ValueError("--profile --config: the config fixes the head and the widths; drop --n_classes, "
                          "--dataset and --width")
+    if args.data is not None and args.dataset is None:  # a forgotten --dataset would count another head silently
+        raise ValueError(f"--data {args.data}: name its data set with --dataset (--profile reads --data only for "
+                         f"the class count of a --dataset folder)")
+    if args.dataset == "digits" and args.data is not None:
+        from codebase.data import get_dataset
+
+        get_dataset("digits", args.data, "train")  # refuses the folder in one line
     if args.n_classes is None and args.dataset is not None:  # the head of that task, as a search counts it
         from codebase.finetune import n_classes_of
 

@@ -384,3 +384,17 @@ def test_evaluator_outputs_under_a_file_are_refused_before_anything_is_loaded(tm
     for extra in (["--save", str(tmp_path / "file" / "net.stats")], ["--save_config", str(tmp_path / "file" / "x")]):
         with pytest.raises(ValueError, match="file is a file, not a folder"):
             cli.evaluate(cli.build_parser().parse_args([*base, *extra]))
+
+
+def test_profile_refuses_data_it_would_not_read(folder_data, tmp_path):
+    import evaluator as cli
+
+    (tmp_path / "net.subnet").write_text(json.dumps(SMALL))
+    base = ["--profile", "--subnet", str(tmp_path / "net.subnet")]
+    # was: --data without --dataset (or with the built-in digits) silently counted another head (1000 or 10 classes)
+    with pytest.raises(ValueError, match=f"--data {folder_data}: name its data set with --dataset"):
+        cli.profile(cli.build_parser().parse_args([*base, "--data", str(folder_data)]))
+    with pytest.raises(ValueError, match="the data set is digits, scikit-learn's built-in one, which reads no folder"):
+        cli.profile(cli.build_parser().parse_args([*base, "--dataset", "digits", "--data", str(folder_data)]))
+    three = cli.profile(cli.build_parser().parse_args([*base, "--dataset", "folder", "--data", str(folder_data)]))
+    assert three == cli.profile(cli.build_parser().parse_args([*base, "--n_classes", "3"]))
