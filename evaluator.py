@@ -171,6 +171,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         check_output_file(args.save, "--save")
     if args.save_config:
         check_output_folder(args.save_config, f"--save_config {args.save_config}")
+        for name in ("net.config", "net.inherited", "net.subnet", "net.stats"):  # a folder there: not half-exported
+            check_output_file(Path(args.save_config) / name, f"--save_config {args.save_config}:")
     args.dataset = args.dataset or "digits"
     subnet = load_subnet(args.subnet)
     _check_img_size(args.img_size)

@@ -398,3 +398,25 @@ def test_profile_refuses_data_it_would_not_read(folder_data, tmp_path):
         cli.profile(cli.build_parser().parse_args([*base, "--dataset", "digits", "--data", str(folder_data)]))
     three = cli.profile(cli.build_parser().parse_args([*base, "--dataset", "folder", "--data", str(folder_data)]))
     assert three == cli.profile(cli.build_parser().parse_args([*base, "--n_classes", "3"]))
+
+
+@pytest.mark.parametrize("name", ["net.config", "net.inherited", "net.subnet", "net.stats"])
+def test_save_config_with_a_folder_in_place_of_an_export_file_is_refused_first(folder_data, task_checkpoint,
+                                                                               tmp_path, monkeypatch, name):
+    import evaluator as cli
+
+    (tmp_path / "net.subnet").write_text(json.dumps(SMALL))
+    export = tmp_path / "export"
+    (export / name).mkdir(parents=True)
+
+    def no_evaluation(*_, **__):
+        raise AssertionError("evaluated before refusing")
+
+    monkeypatch.setattr(SupernetEvaluator, "evaluate", no_evaluation)
+    # was: IsADirectoryError traceback after the evaluation, with net.config already written beside the folder
+    with pytest.raises(ValueError, match=f"--save_config {export}: .*{name}: is a folder"):
+        cli.evaluate(cli.build_parser().parse_args(
+            ["--subnet", str(tmp_path / "net.subnet"), "--dataset", "folder", "--data", str(folder_data),
+             "--supernet_path", str(task_checkpoint), "--vld_size", "6", "--bn_size", "12", "--device", "cpu",
+             "--resolutions", "32", "--save_config", str(export)]))
+    assert sorted(p.name for p in export.iterdir()) == [name]
