@@ -556,3 +556,32 @@ def test_prepared_class_folders_take_precedence_over_a_release(tmp_path):
     RELEASE_WRITERS["dtd"](tmp_path)
     write_dataset("dtd", tmp_path)
     assert get_dataset("dtd", tmp_path, "train").root == str(tmp_path / "train")
+
+
+@pytest.mark.parametrize("labels", [[2.5, 1.0], "ab", {0: 1, 1: 2}, [[1], [2]], [True, False], [None, 1]])
+def test_cifar_labels_that_are_not_integers_are_one_line_naming_the_file(tmp_path, labels):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=2))
+    # was: 2.5 read silently as class 2, or a TypeError traceback / a numpy message naming no file
+    assert f"{batch}: 'labels' is not a list of integer class indices" in one_line_error("cifar10", tmp_path, "test")
+
+
+@pytest.mark.parametrize("names", [7, [1] * 10, None, "c" * 10, np.zeros(10)])
+def test_cifar_class_names_that_are_not_a_list_of_names_are_one_line(tmp_path, names):
+    write_cifar10(tmp_path)
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({"label_names": names}, protocol=2))
+    # was: a TypeError traceback ('int' object is not iterable), numpy's "truth value of an array is ambiguous",
+    # or ten one-letter names
+    assert f"{meta}: 'label_names' does not list 10 class names" in one_line_error("cifar10", tmp_path, "test")
+    meta.write_bytes(pickle.dumps({"label_names": np.array([f"c{i}" for i in range(10)])}, protocol=2))
+    assert get_dataset("cifar10", tmp_path, "test").classes == [f"c{i}" for i in range(10)]
+
+
+def test_cifar_integer_labels_of_any_integer_type_are_read(tmp_path):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    for labels in (np.array([3, 9], np.uint8), (3, 9), np.array([3.0, 9.0]), [3.0, 9]):
+        batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=2))
+        assert get_dataset("cifar10", tmp_path, "test").targets == [3, 9]

@@ -68,6 +68,33 @@ def load_cifar_pickle(path: Path) -> dict:
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
+def _integer_labels(value: object) -> np.ndarray | None:
+    """A batch's labels as int64 (N,), or None unless they are a flat sequence of integers (integral floats,
+    as numpy float arrays hold them, count as integers; 2.5, True, None, strings and nested lists do not)."""
+    if value is None or isinstance(value, (str, bytes, dict)):
+        return None
+    try:
+        labels = np.asarray(value)
+    except Exception:  # ragged nesting
+        return None
+    if labels.ndim != 1:
+        return None
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels == np.round(labels)).all():
+        return labels.astype(np.int64)
+    return None
+
+
+def _class_names(value: object) -> list | None:
+    """The class names of a meta file (a list, tuple or 1-D array of str or bytes), or None when they are not."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(c, (str, bytes)) for c in value):
+        return None
+    return list(value)
+
+
 class CifarPickleDataset(VisionDataset):
     """CIFAR-10/100 from torchvision's python-pickle folder (the files the official archive holds).
 
@@ -97,18 +124,22 @@ class CifarPickleDataset(VisionDataset):
             if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
                     or data.shape[1] != 3 * 32 * 32:
                 raise fail(f"{base / file}: 'data' is not a uint8 array (N, 3072)")
-            if targets is None or len(targets) != len(data):
+            if targets is None:
                 raise fail(f"{base / file}: '{label_key}' missing or not one per image")
-            targets = np.asarray(targets, dtype=np.int64)
+            targets = _integer_labels(targets)
+            if targets is None:  # a float would be truncated to another class, silently
+                raise fail(f"{base / file}: '{label_key}' is not a list of integer class indices")
+            if len(targets) != len(data):
+                raise fail(f"{base / file}: '{label_key}' missing or not one per image")
             if targets.size and (targets.min() < 0 or targets.max() >= n_classes):
                 raise fail(f"{base / file}: labels outside 0..{n_classes - 1}")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # rows are channel-planar
             labels.append(targets)
         self.data = np.ascontiguousarray(np.concatenate(images))
         self.targets = np.concatenate(labels).tolist()
-        names = self._read(fail, base / meta_file).get(names_key) or []
-        self.classes = [c.decode("latin1") if isinstance(c, bytes) else c for c in names]
-        if len(self.classes) != n_classes:
+        names = _class_names(self._read(fail, base / meta_file).get(names_key))
+        self.classes = [c.decode("latin1") if isinstance(c, bytes) else c for c in names or []]
+        if names is None or len(self.classes) != n_classes:
             raise fail(f"{base / meta_file}: '{names_key}' does not list {n_classes} class names")
 
     @staticmethod
