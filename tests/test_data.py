@@ -585,3 +585,13 @@ def test_cifar_integer_labels_of_any_integer_type_are_read(tmp_path):
     for labels in (np.array([3, 9], np.uint8), (3, 9), np.array([3.0, 9.0]), [3.0, 9]):
         batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=2))
         assert get_dataset("cifar10", tmp_path, "test").targets == [3, 9]
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_cifar_labels_held_as_numpy_integers_are_read(tmp_path, protocol):
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    labels = list(np.array([3, 9], np.int64))  # a batch written from a numpy label array: numpy scalars
+    batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=protocol))
+    # was: "not a CIFAR batch file (UnpicklingError: refusing to load global numpy._core.multiarray.scalar)"
+    assert get_dataset("cifar10", tmp_path, "test").targets == [3, 9]

@@ -19,10 +19,10 @@ from torchvision.datasets import STL10, ImageFolder, VisionDataset
 from torchvision.datasets.folder import is_image_file
 
 try:
-    from numpy._core.multiarray import _reconstruct
+    from numpy._core.multiarray import _reconstruct, scalar
     from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct, scalar
     from numpy.core.numeric import _frombuffer
 
 
@@ -39,7 +39,8 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
     The CIFAR python batches are pickles (Python 2, protocol 2); the globals they need are numpy's
     array reconstructor, ndarray, dtype, and _codecs.encode (bytes pickled by Python 3 at protocol 2).
     A batch re-saved by Python 3 at protocol 5 (pickle's default since 3.8 for `protocol=-1`) rebuilds
-    its arrays with numpy's _frombuffer instead.
+    its arrays with numpy's _frombuffer instead; numpy scalars (labels written as list(array)) are a dtype and
+    its bytes.
     """
 
     _ALLOWED = {
@@ -47,6 +48,9 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy.core.numeric", "_frombuffer"): _frombuffer,
         ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        # numpy scalars (a label list written as list(label_array)): a dtype and its raw bytes
+        ("numpy.core.multiarray", "scalar"): scalar,
+        ("numpy._core.multiarray", "scalar"): scalar,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): codecs.encode,
