@@ -595,3 +595,15 @@ def test_cifar_labels_held_as_numpy_integers_are_read(tmp_path, protocol):
     batch.write_bytes(pickle.dumps({"data": np.zeros((2, 3072), np.uint8), "labels": labels}, protocol=protocol))
     # was: "not a CIFAR batch file (UnpicklingError: refusing to load global numpy._core.multiarray.scalar)"
     assert get_dataset("cifar10", tmp_path, "test").targets == [3, 9]
+
+
+def test_an_image_over_pils_decompression_bomb_limit_is_one_line_naming_it(tmp_path, monkeypatch):
+    write_image_folder(tmp_path, ["train"], ["a", "b"])
+    path = tmp_path / "train" / "a" / "0.png"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 20 x 24 = 480 pixels: over twice the limit, as a huge photo
+    ds = get_dataset("folder", tmp_path, "train")
+    # was: PIL's DecompressionBombError traceback naming no file
+    with pytest.raises(ValueError, match=r"0.png: over PIL's limit against decompression bombs \(Image size \(480 "
+                                         r"pixels\) exceeds limit of 200 pixels.*\); downscale it") as error:
+        ds[[p for p, _ in ds.samples].index(str(path))]
+    assert "\n" not in str(error.value)

@@ -307,6 +307,9 @@ def read_rgb_image(path: str) -> Image.Image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
+    except Image.DecompressionBombError as e:  # not an OSError: it was a traceback naming no file
+        raise ValueError(f"{path}: over PIL's limit against decompression bombs ({' '.join(str(e).split())}); "
+                         f"downscale it") from None
 
 
 #: PIL modes of 16-bit grey images (PNG/TIFF; older Pillow opens 16-bit PNGs as 32-bit "I")
