@@ -10,7 +10,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from search_space.ofa import MAX_DEPTH, N_STAGES
+from search_space.ofa import MAX_DEPTH, N_STAGES, compact_subnet
 
 
 def build_supernet(
@@ -37,8 +37,10 @@ def build_supernet(
 def padded_layers(subnet: dict[str, Any]) -> tuple[list[int], list[int]]:
     """Compact ks/e lists (one per active layer) to the supernet's 20 layer slots.
 
-    Inactive slots get the stage's last active value; the supernet ignores them.
+    Inactive slots get the stage's last active value; the supernet ignores them. A subnet already in the
+    20-entry padded form is read as such (search_space.ofa.compact_subnet), never as a compact one.
     """
+    subnet = compact_subnet({**subnet, "r": 1})  # the layers only: callers may leave out the resolution
     ks, e, out_ks, out_e, i = subnet["ks"], subnet["e"], [], [], 0
     for s in range(N_STAGES):
         d = subnet["d"][s]
@@ -52,7 +54,7 @@ def padded_layers(subnet: dict[str, Any]) -> tuple[list[int], list[int]]:
 
 def set_active_subnet(supernet: nn.Module, subnet: dict[str, Any]) -> None:
     ks, e = padded_layers(subnet)
-    supernet.set_active_subnet(ks=ks, e=e, d=list(subnet["d"]))
+    supernet.set_active_subnet(ks=ks, e=e, d=[int(d) for d in subnet["d"]])
 
 
 def extract_subnet(supernet: nn.Module, subnet: dict[str, Any], preserve_weight: bool = True) -> nn.Module:

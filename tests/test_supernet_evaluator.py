@@ -420,3 +420,24 @@ def test_save_config_with_a_folder_in_place_of_an_export_file_is_refused_first(f
              "--supernet_path", str(task_checkpoint), "--vld_size", "6", "--bn_size", "12", "--device", "cpu",
              "--resolutions", "32", "--save_config", str(export)]))
     assert sorted(p.name for p in export.iterdir()) == [name]
+
+
+def test_extract_subnet_reads_the_padded_form_as_the_compact_one():
+    from codebase.supernet import padded_layers
+
+    # DESIGN: readers accept the 20-entry padded form (4 slots per stage, the first d of them active)
+    compact = MIXED
+    slots_ks, slots_e, i = [], [], 0
+    for d in compact["d"]:
+        slots_ks += compact["ks"][i:i + d] + [3] * (4 - d)
+        slots_e += compact["e"][i:i + d] + [3] * (4 - d)
+        i += d
+    padded = {**compact, "ks": slots_ks, "e": slots_e}
+    # was: the padded lists read as compact ones, so most layers got another layer's kernel and expand ratio
+    assert padded_layers(padded) == padded_layers(compact)
+    supernet = build_supernet(1.0, 3)
+    assert extract_subnet(supernet, padded).config == extract_subnet(supernet, compact).config
+    with pytest.raises(ValueError, match="subnet field 'ks': expected sum\\(d\\) = 12 entries"):
+        padded_layers({**compact, "ks": compact["ks"][:-1]})  # was: an IndexError
+    largest = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}  # no resolution: finetune_imagenet's teacher
+    assert padded_layers(largest) == ([7] * 20, [6] * 20)
