@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--resolutions", type=int, nargs="+",
                     help="resolutions of the space (default: the data set's, plus the subnet's r)")
     ev.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the validation split and calibration subset")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of fine-tuning (--n_epochs); the validation split and the BN calibration subset "
+                         "are the same for every seed")
     ev.add_argument("--n_epochs", type=int, default=0, help="fine-tuning epochs before scoring")
     ev.add_argument("--bn_size", type=int, default=2000, help="training images for batch-norm recalibration")
     ev.add_argument("--test", action="store_true", help="score on the test set")

@@ -248,6 +248,8 @@ def load_subnet(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise ValueError(f"{path}: cannot read subnet file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a JSON subnet file (not UTF-8 text)") from None
     try:
         subnet = json.loads(text)
     except json.JSONDecodeError as e:

@@ -400,6 +400,9 @@ def test_malformed_stl10_folders(tmp_path):
     assert "5 labels for 2 images" in one_line_error("stl10", tmp_path)
     (base / "train_y.bin").write_bytes(bytes([0, 3]))
     assert "labels outside 1..10" in one_line_error("stl10", tmp_path)
+    (base / "train_y.bin").write_bytes(bytes([1, 3]))
+    (base / "class_names.txt").write_text("cat\ndog\n")  # labels 1..10 would index past two names
+    assert "class_names.txt: 2 class names, STL-10 has 10" in one_line_error("stl10", tmp_path)
 
 
 def test_malformed_image_folders(tmp_path):

@@ -135,6 +135,9 @@ def test_malformed_subnet_file(tmp_path):
         load_subnet(tmp_path / "bad.subnet")
     with pytest.raises(ValueError, match="cannot read"):
         load_subnet(tmp_path / "missing.subnet")
+    (tmp_path / "net.pth").write_bytes(b"PK\x03\x04\xff\xfe binary")  # a weight file given as --subnet
+    with pytest.raises(ValueError, match=r"net.pth: not a JSON subnet file \(not UTF-8 text\)"):
+        load_subnet(tmp_path / "net.pth")
 
 
 def _evaluator(*args):

@@ -183,6 +183,9 @@ class STL10Binary(STL10):
         self.targets = self.labels.astype(np.int64).tolist()
         if not getattr(self, "classes", None):
             self.classes = [str(i) for i in range(10)]
+        elif len(self.classes) != 10:  # the labels run 1..10: another count names the classes wrongly
+            raise data_error(name, layout, root, f"{Path(self.root) / self.base_folder / 'class_names.txt'}: "
+                             f"{len(self.classes)} class names, STL-10 has 10")
 
     def _check_integrity(self) -> bool:
         root = Path(self.root)
