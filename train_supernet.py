@@ -26,6 +26,7 @@ from codebase.cli import (
     changed_settings,
     check_ranges,
     check_resume_save,
+    check_stored_types,
     flags_given,
     run_main,
     stored_arguments,
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:
         save = Path(args.resume)
-        stored = stored_arguments(save, f"--resume {save}: not a train_supernet.py folder (no args.yaml)")
+        # keys every train_supernet args.yaml holds: a search's folder (msunas trains into SAVE/supernet/, so
+        # `--resume SAVE` is an easy slip) was read as supernet settings and trained into the search's folder
+        stored = stored_arguments(save, f"--resume {save}: not a train_supernet.py folder (no args.yaml)",
+                                  keys=("epochs", "lr", "n_random", "kd_ratio", "grad_clip"))
+        check_stored_types(parser, stored, save / "args.yaml")  # a hand edit: was a TypeError traceback
         given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
         check_resume_save(save, given)
         # a resume continues the stored run; silently dropping e.g. --epochs 40 would surprise

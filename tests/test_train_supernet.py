@@ -437,3 +437,24 @@ def test_relative_data_and_init_are_stored_absolute_so_a_resume_works_from_any_f
     # a --data given on resume (the data moved) is stored absolute too
     assert script.main(["--resume", "../start/s", "--data", os.path.relpath(folder_data), "--quiet"]) == 0
     assert read_yaml(start / "s" / "args.yaml")["data"] == str(folder_data.resolve())
+
+
+@pytest.mark.parametrize("edit, message", [
+    # a search's folder (msunas trains its supernet into SAVE/supernet/, so `--resume SAVE` is an easy slip): its
+    # args.yaml was read as supernet settings, ending in a TypeError traceback (epochs: null) or a misleading
+    # 'imagenet: no data folder given', and with an `epochs` of its own it trained into the search's folder
+    ({"evaluator": "supernet", "n_doe": 100, "epochs": None, "lr": None, "n_random": None, "kd_ratio": None},
+     r"not a train_supernet.py folder \(its args.yaml lacks"),
+    ({"epochs": "20"}, r"args.yaml: corrupt \(epochs: '20' is not an integer\)"),  # a hand edit: was a TypeError
+])
+def test_resume_of_a_folder_that_is_no_supernet_run_is_one_line_and_touches_nothing(tmp_path, edit, message):
+    import train_supernet as script
+    from codebase.io import write_yaml
+
+    run = tmp_path / "run"
+    stored = {**SupernetTrainConfig(dataset="digits").resolved().to_dict(), **edit}
+    write_yaml(run / "args.yaml", {k: v for k, v in stored.items() if v is not None or k not in edit})
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ValueError, match=message):
+        script.main(["--resume", str(run), "--device", "cpu", "--quiet"])
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # no log.txt, no checkpoint
