@@ -112,12 +112,17 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--save {save}: cannot create the folder ({e.strerror or type(e).__name__})") from None
     if args.resume:  # the temporary files of writes a kill cut short
         remove_stale_temporaries(save)
-    if not args.resume or args.data is not None:
-        write_yaml(save / "args.yaml", config.to_dict())
+
+    def store_settings() -> None:
+        # once the folder's checkpoint accepted them: a resume with a --data of other images, refused, rewrote
+        # args.yaml, so that a plain --resume then failed too
+        if not args.resume or args.data is not None:
+            write_yaml(save / "args.yaml", config.to_dict())
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
     try:
         path = train_supernet(config, save, device=args.device, progress=not args.quiet,
-                              num_workers=args.num_workers)
+                              num_workers=args.num_workers, on_accepted=store_settings)
     except ValueError:
         if not (save / CHECKPOINT).exists():  # refused before a first epoch (a bad --init): leave nothing behind
             remove_new_paths(new)  # basicConfig's log.txt among them

@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,12 +285,15 @@ def build_training_supernet(config: SupernetTrainConfig) -> torch.nn.Module:
 
 
 def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str | None = None,
-                   progress: bool = True, num_workers: int = 0, max_epochs: int | None = None) -> Path:
+                   progress: bool = True, num_workers: int = 0, max_epochs: int | None = None,
+                   on_accepted: Callable[[], None] | None = None) -> Path:
     """Train (or resume training) a supernet into folder/checkpoint.pth; returns that path.
 
     A complete checkpoint with the same configuration is reused as is; an unfinished one resumes from
     its last epoch; one with another configuration is an error (choose another folder).
     max_epochs: stop after that many epochs in this call (time-boxing; the checkpoint stays resumable).
+    on_accepted: called once the folder's checkpoint (if any) has been checked against `config` and its
+    training images, before anything is trained or reused (train_supernet.py writes args.yaml there).
     """
     from codebase.training import sgd_cosine
 
@@ -320,6 +323,9 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
             raise ValueError(f"{path} held out validation images drawn with seed {split_seed_of(ckpt)} (an earlier "
                              f"version); the hold-out is now fixed (seed {VALID_SEED}), so it trained on some of "
                              f"them: delete it or train into another folder")
+    if on_accepted is not None:
+        on_accepted()
+    if ckpt is not None:
         if checkpoint_complete(ckpt):
             log.info("supernet: reusing %s (%d epochs)", path, ckpt["epoch"])
             return path

@@ -458,3 +458,22 @@ def test_resume_of_a_folder_that_is_no_supernet_run_is_one_line_and_touches_noth
     with pytest.raises(ValueError, match=message):
         script.main(["--resume", str(run), "--device", "cpu", "--quiet"])
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # no log.txt, no checkpoint
+
+
+def test_a_resume_refused_for_other_training_images_leaves_args_yaml_as_it_was(folder_data, tmp_path):
+    """`--resume DIR --data OTHER`, OTHER holding other images, was refused after args.yaml had been rewritten with
+    OTHER: a plain `--resume DIR` then failed the same way until the user found the stored path."""
+    import train_supernet as script
+    from codebase.io import read_yaml
+
+    save, other = tmp_path / "s", tmp_path / "other"
+    write_image_folder(other, ["train", "test"], ["a", "b", "c"], per_class=7, size=(36, 40), seed=8)
+    assert script.main(["--dataset", "folder", "--data", str(folder_data), "--resolutions", "24", "--vld_size", "6",
+                        "--batch_size", "6", "--epochs", "1", "--n_random", "0", "--save", str(save),
+                        "--device", "cpu", "--quiet"]) == 0
+    before = (save / "args.yaml").read_bytes()
+    with pytest.raises(ValueError, match="the training images changed"):
+        script.main(["--resume", str(save), "--data", str(other), "--device", "cpu", "--quiet"])
+    assert (save / "args.yaml").read_bytes() == before
+    assert script.main(["--resume", str(save), "--device", "cpu", "--quiet"]) == 0  # was: refused again
+    assert read_yaml(save / "args.yaml")["data"] == str(folder_data)
