@@ -143,3 +143,26 @@ def test_an_even_kernel_or_a_huge_resolution_is_refused_before_anything_is_writt
     with pytest.raises(ValueError, match="resolution 99999: expected an input resolution in 1..1024 pixels"):
         build_tables(tmp_path / "r", [R, 99999], repeats=1, warmup=0, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_killed_mid_write_resumes_and_removes_the_temporary_it_left(tmp_path):
+    """A SIGKILL during a table's atomic write left `.R_lookup_table.yaml.XXXXXXXX.tmp` beside the table for good
+    (a re-run resumed but never removed it; each kill added one, as large as the table)."""
+    import os
+    import subprocess
+    import sys
+
+    save = tmp_path / "lut"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NSGANETV2_TEST_KILL_DURING_WRITE": "_lookup_table.yaml:5"}
+    command = [sys.executable, str(SCRIPT), "--save", str(save), *FAST, "--kernel_sizes", "3", "--expand_ratios", "3"]
+    killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (stale,) = save.glob(f".{R}_lookup_table.yaml.*.tmp")
+    assert len(yaml.safe_load((save / f"{R}_lookup_table.yaml").read_text())) == 4  # every finished entry kept
+    (save / ".notes.tmp").write_text("mine")  # not a temporary of the build's
+    env.pop("NSGANETV2_TEST_KILL_DURING_WRITE")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not stale.exists() and (save / ".notes.tmp").read_text() == "mine"
+    expected = {ofa_key(layer) for layer in layer_configurations(R, 1.0, (3,), (3,))}
+    assert set(_entries(save)) == expected

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from codebase.io import check_output_folder, read_yaml, write_yaml
+from codebase.io import check_output_folder, read_yaml, temporaries_of, write_yaml
 from codebase.latency.layers import Layer, input_shape, layer_configurations
 from codebase.latency.measure import resolve_device, time_forward
 from codebase.latency.table import KNOWN_WIDTHS, ofa_key
@@ -138,6 +138,12 @@ def build_tables(
         "repeats": repeats, "warmup": warmup, "torch": torch.__version__,
     }
     write_yaml(save / "args.yaml", _check_resume(save, settings))
+    # what atomic writes a kill cut short left (`.NAME.XXXXXXXX.tmp`; was: kept for good, one per kill); only
+    # the build's own files: --save may be a folder of the user's
+    names = ["args.yaml", *(path.name for path in save.glob("*_lookup_table.yaml"))]
+    for name in names + [table_path(save, r).name for r in resolutions]:
+        for stale in temporaries_of(save, name):
+            stale.unlink(missing_ok=True)
 
     tables, todo, n_layers = {}, [], 0
     for r in sorted(set(resolutions)):
