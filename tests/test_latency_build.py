@@ -166,3 +166,22 @@ def test_a_build_killed_mid_write_resumes_and_removes_the_temporary_it_left(tmp_
     assert not stale.exists() and (save / ".notes.tmp").read_text() == "mine"
     expected = {ofa_key(layer) for layer in layer_configurations(R, 1.0, (3,), (3,))}
     assert set(_entries(save)) == expected
+
+
+@pytest.mark.parametrize("other", [
+    # a train_supernet.py folder: its args.yaml was replaced by the build's settings (the supernet's lost), so its
+    # --resume no longer worked
+    {"dataset": "digits", "epochs": 20, "batch_size": 1, "lr": 0.05, "seed": 0},
+    # a search's folder: refused, but as "holds tables measured with device=None, not 'cpu'"
+    {"save": "runs/x", "sec_obj": "flops", "n_doe": 100, "device": None, "seed": 0},
+])
+def test_save_holding_another_tools_args_yaml_is_refused_and_left_alone(tmp_path, capsys, other):
+    save = tmp_path / "run"
+    save.mkdir()
+    (save / "args.yaml").write_text(yaml.safe_dump(other, sort_keys=False))
+    before = (save / "args.yaml").read_bytes()
+    assert _script().main(["--save", str(save), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --save {save}: not a build_latency_lut.py folder (its args.yaml lacks ") and \
+        err.count("\n") == 1, err
+    assert (save / "args.yaml").read_bytes() == before and sorted(p.name for p in save.iterdir()) == ["args.yaml"]

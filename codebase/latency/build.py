@@ -81,8 +81,12 @@ def _check_resume(save: Path, settings: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(old, dict):
         raise ValueError(f"{args_path}: corrupt (expected the settings of a build as a mapping); "
                          "use another --save folder")
+    lacking = [name for name in MEASUREMENT_SETTINGS if name not in old]  # every build wrote them all
+    if lacking:  # another tool's run (a search, a supernet): its args.yaml was replaced by the build's settings
+        raise ValueError(f"--save {save}: not a build_latency_lut.py folder (its args.yaml lacks "
+                         f"{', '.join(lacking)}: another tool's run?); use another --save folder")
     for name in MEASUREMENT_SETTINGS:
-        if name in old and old[name] != settings[name]:
+        if old[name] != settings[name]:
             raise ValueError(
                 f"{save} holds tables measured with {name}={old[name]!r}, not {settings[name]!r}; "
                 "use another --save folder"
