@@ -35,6 +35,8 @@ from codebase.io import check_output_folder, remove_new_paths, remove_stale_temp
 
 # what --resume DIR may change: where the data are and how the training runs
 RESUME_FREE = ("data", "device", "num_workers", "quiet", "save", "resume")
+# keys every train_supernet args.yaml holds: one without them is another tool's (a search's)
+STORED_KEYS = ("epochs", "lr", "n_random", "kd_ratio", "grad_clip")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         # keys every train_supernet args.yaml holds: a search's folder (msunas trains into SAVE/supernet/, so
         # `--resume SAVE` is an easy slip) was read as supernet settings and trained into the search's folder
         stored = stored_arguments(save, f"--resume {save}: not a train_supernet.py folder (no args.yaml)",
-                                  keys=("epochs", "lr", "n_random", "kd_ratio", "grad_clip"))
+                                  keys=STORED_KEYS)
         check_stored_types(parser, stored, save / "args.yaml")  # a hand edit: was a TypeError traceback
         given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
         check_resume_save(save, given)
@@ -100,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         check_output_folder(save, f"--save {save}")  # before the data are read
         if (save / CHECKPOINT).exists():
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
+        if (save / "args.yaml").is_file():  # a search's folder: its args.yaml was replaced, its log written into
+            stored_arguments(save, f"--save {save}: not a train_supernet.py folder", keys=STORED_KEYS)
         # absolute in args.yaml (as msunas, train_cifar and train_imagenet store theirs): a relative --data made
         # `--resume DIR` from another folder fail with "the folder does not exist"
         config = SupernetTrainConfig(**{k: absolute_path(v) if k in ("data", "init") else v

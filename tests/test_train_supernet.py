@@ -477,3 +477,25 @@ def test_a_resume_refused_for_other_training_images_leaves_args_yaml_as_it_was(f
     assert (save / "args.yaml").read_bytes() == before
     assert script.main(["--resume", str(save), "--device", "cpu", "--quiet"]) == 0  # was: refused again
     assert read_yaml(save / "args.yaml")["data"] == str(folder_data)
+
+
+def test_a_new_training_into_a_search_folder_is_refused_and_touches_nothing(tmp_path, monkeypatch):
+    """train_supernet.py --save SEARCH (msunas trains into SEARCH/supernet/, so the slip is easy) replaced the search's
+    args.yaml with the supernet's settings, so its --resume broke, and wrote into its log.txt."""
+    import train_supernet as script
+    from codebase import supernet_training
+    from codebase.io import write_yaml
+
+    monkeypatch.setattr(supernet_training, "train_supernet", lambda *a, **k: pytest.fail("trained"))
+    search = tmp_path / "search"
+    write_yaml(search / "args.yaml", {"save": str(search), "sec_obj": "flops", "n_doe": 100, "dataset": "digits",
+                                      "epochs": None, "seed": 0})
+    (search / "log.txt").write_text("the search's log\n")
+    before = {p.name: p.read_bytes() for p in search.iterdir()}
+    with pytest.raises(ValueError, match=rf"^--save {search}: not a train_supernet.py folder \(its args.yaml lacks"):
+        script.main(["--dataset", "digits", "--save", str(search), "--device", "cpu", "--quiet"])
+    assert {p.name: p.read_bytes() for p in search.iterdir()} == before
+    # a train_supernet folder killed before its first checkpoint still starts again
+    write_yaml(search / "args.yaml", SupernetTrainConfig(dataset="digits").resolved().to_dict())
+    with pytest.raises(pytest.fail.Exception, match="trained"):
+        script.main(["--dataset", "digits", "--save", str(search), "--device", "cpu", "--quiet"])
