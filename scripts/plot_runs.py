@@ -4,7 +4,7 @@
 
 Every run's hypervolume is recomputed from its archives against one common reference point (the
 worst of the runs' own reference points), so the curves can be compared; runs must share their
-objectives. --each also redraws each run's own plots into RUN/plots/
+objectives (and, for a `lut:` latency, their table). --each also redraws each run's own plots into RUN/plots/
 """
 
 from __future__ import annotations
@@ -28,6 +28,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_same_latency_table(runs: list[str]) -> None:
+    """ValueError when the runs timed their `latency` objective with different `lut:` tables (from their args.yaml):
+    each calls it 'latency', but milliseconds of different devices make no comparable hypervolumes."""
+    from codebase.cli import same_setting, stored_arguments
+    from codebase.search.objectives import objective_names
+
+    tables = []
+    for run in runs:
+        spec = stored_arguments(run, None).get("sec_obj")  # {}: a run of the original tool, no args.yaml
+        table = next((name[4:] for name in objective_names(spec or "") if name.startswith("lut:")), None)
+        if table is not None:
+            tables.append((run, table))
+    for run, table in tables[1:]:
+        if not same_setting(table, tables[0][1], path=True):
+            raise ValueError(f"runs timed latency with different tables: {tables[0][0]} with {tables[0][1]}, "
+                             f"{run} with {table}; their hypervolumes cannot be compared")
+
+
 def main(argv: list[str] | None = None) -> int:
     from codebase import plots
     from codebase.io import check_output_folder
@@ -45,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             check_output_folder(Path(run) / "plots", f"--each: {Path(run) / 'plots'}")
             plots.check_run_plot_files(run)
+    check_same_latency_table(args.runs)
     # the overlay first: it checks --labels and that the runs compare (was: after --each had redrawn every
     # run's own plots, over the ones there)
     overlay = plots.plot_runs(args.runs, args.out, args.labels)

@@ -283,3 +283,29 @@ def test_dollar_signs_in_run_names_and_labels_are_drawn_as_text(tmp_path):
     F = np.array([[1.0, 3.0], [2.0, 1.0]])
     assert_png(plots.plot_choices(F, ["top1_err", "flops"], [0], ["net-flops@3"], tmp_path / "c.png",
                                   title="r$\\bad$/iter_1.stats: 1 chosen"), min_kb=10)
+
+
+def test_plot_runs_refuses_latencies_from_different_tables(tmp_path):
+    """Two searches of accuracy against `lut:` latency, one timed by the Note10 table and one by the i7 table, both
+    call the objective 'latency': plot_runs drew their hypervolumes (ms of different devices) as comparable."""
+    note10 = Path(ROOT).parent / "shared" / "data" / "ofa" / "note10_lut"
+    i7 = Path(ROOT).parent / "shared" / "data" / "luts" / "i7-8700K_lut.yaml"
+    runs = {}
+    for name, table in (("a", note10), ("b", i7), ("c", note10)):
+        write_stats(tmp_path / name, 0, [[30, 20], [25, 40]], [40, 50])
+        stats = tmp_path / name / "iter_0.stats"
+        stats.write_text(stats.read_text().replace('"flops"', '"latency"'))
+        (tmp_path / name / "args.yaml").write_text(f"sec_obj: lut:{table}\nseed: 0\n")
+        runs[name] = str(tmp_path / name)
+
+    def plot(*names):
+        return subprocess.run([sys.executable, "scripts/plot_runs.py", *(runs[n] for n in names), "--out",
+                               str(tmp_path / "hv.png")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    out = plot("a", "b")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"runs timed latency with different tables: {runs['a']} with {note10}, {runs['b']} with {i7}" in out.stderr
+    assert not (tmp_path / "hv.png").exists()
+    out = plot("a", "c")  # the same table: comparable
+    assert out.returncode == 0, out.stderr
+    assert_png(tmp_path / "hv.png", min_kb=10)
