@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codebase.io import remove_new_paths, remove_stale_temporaries
+from codebase.io import read_yaml, remove_new_paths, remove_stale_temporaries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,3 +87,16 @@ def test_check_output_folder_refuses_a_broken_link_on_the_way(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "ok").symlink_to(tmp_path / "real")
     check_output_folder(tmp_path / "ok" / "sub", "--save")  # a link to a folder is a folder
+
+
+def test_read_yaml_refuses_a_key_given_twice_and_keeps_merges(tmp_path):
+    # an args.yaml with `seed` twice was read with the last value, the first silently lost
+    (tmp_path / "args.yaml").write_text("seed: 1\nn_doe: 100\nseed: 2\n")
+    with pytest.raises(ValueError, match=r"args.yaml: corrupt YAML file \(key 'seed' given twice .*line 3"):
+        read_yaml(tmp_path / "args.yaml")
+    (tmp_path / "nested.yaml").write_text("a:\n  x: 1\nb:\n  x: 2\n  y: 3\n  y: 4\n")
+    with pytest.raises(ValueError, match="key 'y' given twice"):
+        read_yaml(tmp_path / "nested.yaml")
+    # equal keys in different mappings, and a merge overridden by an explicit key, are valid YAML
+    (tmp_path / "ok.yaml").write_text("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\nd: {x: 4}\n")
+    assert read_yaml(tmp_path / "ok.yaml") == {"base": {"x": 1, "y": 2}, "c": {"x": 3, "y": 2}, "d": {"x": 4}}

@@ -228,7 +228,7 @@ def test_bad_tables_are_refused(tmp_path):
         LatencyTable.load(tmp_path / "missing.yaml")
 
 
-@pytest.mark.parametrize("mean", ["null", ".nan", "-100", "abc", ".inf"])
+@pytest.mark.parametrize("mean", ["null", ".nan", "-100", "abc", ".inf", "true"])  # true: read as 1.0 ms before
 def test_a_latency_that_is_no_finite_non_negative_number_is_refused(tmp_path, mean):
     (tmp_path / "t.yaml").write_text(f"MBConv-a:\n  mean: 1.5\nMBConv-b:\n  mean: {mean}\n")
     with pytest.raises(ValueError, match="t.yaml: entry 'MBConv-b' has mean .*expected a latency >= 0"):
@@ -325,3 +325,10 @@ def test_predict_genomes_refuses_a_table_that_misses_a_resolution_of_the_space(t
         LatencyTable.load(tmp_path).predict_genomes(ends, space)
     complete = LatencyTable.load(NOTE10)
     np.testing.assert_allclose(complete.predict_genomes(ends, space), [complete.predict(space.decode(x)) for x in ends])
+
+
+def test_an_entry_given_twice_is_refused_naming_its_line(tmp_path):
+    # yaml kept the last of two equal keys silently: a hand-merged table lost one of the latencies
+    (tmp_path / "t.yaml").write_text("MBConv-a:\n  mean: 1.5\nMBConv-b:\n  mean: 2.0\nMBConv-a:\n  mean: 9.0\n")
+    with pytest.raises(ValueError, match=r"t.yaml: corrupt YAML file \(key 'MBConv-a' given twice .*line 5"):
+        LatencyTable.load(tmp_path / "t.yaml")

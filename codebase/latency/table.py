@@ -104,8 +104,8 @@ def _means(entries: dict[str, Any], path: Path) -> dict[str, float]:
     for key, entry in entries.items():
         if not isinstance(entry, dict) or "mean" not in entry:
             raise ValueError(f"{path}: entry '{key}' has no 'mean' field")
-        try:
-            value = float(entry["mean"])
+        try:  # `mean: true` would be 1.0 ms: a latency is a number
+            value = float("nan") if isinstance(entry["mean"], bool) else float(entry["mean"])
         except (TypeError, ValueError):
             value = float("nan")
         if not np.isfinite(value) or value < 0:  # a latency is a finite, non-negative number of ms
