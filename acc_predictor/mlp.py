@@ -42,6 +42,9 @@ class MLP(Predictor):
         self.x_mean, self.x_std = F.mean(axis=0), F.std(axis=0)
         self.x_std[self.x_std == 0] = 1.0  # constant columns stay zero after centring
         self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
+        self.constant = float(y[0]) if np.ptp(y) == 0 else None  # nothing to learn: predict it, not init noise
+        if self.constant is not None:
+            return
         Z = torch.as_tensor((F - self.x_mean) / self.x_std, dtype=torch.float32)
         t = torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)[:, None]
 
@@ -76,6 +79,8 @@ class MLP(Predictor):
         self.net.eval()
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
+        if self.constant is not None:
+            return np.full(len(F), self.constant)
         Z = torch.as_tensor((F - self.x_mean) / self.x_std, dtype=torch.float32)
         with torch.no_grad():
             out = self.net(Z)[:, 0].double().numpy()
