@@ -32,7 +32,10 @@ class GP(Predictor):
         theta_bounds: tuple[float, float] = (1e-5, 100.0),
     ) -> None:
         super().__init__(search_space, encoding, seed)
-        self.theta_bounds = (float(theta_bounds[0]), float(theta_bounds[1]))
+        lo, hi = (float(b) for b in theta_bounds)
+        if not 0 < lo <= hi < np.inf:  # pydacefit raised a bare Exception, or LAPACK printed errors on NaN
+            raise ValueError(f"gp: theta_bounds must be finite with 0 < low <= high, got {tuple(theta_bounds)}")
+        self.theta_bounds = (lo, hi)
 
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:
         F, y = merge_duplicates(F, y)

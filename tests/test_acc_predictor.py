@@ -328,3 +328,13 @@ def test_mlp_on_constant_targets_predicts_the_constant(name):
     Xt, _ = data(10, 18)
     pred = build(name).fit(X, np.full(len(X), 25.0)).predict(Xt)
     np.testing.assert_array_equal(pred, np.full(len(Xt), 25.0))
+
+
+@pytest.mark.parametrize("bounds", [(1.0, 0.5), (-1.0, 1.0), (0.0, 1.0), (float("nan"), 1.0), (1.0, float("inf"))])
+def test_gp_bad_theta_bounds_say_so(bounds):
+    # (1, 0.5) failed at fit with pydacefit's bare "Exception: Theta should always be in bounds"; NaN made LAPACK
+    # print "DLASCL parameter number 4 had an illegal value" and fitted anyway; a negative or zero theta is no
+    # Gaussian correlation
+    with pytest.raises(ValueError, match="gp: theta_bounds must be finite with 0 < low <= high"):
+        get_acc_predictor("gp", theta_bounds=bounds)
+    assert get_acc_predictor("gp", theta_bounds=(2.0, 2.0)).fit(*data(20, 19)).predict(data(3, 20)[0]).shape == (3,)
