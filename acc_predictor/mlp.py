@@ -49,7 +49,8 @@ class MLP(Predictor):
         t = torch.as_tensor((y - self.y_mean) / self.y_std, dtype=torch.float32)[:, None]
 
         order = np.random.default_rng(self.seed).permutation(len(F))
-        n_val = max(1, int(round(self.val_fraction * len(F)))) if len(F) >= 5 else 0
+        # at least one point to train on (a large val_fraction held them all out: an empty training set)
+        n_val = min(max(1, int(round(self.val_fraction * len(F)))), len(F) - 1) if len(F) >= 5 else 0
         val, train = order[:n_val], order[n_val:]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

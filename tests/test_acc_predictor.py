@@ -338,3 +338,13 @@ def test_gp_bad_theta_bounds_say_so(bounds):
     with pytest.raises(ValueError, match="gp: theta_bounds must be finite with 0 < low <= high"):
         get_acc_predictor("gp", theta_bounds=bounds)
     assert get_acc_predictor("gp", theta_bounds=(2.0, 2.0)).fit(*data(20, 19)).predict(data(3, 20)[0]).shape == (3,)
+
+
+def test_mlp_with_a_large_val_fraction_still_trains_on_a_point():
+    # val_fraction 0.95 of 10 points held all 10 out: the network was "trained" on an empty set (a NaN loss, only
+    # weight decay moving it: predictions within 0.05 of the untrained network's); now at least one point is
+    X = SPACE.sample(10, np.random.default_rng(21))
+    y = np.linspace(20.0, 30.0, 10)
+    trained = build("mlp", val_fraction=0.95, max_epochs=300).fit(X, y).predict(X)
+    untrained = build("mlp", val_fraction=0.95, max_epochs=0).fit(X, y).predict(X)
+    assert np.abs(trained - untrained).max() > 0.5
