@@ -40,6 +40,11 @@ class AdaptiveSwitching(Predictor):
         unknown = [p for p in pool if p not in acc_predictor_names() or p == "as"]
         if not pool or unknown:
             raise ValueError(f"as: pool must name surrogates from {acc_predictor_names()} (not 'as'), got {pool}")
+        if len(set(pool)) < len(pool):  # the same model twice only doubles the cross-validation
+            raise ValueError(f"as: pool names a surrogate twice: {pool}")
+        stray = sorted(set(pool_options or {}) - set(pool))
+        if stray:  # options for a model outside the pool were ignored: a misspelt name, most likely
+            raise ValueError(f"as: pool_options for {stray}, which the pool {pool} does not hold")
         if n_folds < 2:
             raise ValueError(f"as: n_folds must be at least 2, got {n_folds}")
         self.pool, self.n_folds = pool, int(n_folds)

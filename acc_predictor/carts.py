@@ -29,9 +29,9 @@ class CARTs(Predictor):
         feature_fraction: float = 0.5,
     ) -> None:
         super().__init__(search_space, encoding, seed)
-        if n_trees < 1 or not 0 < feature_fraction <= 1:
-            raise ValueError(
-                f"carts: need n_trees >= 1 and 0 < feature_fraction <= 1, got {n_trees}, {feature_fraction}"
+        if isinstance(n_trees, bool) or int(n_trees) != n_trees or n_trees < 1 or not 0 < feature_fraction <= 1:
+            raise ValueError(  # 2.5 trees was quietly 2
+                f"carts: need an integer n_trees >= 1 and 0 < feature_fraction <= 1, got {n_trees}, {feature_fraction}"
             )
         self.n_trees, self.feature_fraction = int(n_trees), float(feature_fraction)
 

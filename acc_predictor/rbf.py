@@ -39,6 +39,16 @@ class RBF(Predictor):
         smoothing: float = 1e-8,
     ) -> None:
         super().__init__(search_space, encoding, seed)
+        # the scale-free kernels (others need an epsilon) and the least tail degree that makes each well-posed:
+        # below it scipy only warns, and the interpolant swings far outside the data
+        min_degree = {"linear": 0, "thin_plate_spline": 1, "cubic": 1, "quintic": 2}
+        if kernel not in min_degree:
+            raise ValueError(f"rbf: kernel must be one of {sorted(min_degree)}, got {kernel!r}")
+        if isinstance(degree, bool) or int(degree) != degree or degree < min_degree[kernel]:
+            raise ValueError(f"rbf: the {kernel} kernel needs an integer degree >= {min_degree[kernel]} (its "
+                             f"polynomial tail), got {degree!r}")
+        if not (np.isfinite(smoothing) and smoothing >= 0):
+            raise ValueError(f"rbf: smoothing must be a finite number >= 0, got {smoothing!r}")
         self.kernel, self.degree, self.smoothing = kernel, int(degree), float(smoothing)
 
     def _fit(self, F: np.ndarray, y: np.ndarray) -> None:

@@ -348,3 +348,27 @@ def test_mlp_with_a_large_val_fraction_still_trains_on_a_point():
     trained = build("mlp", val_fraction=0.95, max_epochs=300).fit(X, y).predict(X)
     untrained = build("mlp", val_fraction=0.95, max_epochs=0).fit(X, y).predict(X)
     assert np.abs(trained - untrained).max() > 0.5
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"smoothing": -1.0}, "smoothing must be a finite number >= 0"),
+    ({"smoothing": float("nan")}, "smoothing must be a finite number >= 0"),
+    ({"degree": -1}, "the cubic kernel needs an integer degree >= 1"),  # scipy only warned, predictions swung
+    ({"kernel": "quintic", "degree": 1}, "the quintic kernel needs an integer degree >= 2"),
+    ({"degree": 1.5}, "integer degree"),
+    ({"kernel": "gaussian"}, "kernel must be one of"),  # it needs an epsilon that rbf never passes
+])
+def test_rbf_options_scipy_would_misuse_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        get_acc_predictor("rbf", search_space=OFASearchSpace(), **options)
+
+
+def test_carts_and_as_options_that_were_quietly_changed_are_refused():
+    with pytest.raises(ValueError, match="integer n_trees"):
+        get_acc_predictor("carts", search_space=OFASearchSpace(), n_trees=2.5)
+    with pytest.raises(ValueError, match="names a surrogate twice"):
+        get_acc_predictor("as", search_space=OFASearchSpace(), pool=("rbf", "rbf"))
+    with pytest.raises(ValueError, match=r"pool_options for \['gpp'\]"):
+        get_acc_predictor("as", search_space=OFASearchSpace(), pool=("rbf", "gp"), pool_options={"gpp": {}})
+    model = get_acc_predictor("as", search_space=OFASearchSpace(), pool=("rbf", "gp"), pool_options={"gp": {}})
+    assert model.pool == ("rbf", "gp")
