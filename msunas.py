@@ -40,6 +40,14 @@ RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
 SEARCH_KEYS = ("seed", "sec_obj", "n_doe", "iterations", "n_iter", "predictor")
 # NSGA-Net's flag names for MSuNAS's settings
 ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterations"))
+# NSGA-Net's --n_gens counts the initial population as generation 1 (pymoo's n_gen termination, which it used,
+# stops once n_gen reaches it): N generations are the initial design and N - 1 iterations
+ALIAS_OFFSET = {"n_gens": -1}
+
+
+def from_alias(alias: str, value: int) -> int:
+    """An NSGA-Net flag's value as the MSuNAS setting it stands for."""
+    return value + ALIAS_OFFSET.get(alias, 0)
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
 # the run folder's lock file: flock-ed by the process that runs it (the OS lets go when it ends), holds its pid
@@ -120,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     nsga.add_argument("--layers", type=int, default=None)
     nsga.add_argument("--epochs", type=int, default=None, help="training epochs of each candidate")
     nsga.add_argument("--n_offspring", type=int, default=None, help="NSGA-Net's name for --n_iter")
-    nsga.add_argument("--n_gens", type=int, default=None, help="NSGA-Net's name for --iterations")
+    nsga.add_argument("--n_gens", type=int, default=None,
+                      help="NSGA-Net's generations, the initial population included: --n_gens N is --iterations N-1")
     nsga.add_argument("--pop_size", type=int, default=None, help="NSGA-Net's name for --n_doe")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -154,7 +163,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
         for alias, name in ALIASES:
             if getattr(args, alias) is not None:
-                setattr(args, name, getattr(args, alias))
+                setattr(args, name, from_alias(alias, getattr(args, alias)))
         args.evaluator = default_evaluator(args)
         check_evaluator_flags(args.evaluator, given, args.search_space)
         return args
@@ -173,7 +182,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     shown_as = {}  # a refusal names the flag as the user gave it (`--pop_size`, not the --n_doe it stands for)
     for alias, name in ALIASES:
         if alias in given:
-            given[name] = given.pop(alias)
+            given[name] = from_alias(alias, given.pop(alias))
             shown_as[name] = f"--{alias}"
     defaults = vars(parser.parse_args([]))
     merged = {**defaults, **stored, "save": str(run), "resume": str(run)}
@@ -198,10 +207,15 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_aliases(given: dict[str, object]) -> None:
     """NSGA-Net's name and MSuNAS's for one setting, both on the command line with different values: refused."""
+    if given.get("n_gens") is not None and given["n_gens"] < 1:  # as --iterations -1, it would name the wrong flag
+        raise ValueError(f"--n_gens must be >= 1 (NSGA-Net's generations, the initial population included), "
+                         f"got {given['n_gens']}")
     for alias, name in ALIASES:
-        if alias in given and name in given and given[alias] != given[name]:
+        if alias in given and name in given and from_alias(alias, given[alias]) != given[name]:
+            stands_for = f"--{name} N-1" if alias == "n_gens" else f"--{name}"
             raise ValueError(f"--{alias} {given[alias]} and --{name} {given[name]} name the same setting "
-                             f"(--{alias} is NSGA-Net's name for --{name}); give one of them")
+                             f"(--{alias}{' N' if alias == 'n_gens' else ''} is NSGA-Net's name for {stands_for}); "
+                             f"give one of them")
 
 
 PATH_FLAGS = ("oracle_path", "supernet_path", "data")

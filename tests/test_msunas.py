@@ -153,7 +153,8 @@ def test_resume_can_extend_a_finished_run(reference_run, tmp_path):
     finished.update({p: p.stat().st_mtime_ns for p in save.glob("iter_*/*")})
     msunas("--resume", save, "--iterations", "4", "--quiet")
     assert len(load(save / "iter_4.stats")["archive"]) == 12 + 4 * 4
-    msunas("--resume", save, "--n_gens", "5", "--seed", "3", "--quiet")  # NSGA-Net's name; an unchanged setting
+    # NSGA-Net's name (6 generations, the initial one included, are 5 iterations); --seed: an unchanged setting
+    msunas("--resume", save, "--n_gens", "6", "--seed", "3", "--quiet")
     assert len(load(save / "iter_5.stats")["archive"]) == 12 + 5 * 4
     # extended, not redone: the finished iterations' files are untouched and each new one adds 4 new architectures
     assert {p: p.stat().st_mtime_ns for p in finished} == finished
@@ -335,7 +336,9 @@ def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, 
         (["--search_space", "micro", "--n_epochs", "2"], "--n_epochs only with --evaluator supernet"),
         # the NSGA-Net name silently won over MSuNAS's
         (["--pop_size", "20", "--n_doe", "30"], "--pop_size 20 and --n_doe 30 name the same setting"),
-        (["--n_gens", "3", "--iterations", "5"], "--n_gens 3 and --iterations 5 name the same setting"),
+        (["--n_gens", "3", "--iterations", "5"], "--n_gens 3 and --iterations 5 name the same setting (--n_gens N "
+                                                 "is NSGA-Net's name for --iterations N-1)"),
+        (["--n_gens", "0"], "--n_gens must be >= 1 (NSGA-Net's generations, the initial population included)"),
     ],
 )
 def test_flags_the_evaluator_would_ignore_are_refused(args, message):

@@ -20,7 +20,7 @@ from codebase.nsganet_profile import count_flops, count_params
 from tests.data_fixtures import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
-SEARCH = ["--predictor", "none", "--pop_size", "4", "--n_offspring", "2", "--n_gens", "2", "--epochs", "1",
+SEARCH = ["--predictor", "none", "--pop_size", "4", "--n_offspring", "2", "--n_gens", "3", "--epochs", "1",
           "--init_channels", "4", "--dataset", "cifar10", "--vld_size", "6", "--device", "cpu", "--quiet"]
 
 
@@ -52,7 +52,9 @@ def directly_built_complexity(space: str, subnet: dict) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("space", ["nsganet_micro", "nsganet_macro"])
-def test_two_generation_search(space, data, tmp_path):
+def test_three_generation_search(space, data, tmp_path):
+    # NSGA-Net's --n_gens counts the initial population (pymoo's n_gen termination): 3 generations are the initial
+    # 4 and 2 rounds of 2 offspring; the original ran one round more than it was told before this was mapped
     save = tmp_path / "run"
     layers = ["--layers", "3"] if space == "nsganet_micro" else []
     msunas("--search_space", space, *SEARCH, *layers, "--data", data, "--save", save)
@@ -162,6 +164,7 @@ def test_original_search_space_names_are_accepted(name, tmp_path):
 
     args = msunas.resolve_args(["--search_space", name, "--init_channels", "16", "--n_gens", "30"])
     assert args.search_space == f"nsganet_{name}" and args.evaluator == "nsganet_train"
+    assert args.iterations == 29  # 30 generations, the initial population included
     run = tmp_path / "run"
     run.mkdir()
     write_yaml(run / "args.yaml", {**vars(args), "save": str(run)})
@@ -177,7 +180,7 @@ def test_measured_latency_objective_and_resolved_hold_out(data, tmp_path):
 
     save = tmp_path / "run"
     args = [a for a in SEARCH if a not in ("--vld_size", "6")]
-    args[args.index("--n_gens") + 1] = "0"
+    args[args.index("--n_gens") + 1] = "1"  # the initial population alone
     msunas("--search_space", "nsganet_micro", *args, "--layers", "3", "--sec_obj", "params,cpu",
            "--data", data, "--save", save)
     stats = json.loads((save / "iter_0.stats").read_text())
