@@ -59,7 +59,7 @@ class NSGANetTrainer:
 
         if search_space not in SEARCH_DEFAULTS:
             raise ValueError(f"--evaluator nsganet_train trains NSGA-Net networks; --search_space must be one of "
-                             f"{sorted(SEARCH_DEFAULTS)}, got '{search_space}'")
+                             f"{sorted(SEARCH_DEFAULTS)} (NSGA-Net's micro, macro), got '{search_space}'")
         defaults = SEARCH_DEFAULTS[search_space]
         # 0 is a value (refused by the network's checks), not "not given": `x or default` trained the default
         self.n_classes = resolve_n_classes(dataset, data, n_classes)  # < 2, or below the task's classes: refused
