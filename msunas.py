@@ -285,11 +285,25 @@ def setup_logging(save: Path, quiet: bool) -> None:
         logger.addHandler(console)
 
 
+def nsganet_note(args: argparse.Namespace, given: dict[str, object]) -> str | None:
+    """A new run typed with NSGA-Net's flags but no --predictor: the original's commands did plain NSGA-II, here
+    they would search with the default surrogate, so say how to get the original algorithm."""
+    if args.resume or not str(args.search_space).startswith("nsganet_") or "predictor" in given:
+        return None
+    if not given.keys() & {alias for alias, _ in ALIASES}:
+        return None
+    return (f"note: --predictor {args.predictor} (the default) searches {args.search_space} with a surrogate "
+            f"(MSuNAS); NSGA-Net's own algorithm, plain NSGA-II, is --predictor none")
+
+
 def main(argv: list[str] | None = None) -> int:
     from codebase import distributed
 
     try:  # the same in every process: said once
         args = resolve_args(argv)
+        note = nsganet_note(args, flags_given(build_parser, argv if argv is not None else sys.argv[1:]))
+        if note and os.environ.get("RANK", "0") == "0":  # once, not by every torchrun rank
+            print(note, file=sys.stderr)
         check_args(args)  # before torch is imported: a bad flag is said in a second
         if args.n_gpus is not None and args.n_gpus < 1:
             raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")

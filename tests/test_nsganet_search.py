@@ -195,3 +195,22 @@ def test_measured_latency_objective_and_resolved_hold_out(data, tmp_path):
         net = json.loads((save / "iter_0" / f"net_{i}.stats").read_text())
         assert net["n_vld"] == 3 and net["latency_cpu"] == entry[3] and net["params"] == entry[2]
         assert entry[0] == json.loads((save / "iter_0" / f"net_{i}.subnet").read_text())
+
+
+@pytest.mark.parametrize("argv, noted", [
+    (["--search_space", "micro", "--pop_size", "40", "--n_gens", "30"], True),  # the original's command as typed
+    (["--search_space", "micro", "--pop_size", "40", "--predictor", "none"], False),
+    (["--search_space", "micro", "--pop_size", "40", "--predictor", "rbf"], False),  # asked for: no note
+    (["--search_space", "micro", "--n_doe", "40"], False),  # MSuNAS's own flags: MSuNAS meant
+    (["--pop_size", "40"], False),  # the OFA space
+])
+def test_nsganet_flags_without_a_predictor_say_how_to_run_nsganet(argv, noted):
+    # NSGA-Net's README commands, typed here unchanged, silently ran MSuNAS with the rbf surrogate
+    import msunas
+    from codebase.cli import flags_given
+
+    note = msunas.nsganet_note(msunas.resolve_args(argv), flags_given(msunas.build_parser, argv))
+    assert (note is not None) == noted
+    if noted:
+        assert note == ("note: --predictor rbf (the default) searches nsganet_micro with a surrogate (MSuNAS); "
+                        "NSGA-Net's own algorithm, plain NSGA-II, is --predictor none")
