@@ -27,7 +27,7 @@ from codebase.cli import (
     run_main,
     stored_arguments,
 )
-from codebase.io import check_output_folder, temporaries_of
+from codebase.io import FolderInUse, check_output_folder, lock_folder, lock_name, temporaries_of
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -51,37 +51,13 @@ def from_alias(alias: str, value: int) -> int:
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
 # the run folder's lock file: flock-ed by the process that runs it (the OS lets go when it ends), holds its pid
-LOCK_NAME = ".msunas.lock"
-
-
-class RunInUse(ValueError):
-    """Another process holds the run folder: said in one line, and nothing of that run is removed or written."""
+LOCK_NAME = lock_name("msunas")
 
 
 def lock_run(save: Path) -> int | None:
-    """An exclusive advisory lock on SAVE/.msunas.lock for as long as the returned descriptor is open (the whole
-    run): a second msunas on the same folder (two resumes, a resume beside the original) is a RunInUse error
-    instead of both writing the same files. A killed holder's lock goes with it, so its run resumes at once.
-    None (with a warning) where the file system cannot lock: the run goes on unguarded."""
-    import fcntl
-    import warnings
-
-    fd = os.open(save / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        os.close(fd)
-        raise RunInUse(f"{save}: in use by another msunas process (pid {holder if holder.isdigit() else 'unknown'}); "
-                       f"wait for it or kill it") from None
-    except OSError as e:  # no locks on this file system (some network ones): run, as before there was a lock
-        os.close(fd)
-        warnings.warn(f"{save / LOCK_NAME}: cannot lock ({e.strerror or e}); make sure no other msunas process "
-                      f"runs in {save}", stacklevel=2)
-        return None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    """The run folder's lock for the whole run (codebase.io.lock_folder): a second msunas on the same folder
+    (two resumes, a resume beside the original) is a FolderInUse error instead of both writing the same files."""
+    return lock_folder(save, "msunas")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -457,7 +433,7 @@ def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held:
         error = None
     except Exception as e:
         if ranks is None:
-            if isinstance(e, ValueError) and not isinstance(e, RunInUse):  # refused input leaves nothing behind
+            if isinstance(e, ValueError) and not isinstance(e, FolderInUse):  # refused input leaves nothing behind
                 remove_empty_start(save, fresh_folder, fresh_log, fresh_lock)
             raise
         error = e  # told to the others: had this rank just exited, they would say "lost contact", not why
@@ -465,7 +441,7 @@ def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held:
         try:
             ranks.agree(error)  # also a barrier: no rank checks the folder after rank 0 starts writing
         except BaseException:  # this rank's error or another's: nothing of the run was written
-            if ranks.rank == 0 and not isinstance(error, RunInUse):  # another process's run: not ours to tidy
+            if ranks.rank == 0 and not isinstance(error, FolderInUse):  # another process's run: not ours to tidy
                 remove_empty_start(save, fresh_folder, fresh_log, fresh_lock)
             raise
         if ranks.rank != 0:

@@ -9,11 +9,12 @@ torch.load(weights_only=True) for weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,53 @@ def read_json(path: str | Path) -> Any:
 def write_yaml(path: str | Path, obj: Any) -> Path:
     obj = json.loads(json.dumps(obj, default=_to_builtin))  # numpy/Path -> builtins
     return write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def lock_name(tool: str) -> str:
+    """The lock file a tool's process holds in the folder it writes (lock_folder)."""
+    return f".{tool}.lock"
+
+
+class FolderInUse(ValueError):
+    """Another process holds the folder: said in one line, and nothing of that folder is removed or written."""
+
+
+def lock_folder(folder: Path, tool: str) -> int | None:
+    """An exclusive advisory lock on FOLDER/.TOOL.lock for as long as the returned descriptor is open: a second
+    process of the tool on the same folder is a FolderInUse error instead of both writing the same files. The OS
+    lets go when the holder dies, so a killed run can be resumed at once. The file holds the holder's pid. None
+    (with a warning) where the file system cannot lock: the work goes on unguarded."""
+    import fcntl
+    import warnings
+
+    path = folder / lock_name(tool)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise FolderInUse(f"{folder}: in use by another {tool} process (pid {holder if holder.isdigit() else 'unknown'}"
+                          f"); wait for it or kill it") from None
+    except OSError as e:  # no locks on this file system (some network ones)
+        os.close(fd)
+        warnings.warn(f"{path}: cannot lock ({e.strerror or e}); make sure no other {tool} process writes to "
+                      f"{folder}", stacklevel=2)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def holding_lock(folder: Path, tool: str) -> Iterator[None]:
+    """lock_folder's lock held for the `with` block."""
+    fd = lock_folder(folder, tool)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]

@@ -185,3 +185,22 @@ def test_save_holding_another_tools_args_yaml_is_refused_and_left_alone(tmp_path
     assert err.startswith(f"error: --save {save}: not a build_latency_lut.py folder (its args.yaml lacks ") and \
         err.count("\n") == 1, err
     assert (save / "args.yaml").read_bytes() == before and sorted(p.name for p in save.iterdir()) == ["args.yaml"]
+
+
+def test_a_second_build_on_a_folder_in_use_is_refused_and_touches_nothing(built, capsys):
+    # two builds in one folder each rewrote the tables with their own entries; the first's lock is held here
+    import os
+
+    from codebase.io import lock_folder
+
+    fd = lock_folder(built, "build_latency_lut")
+    try:
+        files = {p: p.stat().st_mtime_ns for p in built.iterdir()}  # the lock file holds this process's pid now
+        assert _script().main(["--save", str(built), *FAST, "--resolutions", "40"]) == 2
+        assert capsys.readouterr().err == (f"error: {built}: in use by another build_latency_lut process (pid "
+                                           f"{os.getpid()}); wait for it or kill it\n")
+        assert {p: p.stat().st_mtime_ns for p in built.iterdir()} == files and not (built / "40_lookup_table.yaml"
+                                                                                   ).exists()
+    finally:
+        os.close(fd)
+    assert _script().main(["--save", str(built), *FAST]) == 0  # let go: the next build runs

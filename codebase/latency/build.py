@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from codebase.io import check_output_folder, read_yaml, temporaries_of, write_yaml
+from codebase.io import check_output_folder, holding_lock, read_yaml, temporaries_of, write_yaml
 from codebase.latency.layers import Layer, input_shape, layer_configurations
 from codebase.latency.measure import resolve_device, time_forward
 from codebase.latency.table import KNOWN_WIDTHS, ofa_key
@@ -141,30 +141,33 @@ def build_tables(
         "kernel_sizes": list(kernel_sizes), "expand_ratios": list(expand_ratios), "n_classes": n_classes,
         "repeats": repeats, "warmup": warmup, "torch": torch.__version__,
     }
-    write_yaml(save / "args.yaml", _check_resume(save, settings))
-    # what atomic writes a kill cut short left (`.NAME.XXXXXXXX.tmp`; was: kept for good, one per kill); only
-    # the build's own files: --save may be a folder of the user's
-    names = ["args.yaml", *(path.name for path in save.glob("*_lookup_table.yaml"))]
-    for name in names + [table_path(save, r).name for r in resolutions]:
-        for stale in temporaries_of(save, name):
-            stale.unlink(missing_ok=True)
+    settings = _check_resume(save, settings)
+    save.mkdir(parents=True, exist_ok=True)
+    with holding_lock(save, "build_latency_lut"):  # two builds in one folder wrote over each other's tables
+        write_yaml(save / "args.yaml", settings)
+        # what atomic writes a kill cut short left (`.NAME.XXXXXXXX.tmp`; was: kept for good, one per kill); only
+        # the build's own files: --save may be a folder of the user's
+        names = ["args.yaml", *(path.name for path in save.glob("*_lookup_table.yaml"))]
+        for name in names + [table_path(save, r).name for r in resolutions]:
+            for stale in temporaries_of(save, name):
+                stale.unlink(missing_ok=True)
 
-    tables, todo, n_layers = {}, [], 0
-    for r in sorted(set(resolutions)):
-        path = table_path(save, r)
-        tables[r] = (read_yaml(path) or {}) if path.exists() else {}
-        if not isinstance(tables[r], dict):
-            raise ValueError(f"{path}: not a latency table (expected a YAML mapping)")
-        layers = layer_configurations(r, width_mult, kernel_sizes, expand_ratios, n_classes)
-        todo += [(r, layer) for layer in layers if ofa_key(layer) not in tables[r]]
-        n_layers += len(layers)
-    bar = tqdm(todo, total=n_layers, initial=n_layers - len(todo), desc="latency table", unit="layer",
-               disable=not progress)
-    for r, layer in bar:
-        ms = time_forward(layer_module(layer), input_shape(layer, batch_size), dev, warmup, repeats, threads,
-                          fold_bn, channels_last)
-        entry = {"count": int(ms.size), "mean": float(ms.mean()), "std": float(np.std(ms))}
-        tables[r][ofa_key(layer)] = entry
-        write_yaml(table_path(save, r), tables[r])  # atomic: a killed build keeps every finished entry
-    bar.close()
-    return [table_path(save, r) for r in sorted(tables)]
+        tables, todo, n_layers = {}, [], 0
+        for r in sorted(set(resolutions)):
+            path = table_path(save, r)
+            tables[r] = (read_yaml(path) or {}) if path.exists() else {}
+            if not isinstance(tables[r], dict):
+                raise ValueError(f"{path}: not a latency table (expected a YAML mapping)")
+            layers = layer_configurations(r, width_mult, kernel_sizes, expand_ratios, n_classes)
+            todo += [(r, layer) for layer in layers if ofa_key(layer) not in tables[r]]
+            n_layers += len(layers)
+        bar = tqdm(todo, total=n_layers, initial=n_layers - len(todo), desc="latency table", unit="layer",
+                   disable=not progress)
+        for r, layer in bar:
+            ms = time_forward(layer_module(layer), input_shape(layer, batch_size), dev, warmup, repeats, threads,
+                              fold_bn, channels_last)
+            entry = {"count": int(ms.size), "mean": float(ms.mean()), "std": float(np.std(ms))}
+            tables[r][ofa_key(layer)] = entry
+            write_yaml(table_path(save, r), tables[r])  # atomic: a killed build keeps every finished entry
+        bar.close()
+        return [table_path(save, r) for r in sorted(tables)]
