@@ -9,6 +9,7 @@ Writes DIR/args.yaml, DIR/iter_K/net_I.{subnet,stats}, DIR/iter_K.stats, DIR/fai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -27,7 +28,7 @@ from codebase.cli import (
     run_main,
     stored_arguments,
 )
-from codebase.io import FolderInUse, check_output_folder, lock_folder, lock_name, temporaries_of
+from codebase.io import FolderInUse, check_output_folder, holding_lock, lock_name, temporaries_of
 from codebase.search.subset import SUBSET_METHODS
 
 if TYPE_CHECKING:
@@ -43,21 +44,15 @@ ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterati
 # NSGA-Net's --n_gens counts the initial population as generation 1 (pymoo's n_gen termination, which it used,
 # stops once n_gen reaches it): N generations are the initial design and N - 1 iterations
 ALIAS_OFFSET = {"n_gens": -1}
+# NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
+SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
+# the run folder's lock file (codebase.io.holding_lock): held by the process that runs it, the OS lets go when it ends
+LOCK_NAME = lock_name("msunas")
 
 
 def from_alias(alias: str, value: int) -> int:
     """An NSGA-Net flag's value as the MSuNAS setting it stands for."""
     return value + ALIAS_OFFSET.get(alias, 0)
-# NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
-SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
-# the run folder's lock file: flock-ed by the process that runs it (the OS lets go when it ends), holds its pid
-LOCK_NAME = lock_name("msunas")
-
-
-def lock_run(save: Path) -> int | None:
-    """The run folder's lock for the whole run (codebase.io.lock_folder): a second msunas on the same folder
-    (two resumes, a resume beside the original) is a FolderInUse error instead of both writing the same files."""
-    return lock_folder(save, "msunas")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,10 +183,10 @@ def check_aliases(given: dict[str, object]) -> None:
                          f"got {given['n_gens']}")
     for alias, name in ALIASES:
         if alias in given and name in given and from_alias(alias, given[alias]) != given[name]:
-            stands_for = f"--{name} N-1" if alias == "n_gens" else f"--{name}"
+            offset = ALIAS_OFFSET.get(alias, 0)
+            value, mapped = (" N", f" N{offset:+d}") if offset else ("", "")
             raise ValueError(f"--{alias} {given[alias]} and --{name} {given[name]} name the same setting "
-                             f"(--{alias}{' N' if alias == 'n_gens' else ''} is NSGA-Net's name for {stands_for}); "
-                             f"give one of them")
+                             f"(--{alias}{value} is NSGA-Net's name for --{name}{mapped}); give one of them")
 
 
 PATH_FLAGS = ("oracle_path", "supernet_path", "data")
@@ -375,15 +370,13 @@ def search(args: argparse.Namespace, save: Path, ranks: RankGroup | None) -> int
     the run folder's lock, the other ranks evaluate their share of each iteration's candidates."""
     import warnings
 
-    held: list[int] = []  # the lock's descriptor: closed (the lock let go) when the run ends, however it ends
     shown = warnings.showwarning
     warnings.showwarning = logged_warnings(shown)  # the engine's progress bar wraps this one in turn
     try:
-        return _search(args, save, ranks, held)
+        with contextlib.ExitStack() as held:  # the folder's lock, taken on the way, let go however the run ends
+            return _search(args, save, ranks, held)
     finally:
         warnings.showwarning = shown
-        for fd in held:
-            os.close(fd)
 
 
 def logged_warnings(show: Callable[..., None]) -> Callable[..., None]:
@@ -404,7 +397,7 @@ def logged_warnings(show: Callable[..., None]) -> Callable[..., None]:
     return show_and_log
 
 
-def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held: list[int]) -> int:
+def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held: contextlib.ExitStack) -> int:
     from codebase.evaluators import get_evaluator
     from codebase.io import remove_stale_temporaries, write_yaml
     from codebase.search.engine import MSuNAS, SearchSettings
@@ -417,8 +410,8 @@ def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held:
         if ranks is None or ranks.rank == 0:  # log from the start: building the evaluator may train a supernet
             try:  # a read-only or foreign location is one line, not mkdir's (or the log's) traceback
                 save.mkdir(parents=True, exist_ok=True)
-                lock = lock_run(save)  # before anything is written: not even the log of a run in use elsewhere
-                held.extend([lock] if lock is not None else [])
+                # before anything is written: not even the log of a run in use elsewhere
+                held.enter_context(holding_lock(save, "msunas"))
                 setup_logging(save, args.quiet)
                 if args.resume:  # the temporary files of writes a kill cut short (nothing writes here yet)
                     remove_stale_temporaries(save)
