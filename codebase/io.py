@@ -304,11 +304,30 @@ def _not_a_checkpoint(path: Path) -> str | None:
             head = f.read(512)
     except OSError:
         return None
-    if head.startswith((b"PK\x03\x04", b"\x80")) or head[257:262] == b"ustar":
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive's first entry, or an empty one's end
+        return _not_a_torch_zip(path)
+    if head.startswith(b"\x80") or head[257:262] == b"ustar":
         return None
     if not head:
         return "not a PyTorch checkpoint: an empty file"
     return f"not a PyTorch checkpoint: {'a text file' if _is_text(head) else 'neither a zip archive nor a pickle'}"
+
+
+def _not_a_torch_zip(path: Path) -> str | None:
+    """For a zip archive: 'not a PyTorch checkpoint: ...' when it holds no `data.pkl` one folder down, which
+    torch.save always writes (torch's own message is 'file in archive is not in a subdirectory'); None when it
+    does, or when the archive cannot be read (a corrupt checkpoint, left to torch's failure)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    if any(name.count("/") == 1 and name.endswith("/data.pkl") for name in names):
+        return None
+    held = f"it holds {len(names)} file{'s' if len(names) != 1 else ''}" + (f", e.g. {names[0]}" if names else "")
+    return f"not a PyTorch checkpoint: a zip archive without the data.pkl that torch.save writes ({held})"
 
 
 def _is_text(head: bytes) -> bool:

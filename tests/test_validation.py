@@ -129,6 +129,35 @@ def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, content, kind):
         assert str(error.value) == expected
 
 
+NO_DATA_PKL = "a zip archive without the data.pkl that torch.save writes"
+
+
+@pytest.mark.parametrize("files, kind", [
+    ({"hello.txt": "hi"}, f"{NO_DATA_PKL} (it holds 1 file, e.g. hello.txt)"),
+    ({"data.pkl": "x", "b": ""}, f"{NO_DATA_PKL} (it holds 2 files, e.g. data.pkl)"),  # torch's sits one folder down
+    ({}, f"{NO_DATA_PKL} (it holds 0 files)"),
+])
+def test_a_zip_archive_that_is_no_checkpoint_is_named_so(tmp_path, files, kind):
+    """A zip archive that torch.save did not write (a data set's archive given as weights) was refused with torch's
+    'file in archive is not in a subdirectory'; a real checkpoint, itself a zip archive, still loads."""
+    import zipfile
+
+    import torch
+
+    from codebase.io import load_torch
+
+    path = tmp_path / "weights.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    with pytest.raises(ValueError) as error:
+        load_torch(path)
+    assert str(error.value) == f"{path}: cannot load weights (not a PyTorch checkpoint: {kind})"
+    torch.save({"w": torch.arange(3)}, tmp_path / "real.pth")
+    assert zipfile.is_zipfile(tmp_path / "real.pth")
+    assert load_torch(tmp_path / "real.pth")["w"].tolist() == [0, 1, 2]
+
+
 def test_validation_of_a_text_file_is_one_line_and_exit_2(export, tmp_path):
     config, _, _, data, _ = export
     (tmp_path / "weights.txt").write_text("hello world\n")
