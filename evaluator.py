@@ -94,10 +94,14 @@ def profile(args: argparse.Namespace) -> dict[str, float]:
         from codebase.data import get_dataset
 
         get_dataset("digits", args.data, "train")  # refuses the folder in one line
-    if args.n_classes is None and args.dataset is not None:  # the head of that task, as a search counts it
-        from codebase.finetune import n_classes_of
+    if args.dataset is not None:  # the head of that task, as a search counts it
+        from codebase.data import dataset_info
+        from codebase.supernet_training import resolve_n_classes
 
-        args.n_classes = n_classes_of(args.dataset, args.data)
+        # --n_classes with --dataset was taken as it came (--dataset cifar100 --n_classes 10 counted a head the
+        # search refuses); checked as the search does, except for a class folder not given to count
+        if args.n_classes is None or args.data is not None or dataset_info(args.dataset).n_classes is not None:
+            args.n_classes = resolve_n_classes(args.dataset, args.data, args.n_classes)
     if args.net_type:
         from codebase.nsganet_profile import profile as nsganet_profile
 

@@ -200,6 +200,25 @@ def test_profile_default_and_explicit_class_counts(tmp_path):
     assert (default["flops_ofa"] - ten["flops_ofa"]) * 1e6 == pytest.approx(1280 * 990)
 
 
+def test_profile_checks_n_classes_against_the_dataset_as_a_search_does(tmp_path):
+    """--dataset cifar100 --n_classes 10 counted a 10-class head silently (--dataset ignored), where a search on
+    cifar100 refuses that head; a larger head is what the search would build, and a class folder not given to
+    count takes --n_classes as it comes."""
+    evaluator = _module("evaluator")
+    path = tmp_path / "net.subnet"
+    path.write_text(json.dumps(SUBNET))
+
+    def profile(*argv):
+        return evaluator.profile(evaluator.build_parser().parse_args(["--profile", "--subnet", str(path), *argv]))
+
+    with pytest.raises(ValueError, match="^--n_classes 10 is smaller than the 100 classes of cifar100$"):
+        profile("--dataset", "cifar100", "--n_classes", "10")
+    twelve = profile("--n_classes", "12")
+    assert profile("--dataset", "cifar10", "--n_classes", "12") == twelve
+    assert profile("--dataset", "folder", "--n_classes", "12") == twelve
+    assert profile("--dataset", "cifar10") == profile("--n_classes", "10") != twelve
+
+
 @pytest.mark.parametrize("argv, message", [
     # --profile --save wrote nothing; --net_type, --layers, --config were ignored by an evaluation, --subnet and
     # --img-size by --net_type, --layers by macro networks: each printed numbers of something else than asked
