@@ -14,6 +14,7 @@ top-1 on the validation split (batch norm recalibrated), held out of training wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -31,7 +32,14 @@ from codebase.cli import (
     run_main,
     stored_arguments,
 )
-from codebase.io import check_output_folder, remove_new_paths, remove_stale_temporaries
+from codebase.io import (
+    FolderInUse,
+    check_output_folder,
+    holding_lock,
+    lock_name,
+    remove_new_paths,
+    remove_stale_temporaries,
+)
 
 # what --resume DIR may change: where the data are and how the training runs
 RESUME_FREE = ("data", "device", "num_workers", "quiet", "save", "resume")
@@ -69,16 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from codebase.evaluators.supernet import SupernetEvaluator
-    from codebase.io import write_json, write_yaml
     from codebase.latency.measure import resolve_device
-    from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
+    from codebase.supernet_training import CHECKPOINT
 
     parser = build_parser()
     args = parser.parse_args(argv)
     # how the training runs: said before the folder is made (they failed at the first step, leaving it)
     check_ranges(args, {"num_workers": WORKERS})
     resolve_device(args.device)
+    folder = Path(args.resume or args.save)
+    lock = folder / lock_name("train_supernet")
+    fresh_lock = not lock.exists()
+    try:
+        with contextlib.ExitStack() as held:  # the folder's lock, let go however the run ends
+            if folder.is_dir():  # before its files are read: a second process on a live run's folder wrote its
+                held.enter_context(holding_lock(folder, "train_supernet"))  # args.yaml over; now it touches nothing
+            return _train(args, argv, parser, held, fresh_lock)
+    except ValueError as e:  # a refused start leaves nothing behind, the lock file it made included
+        if fresh_lock and not isinstance(e, FolderInUse) and lock.is_file() and not (folder / CHECKPOINT).exists():
+            lock.unlink()
+        raise
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None, parser: argparse.ArgumentParser,
+           held: contextlib.ExitStack, fresh_lock: bool) -> int:
+    from codebase.evaluators.supernet import SupernetEvaluator
+    from codebase.io import write_json, write_yaml
+    from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
+
     fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
     if args.resume:
         save = Path(args.resume)
@@ -104,16 +130,22 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--save {save} already holds a supernet; continue it with --resume {save}")
         if (save / "args.yaml").is_file():  # a search's folder: its args.yaml was replaced, its log written into
             stored_arguments(save, f"--save {save}: not a train_supernet.py folder", keys=STORED_KEYS)
+            # else a run killed before its first checkpoint, with nothing trained to lose: it starts anew (a live
+            # one holds the folder's lock, taken above)
         # absolute in args.yaml (as msunas, train_cifar and train_imagenet store theirs): a relative --data made
         # `--resume DIR` from another folder fail with "the folder does not exist"
         config = SupernetTrainConfig(**{k: absolute_path(v) if k in ("data", "init") else v
                                         for k, v in vars(args).items() if k in fields})
     config = config.resolved()
-    new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()]  # what this start makes
+    lock = save / lock_name("train_supernet")
+    # what this start makes, removed again if it is refused
+    new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()] + [lock] * fresh_lock
     try:
         save.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # no permission, ...
         raise ValueError(f"--save {save}: cannot create the folder ({e.strerror or type(e).__name__})") from None
+    if save in new:  # a new folder, locked once made (an existing one was locked before its files were read)
+        held.enter_context(holding_lock(save, "train_supernet"))
     if args.resume:  # the temporary files of writes a kill cut short
         remove_stale_temporaries(save)
 

@@ -499,3 +499,34 @@ def test_a_new_training_into_a_search_folder_is_refused_and_touches_nothing(tmp_
     write_yaml(search / "args.yaml", SupernetTrainConfig(dataset="digits").resolved().to_dict())
     with pytest.raises(pytest.fail.Exception, match="trained"):
         script.main(["--dataset", "digits", "--save", str(search), "--device", "cpu", "--quiet"])
+
+
+def test_a_second_training_on_a_folder_in_use_is_refused_and_touches_nothing(tmp_path, monkeypatch):
+    """A second `--save DIR` (or `--resume DIR`) beside a live training still in its first epoch (no checkpoint yet)
+    replaced its args.yaml and wrote into its log; the folder is now held by a lock, as msunas holds its run's."""
+    import train_supernet as script
+    from codebase import supernet_training
+    from codebase.io import FolderInUse, holding_lock, write_yaml
+
+    # a start refused after taking the lock of an existing folder leaves it as it was, without a lock file
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="--init: /nonexistent/ofa.pth: weight file not found"):
+        script.main(["--dataset", "digits", "--save", str(empty), "--init", "/nonexistent/ofa.pth", "--quiet"])
+    assert list(empty.iterdir()) == []
+
+    monkeypatch.setattr(supernet_training, "train_supernet", lambda *a, **k: pytest.fail("trained"))
+    save = tmp_path / "sn"
+    write_yaml(save / "args.yaml", SupernetTrainConfig(dataset="digits").resolved().to_dict())
+    (save / "log.txt").write_text("the live run's log\n")
+    with holding_lock(save, "train_supernet"):  # as the live run holds it
+        before = {p.name: p.read_bytes() for p in save.iterdir()}
+        assert ".train_supernet.lock" in before
+        for argv in (["--dataset", "digits", "--save", str(save)], ["--resume", str(save)]):
+            with pytest.raises(FolderInUse, match=rf"^{save}: in use by another train_supernet process "
+                                                  rf"\(pid {os.getpid()}\); wait for it or kill it$"):
+                script.main([*argv, "--device", "cpu", "--quiet"])
+            assert {p.name: p.read_bytes() for p in save.iterdir()} == before
+    # once the holder is gone (killed before its first checkpoint) a new start goes ahead, as before
+    with pytest.raises(pytest.fail.Exception, match="trained"):
+        script.main(["--dataset", "digits", "--save", str(save), "--device", "cpu", "--quiet"])
