@@ -24,6 +24,8 @@ unit you gain. A knee has a large mu: every move away from it costs much more th
 Members whose mu is a local maximum among their front neighbours (with two objectives the members
 just before and after along the front; with more, the 2 (m - 1) nearest) come first (so that the
 picks are different knees, not one knee and its neighbours), then the rest, each by decreasing mu.
+Members of equal mu (a straight front has no knee: every mu is 1) are spread over the front: the one
+nearest their middle first, then each farthest from the picks before it.
 """
 
 from __future__ import annotations
@@ -224,9 +226,37 @@ def knee_order(F: np.ndarray) -> np.ndarray:
         dist = np.linalg.norm(N[:, None, :] - N[None, :, :], axis=2)
         np.fill_diagonal(dist, np.inf)
         neighbours = list(np.argsort(dist, axis=1, kind="stable")[:, :min(n - 1, 2 * (m - 1))])
+    # equal up to rounding: on a straight front every mu is 1 give or take 1e-16, which decided local maxima and order
+    mu = np.where(np.isfinite(mu), np.round(mu, 9), mu)
     local_max = np.array([mu[i] >= mu[neighbours[i]].max() for i in range(n)])
-    # sort key: local maxima first, then decreasing mu; ties by index for determinism
-    return np.lexsort((np.arange(n), -mu, ~local_max))
+    # sort key: local maxima first, then decreasing mu; ties by index, then spread along the front
+    return _spread_ties(np.lexsort((np.arange(n), -mu, ~local_max)), mu, local_max, normalise(F))
+
+
+def _spread_ties(order: np.ndarray, mu: np.ndarray, local_max: np.ndarray, N: np.ndarray) -> np.ndarray:
+    """`order` with each run of members of equal mu (and equal local-maximum status) reordered to spread over the
+    front: with no knee to tell them apart (a straight front) the first picks were the archive's first members,
+    often neighbours. A run's first member is the one nearest its centre when nothing was picked before it; each
+    next is the one farthest from every earlier pick (normalised objectives; ties by the order given)."""
+    out: list[int] = []
+    key = list(zip(mu[order], local_max[order]))
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and key[end] == key[start]:
+            end += 1
+        group = [int(i) for i in order[start:end]]
+        while group:
+            G = N[group]
+            if out:
+                far = np.linalg.norm(G[:, None, :] - N[out][None, :, :], axis=2).min(axis=1)
+                pick = group[int(np.argmax(far))]
+            else:
+                pick = group[int(np.argmin(np.linalg.norm(G - G.mean(axis=0), axis=1)))]
+            out.append(pick)
+            group.remove(pick)
+        start = end
+    return np.asarray(out, dtype=int)
 
 
 # ---------------------------------------------------------------------------------------- choosing

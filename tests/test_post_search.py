@@ -467,6 +467,19 @@ def test_knee_picks_compare_with_the_neighbours_along_a_two_objective_front():
     assert [c.index for c in choices] == [3, 5, 0]  # and the most accurate
 
 
+def test_knee_picks_on_a_straight_front_spread_over_it():
+    # no knee: every mu is 1 (up to 1e-16), and the picks were the archive's first members in index order, here
+    # three neighbours at the accurate end; now the middle, then the two ends (farthest from what was picked)
+    k = np.arange(7.0)
+    F = np.c_[10 - 0.1 * k, 100 + 10 * k]
+    assert trade_off(F) == pytest.approx(np.ones(7))
+    assert list(knee_order(F)[:3]) == [3, 0, 6]
+    shuffled = np.random.default_rng(0).permutation(7)  # the archive's order does not matter
+    assert sorted(shuffled[knee_order(F[shuffled])[:3]]) == [0, 3, 6]
+    choices, _ = choose(result_of(F), 3)
+    assert [c.index for c in choices] == [3, 0, 6]  # the most accurate (6) already among them
+
+
 def test_post_search_reads_the_original_tools_stats_file(tmp_path):
     # the original msunas.py wrote {"archive": [[subnet, top1_err, sec_obj], ...], "candidates", "hv",
     # "surrogate"}: no "objectives"; its post_search.py read it and named folders net-flops@<value>
