@@ -126,11 +126,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag, value in (("--resume", args.resume), ("--save", args.save)):
         if value is not None and not value.strip():  # an unset "$RUN": not a new default run, not the current folder
             raise ValueError(f"{flag} needs a folder name, got {value!r}")
+    given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
+    check_aliases(given)
     if not args.resume:
         from codebase.evaluators import check_evaluator_flags
 
-        given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
-        check_aliases(given)
         # NSGA-Net's flag names map onto MSuNAS's: population = initial design, offspring per generation
         for alias, name in ALIASES:
             if getattr(args, alias) is not None:
@@ -148,8 +148,6 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
                          f"again (without --resume)")
     stored = stored_arguments(run, f"--resume {run}: not a run folder (no args.yaml)")
     check_stored_types(parser, stored, run / "args.yaml")
-    given = flags_given(build_parser, argv if argv is not None else sys.argv[1:])
-    check_aliases(given)
     shown_as = {}  # a refusal names the flag as the user gave it (`--pop_size`, not the --n_doe it stands for)
     for alias, name in ALIASES:
         if alias in given:
