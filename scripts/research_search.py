@@ -24,7 +24,8 @@ surrogate search held within R genes of the archive's front), `reversed`
 so its spread against `base` is the noise of a comparison), `bands:K` (hv_bands with K complexity bands
 instead of one per pick, the K band winners of largest predicted hypervolume gain), `vertical:P` (hv_bands scoring
 a candidate by its predicted error drop below the archive front at no more FLOPs times (hypervolume gain / drop)
-** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain).
+** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain), `ehvi:S` (hv_bands whose band winners are chosen by
+their expected hypervolume gain under the surrogate's posterior, S Monte Carlo draws, instead of the gain of the mean).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -41,7 +42,10 @@ the active indicators: switching a layer on and growing its kernel get separate 
 multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs), `gpa_freeze100` /
 `gpa_freeze140` / `gpa_freeze180` (gp_additive whose hyper-parameters are fitted until the archive holds 100 / 140
 / 180 points, then kept), `gpa_2se` (gp_additive plus a second squared-exponential part with a length scale of at most
-about one gene change: local interactions).
+about one gene change: local interactions), `gpa_macro` / `gpa_macro_stage` (plus a linear part of its own variance on
+the resolution and stage depths / also the stage sums of kernel and expand indices), `gpa_boldC` (the linear part's
+share of the posterior mean times C; C in 0.75 0.9 1.1 1.2 1.5 2), `gpa_boldC_untilN` (so only while fitted on at most
+N points).
 `--trajectory MODEL ...` prints the normalised hypervolume after every other iteration instead; MODEL may also
 be an oracle-informed diagnostic (`perfect`, `ridge_random20k`, `mlp_random20k`, `gpa_random1000`: see
 `register_oracle_informed`), which is told the oracle's answers and so measures a bound, not a method.
@@ -418,6 +422,54 @@ def with_band_count(bands: int):
     return banded
 
 
+def staircase_gains(P: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """Each 2-objective point's hypervolume contribution to `front` alone (both scaled, reference point (1, 1)):
+    the area between the front's staircase and the point, summed over the staircase's segments."""
+    front = front[np.all(front < 1.0, axis=1)]
+    front = front[np.argsort(front[:, 1], kind="stable")]
+    lows = np.r_[-np.inf, front[:, 1]]
+    highs = np.r_[front[:, 1], 1.0]
+    level = np.minimum.accumulate(np.r_[1.0, front[:, 0]])  # best error at no more complexity, per segment
+    overlap = np.clip(np.minimum(highs, 1.0)[None, :] - np.maximum(lows[None, :], P[:, 1:2]), 0.0, None)
+    return np.sum(np.clip(level[None, :] - P[:, :1], 0.0, None) * overlap, axis=1)
+
+
+def with_expected_gain_bands(samples: int):
+    """MSuNAS._surrogate_picks whose hv_bands band winners are chosen by their expected hypervolume gain under the
+    surrogate's posterior (`samples` Monte Carlo draws of each candidate's error, complexity exact) instead of the
+    gain of the predicted mean: EHVI, the Bayesian-optimisation criterion, per band. A candidate predicted just
+    short of the front but uncertain can win its band; one predicted just beyond it but sure loses weight."""
+    from codebase.search import subset
+    from codebase.search.engine import nondominated, pymoo_adapter, rows_in, unique_rows
+
+    def picks(self, models, archive, n, ref_point, seed):
+        front_X = archive.X[nondominated(archive.F)]
+        X_inner, _ = pymoo_adapter.minimize(self.space, lambda X: self._predict(models, X), len(self.objectives),
+                                            front_X, self.s.inner_pop, self.s.inner_gens, seed)
+        X_inner = X_inner[unique_rows(X_inner)]
+        cands = X_inner[~rows_in(X_inner, archive.X)]
+        if len(cands) == 0:
+            return cands
+        C = self._predict(models, cands)
+        front = archive.F[nondominated(archive.F)]
+        ref = np.asarray(ref_point, dtype=float)
+        Cn, Fn, _ = subset.scaled(C, front, ref)
+        lo = min(C[:, 0].min(), front[:, 0].min())
+        unit = 1.0 / (ref[0] - lo) if ref[0] > lo else 1.0  # scaled units per error point, as subset.scaled
+        std = models[0].predict_std(cands)
+        z = np.random.default_rng(seed).standard_normal((samples, len(cands)))
+        gain = np.zeros(len(cands))
+        for row in z:
+            P = Cn.copy()
+            P[:, 0] += row * std * unit
+            gain += staircase_gains(P, Fn)
+        gain /= samples
+        chosen = subset.band_winners(C[:, 1], np.where(gain > 1e-12, gain, 0.0), n)
+        return cands[subset.greedy_fill(C, front, chosen, n, ref)]
+
+    return picks
+
+
 def register_variants() -> None:
     from acc_predictor import get_acc_predictor, register_acc_predictor
     from acc_predictor.base import Predictor
@@ -624,6 +676,12 @@ def register_variants() -> None:
     register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
     register_acc_predictor("gpa_2se", _multiscale_gp_class())
+    register_acc_predictor("gpa_macro", _macro_gp_class("depth"))
+    for boldness in ("0.75", "0.9", "1.1", "1.2", "1.5", "2"):
+        register_acc_predictor(f"gpa_bold{boldness}", _bold_gp_class(float(boldness)))
+    for boldness, until in (("1.25", 140), ("1.5", 140), ("1.5", 116)):
+        register_acc_predictor(f"gpa_bold{boldness}_until{until}", _bold_gp_class(float(boldness), until))
+    register_acc_predictor("gpa_macro_stage", _macro_gp_class("stage"))
 
 
 def _mlp_ensemble_class():
@@ -794,6 +852,110 @@ def _multiscale_gp_class():
     return MultiScale
 
 
+def _macro_gp_class(kind: str):
+    """gp_additive plus a linear part of its own variance on a few macro features (`depth`: the resolution index
+    and the five stage depths; `stage`: also each stage's sums of kernel and expand indices and active layers,
+    and their totals), standardised. In gp_additive these sit among 46 linear columns that share one variance,
+    so the marginal likelihood cannot weigh depth apart from single layers; the search's picks are most
+    pessimistic about deep, low-resolution architectures (README, session 10). Five hyper-parameters
+    (v_lin, v_macro, v_se, l^2, v_noise), fitted by marginal likelihood from gp_additive's own fit."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.optimize import minimize
+
+    from acc_predictor.encoding import _canonical, _ofa_layers, _ofa_stage
+    from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist, likelihood_terms
+
+    class Macro(AdditiveGP):
+        def _macro(self, X):
+            X = _canonical(self.search_space, np.atleast_2d(X))
+            if kind == "stage":
+                return _ofa_stage(self.search_space, X)[:, 40:]  # depths, resolution, stage sums, totals
+            _, _, active, d, r = _ofa_layers(self.search_space, X)
+            return np.column_stack([d, r, active.sum(axis=1)]).astype(float)
+
+        def fit(self, X, y):
+            self.macro_train = self._macro(X)
+            self.mac_mean, self.mac_std = self.macro_train.mean(axis=0), self.macro_train.std(axis=0)
+            self.mac_std[self.mac_std == 0] = 1.0
+            return super().fit(X, y)
+
+        def _mac(self, M):
+            return (M - self.mac_mean) / self.mac_std
+
+        def _fit(self, F, y):
+            super()._fit(F, y)  # gp_additive's own fit: the starting point
+            lin, se = self._split(F)
+            mac = self._mac(self.macro_train)
+            t = (y - self.y_mean) / self.y_std
+            K_lin, K_mac = lin @ lin.T / lin.shape[1], mac @ mac.T / mac.shape[1]
+            D, eye = _sq_dist(se, se) / self.d_scale, np.eye(len(t))
+
+            def parts(p):
+                v_lin, v_mac, v_se, ls2, v_noise = np.exp(p)
+                K_se = np.exp(-0.5 * D / ls2)
+                K = v_lin * K_lin + v_mac * K_mac + v_se * K_se + (v_noise + _JITTER) * eye
+                return K, (v_lin * K_lin, v_mac * K_mac, v_se * K_se, v_se * K_se * 0.5 * D / ls2, v_noise * eye)
+
+            def nll(p):
+                K, dK = parts(p)
+                terms = likelihood_terms(K, t)
+                return (1e10, np.zeros_like(p)) if terms is None else (
+                    float(terms[0]), np.array([-0.5 * np.sum(terms[1] * d) for d in dK]))
+
+            bounds = [self.log_bounds[0], (-10.0, 5.0), *self.log_bounds[1:]]
+            v_lin, v_se, ls2, v_noise = self.params
+            p0 = np.array([v_lin, v_lin, v_se, ls2, v_noise])
+            best = minimize(nll, np.clip(p0, *np.array(bounds).T), jac=True, method="L-BFGS-B", bounds=bounds)
+            self.params5 = best.x
+            K, _ = parts(best.x)
+            self.chol = cho_factor(K, lower=True)
+            self.alpha = cho_solve(self.chol, t)
+            self.train_mac = mac
+
+        def predict(self, X):
+            self._macro_now = self._mac(self._macro(X))
+            return super().predict(X)
+
+        def predict_std(self, X):
+            self._macro_now = self._mac(self._macro(X))
+            return super().predict_std(X)
+
+        def _posterior(self, F, with_std):
+            v_lin, v_mac, v_se, ls2, _ = np.exp(self.params5)
+            lin, se = self._split(F)
+            mac = self._macro_now
+            K = v_lin * lin @ self.train_lin.T / lin.shape[1] + v_mac * mac @ self.train_mac.T / mac.shape[1]
+            K += v_se * np.exp(-0.5 * _sq_dist(se, self.train_se) / (self.d_scale * ls2))
+            std = None
+            if with_std:
+                prior = (v_lin * np.sum(lin**2, axis=1) / lin.shape[1] + v_mac * np.sum(mac**2, axis=1) / mac.shape[1]
+                         + v_se)
+                std = np.sqrt(np.maximum(prior - np.sum(K.T * cho_solve(self.chol, K.T), axis=0), 0.0)) * self.y_std
+            return K @ self.alpha * self.y_std + self.y_mean, std
+
+    return Macro
+
+
+def _bold_gp_class(boldness: float, until: int | None = None):
+    """gp_additive whose linear part's contribution to the posterior mean is multiplied by `boldness` (> 1): the
+    marginal likelihood shrinks the first-order effects toward zero, which is right for the average prediction
+    but pulls the far, extreme architectures (where the fronts lie) back toward the mean; a bolder linear part
+    extrapolates further along the directions the model already believes in. With `until`, only while it is
+    fitted on at most that many points (the early leaps out of the random design). The std is gp_additive's."""
+    from acc_predictor.gp_additive import AdditiveGP, _sq_dist
+
+    class Bold(AdditiveGP):
+        def _predict(self, F):
+            v_lin, v_se, ls2, _ = np.exp(self.params)
+            lin, se = self._split(F)
+            K_lin = v_lin * lin @ self.train_lin.T / lin.shape[1]
+            K_se = v_se * np.exp(-0.5 * _sq_dist(se, self.train_se) / (self.d_scale * ls2))
+            c = boldness if until is None or len(self.alpha) <= until else 1.0
+            return (c * K_lin + K_se) @ self.alpha * self.y_std + self.y_mean
+
+    return Bold
+
+
 def register_oracle_informed(oracle_path: Path, seed: int = 123) -> None:
     """Diagnostic predictors that see more than the search's own archive, to ask how far better data or a
     better model class could take the loop; none is a method (each is told the oracle's answers for free):
@@ -939,7 +1101,7 @@ def main() -> None:
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_balanced:TRIES | doe_mixture:A | confidence:K | "
                         "rank_fill | mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | "
-                        "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed")
+                        "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed | ehvi:S")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -1018,6 +1180,10 @@ def main() -> None:
         from codebase.search import subset
 
         subset._banded_hv = with_band_count(int(arg))
+    elif name == "ehvi":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._surrogate_picks = with_expected_gain_bands(int(arg or 256))
     elif name == "vertical":
         from codebase.search import subset
 
