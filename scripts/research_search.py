@@ -42,10 +42,9 @@ the active indicators: switching a layer on and growing its kernel get separate 
 multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs), `gpa_freeze100` /
 `gpa_freeze140` / `gpa_freeze180` (gp_additive whose hyper-parameters are fitted until the archive holds 100 / 140
 / 180 points, then kept), `gpa_2se` (gp_additive plus a second squared-exponential part with a length scale of at most
-about one gene change: local interactions), `gpa_macro` / `gpa_macro_stage` (plus a linear part of its own variance on
-the resolution and stage depths / also the stage sums of kernel and expand indices), `gpa_boldC` (the linear part's
-share of the posterior mean times C; C in 0.75 0.9 1.1 1.2 1.5 2), `gpa_boldC_untilN` (so only while fitted on at most
-N points).
+about one gene change: local interactions), `gpa_macro` (plus a linear part of its own variance on the resolution and
+stage depths), `gpa_boldC` (the linear part's share of the posterior mean times C; C in 0.75 0.9 1.1 1.5 2),
+`gpa_bold1.25_until140` / `gpa_bold1.5_until140` (so only while fitted on at most 140 points).
 `--trajectory MODEL ...` prints the normalised hypervolume after every other iteration instead; MODEL may also
 be an oracle-informed diagnostic (`perfect`, `ridge_random20k`, `mlp_random20k`, `gpa_random1000`: see
 `register_oracle_informed`), which is told the oracle's answers and so measures a bound, not a method.
@@ -676,12 +675,11 @@ def register_variants() -> None:
     register_acc_predictor("gpa_ard", lambda **k: ARDGP(prior_std=1.0, **k))
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
     register_acc_predictor("gpa_2se", _multiscale_gp_class())
-    register_acc_predictor("gpa_macro", _macro_gp_class("depth"))
-    for boldness in ("0.75", "0.9", "1.1", "1.2", "1.5", "2"):
+    register_acc_predictor("gpa_macro", _macro_gp_class())
+    for boldness in ("0.75", "0.9", "1.1", "1.5", "2"):  # the values measured (README, session 15)
         register_acc_predictor(f"gpa_bold{boldness}", _bold_gp_class(float(boldness)))
-    for boldness, until in (("1.25", 140), ("1.5", 140), ("1.5", 116)):
-        register_acc_predictor(f"gpa_bold{boldness}_until{until}", _bold_gp_class(float(boldness), until))
-    register_acc_predictor("gpa_macro_stage", _macro_gp_class("stage"))
+    for boldness in ("1.25", "1.5"):
+        register_acc_predictor(f"gpa_bold{boldness}_until140", _bold_gp_class(float(boldness), 140))
 
 
 def _mlp_ensemble_class():
@@ -852,40 +850,41 @@ def _multiscale_gp_class():
     return MultiScale
 
 
-def _macro_gp_class(kind: str):
-    """gp_additive plus a linear part of its own variance on a few macro features (`depth`: the resolution index
-    and the five stage depths; `stage`: also each stage's sums of kernel and expand indices and active layers,
-    and their totals), standardised. In gp_additive these sit among 46 linear columns that share one variance,
-    so the marginal likelihood cannot weigh depth apart from single layers; the search's picks are most
+def _macro_gp_class():
+    """gp_additive plus a linear part of its own variance on a few macro features, standardised: the resolution
+    index, the five stage depths and the total depth. In gp_additive these sit among 46 linear columns that share one
+    variance, so the marginal likelihood cannot weigh depth apart from single layers; the search's picks are most
     pessimistic about deep, low-resolution architectures (README, session 10). Five hyper-parameters
     (v_lin, v_macro, v_se, l^2, v_noise), fitted by marginal likelihood from gp_additive's own fit."""
     from scipy.linalg import cho_factor, cho_solve
     from scipy.optimize import minimize
 
-    from acc_predictor.encoding import _canonical, _ofa_layers, _ofa_stage
+    from acc_predictor.encoding import _canonical, _ofa_layers
     from acc_predictor.gp_additive import _JITTER, AdditiveGP, _sq_dist, likelihood_terms
 
     class Macro(AdditiveGP):
-        def _macro(self, X):
-            X = _canonical(self.search_space, np.atleast_2d(X))
-            if kind == "stage":
-                return _ofa_stage(self.search_space, X)[:, 40:]  # depths, resolution, stage sums, totals
-            _, _, active, d, r = _ofa_layers(self.search_space, X)
-            return np.column_stack([d, r, active.sum(axis=1)]).astype(float)
+        n_macro = 7
 
-        def fit(self, X, y):
-            self.macro_train = self._macro(X)
-            self.mac_mean, self.mac_std = self.macro_train.mean(axis=0), self.macro_train.std(axis=0)
-            self.mac_std[self.mac_std == 0] = 1.0
-            return super().fit(X, y)
+        def features(self, X):  # [linear part, macro features, one-hot]: gp_additive's with the macro ones inserted
+            F = super().features(X)
+            _, _, active, d, r = _ofa_layers(self.search_space, _canonical(self.search_space, np.atleast_2d(X)))
+            macro = np.column_stack([d, r, active.sum(axis=1)]).astype(float)
+            return np.concatenate([F[:, : self.n_linear], macro, F[:, self.n_linear :]], axis=1)
 
-        def _mac(self, M):
-            return (M - self.mac_mean) / self.mac_std
+        def _split(self, F):  # gp_additive's two parts, without the macro columns
+            lin, rest = super()._split(F)
+            return lin, rest[:, self.n_macro :]
+
+        def _macro(self, F):
+            return (F[:, self.n_linear : self.n_linear + self.n_macro] - self.mac_mean) / self.mac_std
 
         def _fit(self, F, y):
             super()._fit(F, y)  # gp_additive's own fit: the starting point
+            raw = F[:, self.n_linear : self.n_linear + self.n_macro]
+            self.mac_mean, self.mac_std = raw.mean(axis=0), raw.std(axis=0)
+            self.mac_std[self.mac_std == 0] = 1.0
             lin, se = self._split(F)
-            mac = self._mac(self.macro_train)
+            mac = self._macro(F)
             t = (y - self.y_mean) / self.y_std
             K_lin, K_mac = lin @ lin.T / lin.shape[1], mac @ mac.T / mac.shape[1]
             D, eye = _sq_dist(se, se) / self.d_scale, np.eye(len(t))
@@ -912,18 +911,10 @@ def _macro_gp_class(kind: str):
             self.alpha = cho_solve(self.chol, t)
             self.train_mac = mac
 
-        def predict(self, X):
-            self._macro_now = self._mac(self._macro(X))
-            return super().predict(X)
-
-        def predict_std(self, X):
-            self._macro_now = self._mac(self._macro(X))
-            return super().predict_std(X)
-
         def _posterior(self, F, with_std):
             v_lin, v_mac, v_se, ls2, _ = np.exp(self.params5)
             lin, se = self._split(F)
-            mac = self._macro_now
+            mac = self._macro(F)
             K = v_lin * lin @ self.train_lin.T / lin.shape[1] + v_mac * mac @ self.train_mac.T / mac.shape[1]
             K += v_se * np.exp(-0.5 * _sq_dist(se, self.train_se) / (self.d_scale * ls2))
             std = None
