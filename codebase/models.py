@@ -104,14 +104,17 @@ def build_nsganet_model(net_type: str, arch: str, layers: int, init_channels: in
 # ------------------------------------------------------------------------------------ image size
 def _image_size_of_config(config_path: Path) -> int | None:
     config = read_json(config_path)
+    if not isinstance(config, dict):  # said before a caller reads it: one line, not an AttributeError
+        raise ValueError(f"{config_path}: expected a JSON object (an ofa MobileNetV3 config), got "
+                         f"{type(config).__name__}")
     for key in ("image_size", "img_size", "r", "resolution"):  # img_size: released NSGANetV2 / NAT configs
         if isinstance(config.get(key), int):
             return config[key]
     subnet = config_path.parent / "net.subnet"
     if subnet.is_file():
-        from search_space.ofa import subnet_resolution
+        from search_space.ofa import load_subnet, subnet_resolution
 
-        r = subnet_resolution(read_json(subnet))
+        r = subnet_resolution(load_subnet(subnet))
         if isinstance(r, int) and not isinstance(r, bool):
             return r
     return None

@@ -158,6 +158,24 @@ def test_a_zip_archive_that_is_no_checkpoint_is_named_so(tmp_path, files, kind):
     assert load_torch(tmp_path / "real.pth")["w"].tolist() == [0, 1, 2]
 
 
+def test_a_config_or_subnet_that_is_json_but_no_object_is_one_line(export, tmp_path):
+    # valid JSON of another shape was an AttributeError traceback ('list' object has no attribute 'get')
+    from codebase.models import resolve_image_size
+
+    config, weights, _, data, _ = export
+    (tmp_path / "list.config").write_text("[1, 2]")
+    out = run("validation.py", "--dataset", "cifar10", "--data", data, "--model", tmp_path / "list.config",
+              "--pretrained", weights, "-j", "0", check=False)
+    assert out.returncode == 2 and out.stderr.splitlines() == [
+        f"error: {tmp_path / 'list.config'}: expected a JSON object (an ofa MobileNetV3 config), got list"]
+    folder = tmp_path / "exported"  # a good config beside a net.subnet of another shape
+    folder.mkdir()
+    (folder / "net.config").write_text(Path(config).read_text())
+    (folder / "net.subnet").write_text("[[3, 3], [3, 3]]")
+    with pytest.raises(ValueError, match=r"net\.subnet: expected a JSON object with keys ks, e, d, r$"):
+        resolve_image_size(None, "cifar10", folder / "net.config", weights)
+
+
 def test_validation_of_a_text_file_is_one_line_and_exit_2(export, tmp_path):
     config, _, _, data, _ = export
     (tmp_path / "weights.txt").write_text("hello world\n")
