@@ -125,6 +125,8 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         unused = dict.fromkeys(NSGANET_ONLY, "only with --net_type (an NSGA-Net network)")
     if not args.cutout:
         unused["cutout_length"] = "only with --cutout"
+    if args.evaluate:  # it prints the scores and writes no run folder
+        unused["save"] = "only when training (--evaluate writes nothing)"
     return unused
 
 

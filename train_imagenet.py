@@ -45,10 +45,10 @@ RUN_KEYS = ("output", "model_config", "initial_checkpoint", "sched")
 # --smoothing 1.5 and --drop-path 2 were tracebacks, and a negative --warmup-lr or --decay-rate trained silently
 RANGES = {"workers": WORKERS, "lr": "(0, inf)", "opt_eps": "(0, inf)", "momentum": "[0, 1)",
           "weight_decay": "[0, inf)", "clip_grad": "[0, inf)", "decay_epochs": "(0, inf)", "decay_rate": "(0, inf)",
-          "warmup_lr": "[0, inf)", "warmup_epochs": "[0, inf)", "min_lr": "[0, inf)", "drop": "[0, 1)",
-          "drop_path": "[0, 1)", "color_jitter": "[0, inf)", "reprob": "[0, 1]", "recount": "[1, inf)",
-          "mixup": "[0, inf)", "cutmix": "[0, inf)", "smoothing": "[0, 1)", "model_ema_decay": "[0, 1]",
-          "teacher_weight": "[0, inf)"}
+          "patience_epochs": "[0, inf)", "warmup_lr": "[0, inf)", "warmup_epochs": "[0, inf)", "min_lr": "[0, inf)",
+          "drop": "[0, 1)", "drop_path": "[0, 1)", "color_jitter": "[0, inf)", "reprob": "[0, 1]",
+          "recount": "[1, inf)", "mixup": "[0, inf)", "cutmix": "[0, inf)", "smoothing": "[0, 1)",
+          "model_ema_decay": "[0, 1]", "teacher_weight": "[0, inf)"}
 
 
 # the timm schedules that read --decay-epochs and --decay-rate (poly takes --decay-rate as its power)
@@ -64,6 +64,8 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
         unused["decay_epochs"] = f"only with --sched {', '.join(DECAY_EPOCHS_SCHEDULES)}"
     if args.sched not in DECAY_RATE_SCHEDULES:
         unused["decay_rate"] = f"only with --sched {', '.join(DECAY_RATE_SCHEDULES)}"
+    if args.sched != "plateau":
+        unused["patience_epochs"] = "only with --sched plateau"
     if not args.teacher:
         unused.update(dict.fromkeys(("teacher_width", "teacher_weight"), "only with --teacher"))
     if args.aa and "3a" not in args.aa:  # timm's create_transform drops colour jitter under these policies
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sched", default="step", help="timm scheduler name (step, cosine, ...)")
     p.add_argument("--decay-epochs", dest="decay_epochs", type=float, default=2.4)
     p.add_argument("--decay-rate", dest="decay_rate", type=float, default=0.97)
+    p.add_argument("--patience-epochs", dest="patience_epochs", type=int, default=10,
+                   help="--sched plateau: epochs without a better validation top-1 before it decays (timm's)")
     p.add_argument("--warmup-lr", dest="warmup_lr", type=float, default=1e-6)
     p.add_argument("--warmup-epochs", dest="warmup_epochs", type=int, default=3)
     p.add_argument("--min-lr", dest="min_lr", type=float, default=1e-5)

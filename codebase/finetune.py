@@ -35,7 +35,15 @@ from codebase.io import (
     write_yaml,
 )
 from codebase.latency.measure import resolve_device
-from codebase.training import evaluate, restore_rng_state, rng_state, seed_everything, sgd_cosine, train_one_epoch
+from codebase.training import (
+    evaluate,
+    restore_rng_state,
+    rng_state,
+    seed_everything,
+    seek_schedule,
+    sgd_cosine,
+    train_one_epoch,
+)
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5")
 
@@ -230,16 +238,38 @@ def n_classes_of(dataset: str, data: str | None) -> int:
     return info.n_classes or len(get_dataset(dataset, data, "train").classes)
 
 
+def network_files(config: str | None, weights: str | None, resumed: Path | None,
+                  evaluate: bool = False) -> tuple[str | None, str | None]:
+    """(net.config, weights) a training run builds its network from; `resumed`: the run folder of a resume. Once
+    it has trained weights (checkpoint.pth; model.pth to score them) a resume builds the network as trained: the
+    folder's net.config, whose head fits the data set (the export's may have another class count), and no starting
+    weights when training on (checkpoint.pth holds them all), so a run folder moved elsewhere continues without the
+    export it began from. A run killed before its first checkpoint starts again from the export."""
+    trained = resumed / ("model.pth" if evaluate else "checkpoint.pth") if resumed is not None else None
+    if trained is not None and trained.is_file():
+        if config and (trained.parent / "net.config").is_file():
+            config = str(trained.parent / "net.config")
+        if not evaluate:
+            weights = None
+    return config, weights
+
+
+def _network_files(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    return network_files(args.model_config, getattr(args, "pretrained", None),
+                         run_folder(args) if args.resume else None, args.evaluate)
+
+
 def build_model(args: argparse.Namespace, n_classes: int, for_training: bool) -> nn.Module:
     """The network of train_cifar/validation arguments: an exported ofa model or an NSGA-Net network."""
     from codebase.models import build_nsganet_model, build_ofa_model
 
+    config, weights = _network_files(args)
     if args.net_type:
         return build_nsganet_model(args.net_type, args.arch, args.layers, args.init_channels, args.filter_increment,
-                                   args.auxiliary, args.SE, n_classes, getattr(args, "pretrained", None))
-    if not args.model_config:
+                                   args.auxiliary, args.SE, n_classes, weights)
+    if not config:
         raise ValueError("give --model-config net.config (an exported architecture) or --net_type micro|macro")
-    return build_ofa_model(args.model_config, getattr(args, "pretrained", None), n_classes,
+    return build_ofa_model(config, weights, n_classes,
                            keep_head=not for_training, drop=args.drop if for_training else None,
                            drop_path_rate=args.drop_path if for_training else 0.0)
 
@@ -340,8 +370,7 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
     try:
         seed_everything(args.seed + processes.rank)
         n_classes = n_classes_of(args.dataset, args.data)
-        img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.pretrained,
-                                      nsganet=bool(args.net_type))
+        img_size = resolve_image_size(args.img_size, args.dataset, *_network_files(args), nsganet=bool(args.net_type))
         args.img_size, args.n_classes = img_size, n_classes
         amp = processes.device.type == "cuda" if args.amp is None else bool(args.amp)
         model = build_model(args, n_classes, for_training=not args.evaluate).to(processes.device)
@@ -378,6 +407,12 @@ def _train(args: argparse.Namespace, processes: Processes, model: nn.Module, tes
     if state is not None:
         scheduler.load_state_dict(state["scheduler"])
         start, best = int(state["epoch"]), float(state.get("best_top1", 0.0))
+        if scheduler.last_epoch != start * len(loader) and processes.main:
+            before = scheduler.last_epoch // max(start, 1)
+            print(f"--resume {args.resume}: {len(loader)} batches per epoch now, {before} before (another number of "
+                  f"processes); the learning-rate schedule continues from epoch {start + 1}", file=sys.stderr,
+                  flush=True)
+        seek_schedule(scheduler, start * len(loader))  # the old run's batch count is not this run's
         if start >= args.epochs and processes.main:
             print(f"--resume {args.resume}: the run has finished its {args.epochs} epochs; nothing to train",
                   file=sys.stderr, flush=True)

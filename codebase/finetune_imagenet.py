@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from codebase.checkpoints import load_into, load_weights
-from codebase.finetune import Processes, evaluate_everywhere, n_classes_of, open_run_folder, resume_checkpoint
+from codebase.finetune import (
+    Processes,
+    evaluate_everywhere,
+    n_classes_of,
+    network_files,
+    open_run_folder,
+    resume_checkpoint,
+)
 from codebase.io import save_torch, write_json, write_text
 from codebase.training import (
     DivergedError,
@@ -93,10 +101,13 @@ def optimizer_and_schedule(model: nn.Module, args: argparse.Namespace,
 
     optimizer = create_optimizer_v2(model, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
                                     momentum=args.momentum, **({"eps": args.opt_eps} if args.opt_eps else {}))
-    scheduler, epochs = create_scheduler_v2(optimizer, sched=args.sched, num_epochs=args.epochs,
-                                            decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
-                                            min_lr=args.min_lr, warmup_lr=args.warmup_lr,
-                                            warmup_epochs=args.warmup_epochs, updates_per_epoch=updates_per_epoch)
+    with warnings.catch_warnings():  # timm deprecates plateau as its checkpoints lose the patience count; ours keep it
+        warnings.filterwarnings("ignore", message="PlateauLRScheduler is deprecated", category=FutureWarning)
+        scheduler, epochs = create_scheduler_v2(optimizer, sched=args.sched, num_epochs=args.epochs,
+                                                decay_epochs=args.decay_epochs, decay_rate=args.decay_rate,
+                                                patience_epochs=args.patience_epochs, min_lr=args.min_lr,
+                                                warmup_lr=args.warmup_lr, warmup_epochs=args.warmup_epochs,
+                                                updates_per_epoch=updates_per_epoch)
     return optimizer, scheduler, epochs
 
 
@@ -130,13 +141,15 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
     seed_everything(args.seed + processes.rank)
     device = processes.device
     n_classes = n_classes_of(args.dataset, args.data)
-    args.img_size = resolve_image_size(args.img_size, args.dataset, args.model_config, args.initial_checkpoint)
+    config, weights = network_files(args.model_config, args.initial_checkpoint,
+                                    Path(args.output) if args.resume else None)
+    args.img_size = resolve_image_size(args.img_size, args.dataset, config, weights)
     args.n_classes = n_classes
     # bf16 autocast on CUDA; on CPU --amp is accepted (the README's recipe carries it) but training stays fp32
     amp = bool(args.amp) and device.type == "cuda"
     if args.amp and not amp and processes.main:
         print(f"note: --amp applies on CUDA only; training in fp32 on {device.type}", file=sys.stderr, flush=True)
-    model = build_ofa_model(args.model_config, args.initial_checkpoint, n_classes, keep_head=False, drop=args.drop,
+    model = build_ofa_model(config, weights, n_classes, keep_head=False, drop=args.drop,
                             drop_path_rate=args.drop_path).to(device)
     teacher = load_teacher(args.teacher, args.teacher_width, n_classes).to(device) if args.teacher else None
     loader, sampler = train_loader(args, processes)
@@ -166,7 +179,10 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
                              f"at least {start}")
         if start == args.epochs and processes.main:
             print(f"--resume: the run has finished its {start} epochs; nothing to train", file=sys.stderr, flush=True)
-    scheduler.step(start)
+    if start > 0:  # as timm's train.py: step(0) without warm-up pinned plateau to --warmup-lr for good
+        scheduler.step(start)
+    if state is not None and state.get("plateau") is not None and hasattr(scheduler, "lr_scheduler"):
+        scheduler.lr_scheduler.load_state_dict(state["plateau"])  # its best and patience count, which timm drops
     if processes.main:
         open_run_folder(folder, args)
         write_json(folder / "net.config", model.config)  # as trained: the head may be new
@@ -208,11 +224,12 @@ def _run(args: argparse.Namespace, processes: Processes) -> dict[str, Any]:
             top1_hits += correct_counts(logits.detach(), y, (1,))[0]  # whole images, as codebase.training
             bar.update()
         bar.close()
-        scheduler.step(epoch + 1)
         train = processes.mean({"loss": loss_sum / n, "top1": 100.0 * top1_hits / n})
         val = evaluate_everywhere(model, test_set, processes, args.validation_batch_size, args.workers, amp)
         ema_val = (evaluate_everywhere(ema.module, test_set, processes, args.validation_batch_size, args.workers,
                                        amp) if ema is not None else {"top1": float("nan"), "top5": float("nan")})
+        # the metric only plateau reads (the others ignore it): top-1 of the weights kept, the EMA's with one (timm)
+        scheduler.step(epoch + 1, (ema_val if ema is not None else val)["top1"])
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_top1": train["top1"],
                "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
                "ema_top1": ema_val["top1"], "ema_top5": ema_val["top5"]}
@@ -232,8 +249,10 @@ def _save_epoch(folder: Path, epoch: int, model: nn.Module, ema: Any, optimizer:
                 scheduler: Any, row: dict[str, float], rng: list[dict[str, torch.Tensor]]) -> None:
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     model_file: dict[str, Any] = {"state_dict": weights, "epoch": epoch, "top1": row["val_top1"]}
+    plateau = getattr(scheduler, "lr_scheduler", None)  # plateau's torch scheduler: timm saves only its best
     checkpoint = {"epoch": epoch, "state_dict": weights, "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "rng": rng}
+                  "scheduler": scheduler.state_dict(), "plateau": plateau.state_dict() if plateau is not None else None,
+                  "rng": rng}
     if ema is not None:
         ema_weights = {k: v.detach().cpu() for k, v in ema.module.state_dict().items()}
         model_file["state_dict_ema"] = checkpoint["state_dict_ema"] = ema_weights

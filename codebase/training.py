@@ -196,6 +196,17 @@ def sgd_cosine(
     return optimizer, scheduler
 
 
+def seek_schedule(scheduler: torch.optim.lr_scheduler.LambdaLR, step: int) -> None:
+    """Put a per-batch LambdaLR schedule (and its optimizer's learning rates) at `step` batches taken. A resume
+    seeks to (epochs done) x (this run's batches per epoch): its stored batch count is in the old run's batches,
+    which differ when the number of processes changed (each process then takes another share of the data)."""
+    scheduler.last_epoch = step
+    lrs = [base * factor(step) for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports
+
+
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor | tuple], amp: bool = False) -> int:
     """Re-estimate every batch-norm layer's running statistics on `batches` (inputs already on the model's
     device; (x, y) pairs or bare x): reset them, set momentum None (a cumulative average over the batches,

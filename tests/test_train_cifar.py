@@ -94,6 +94,45 @@ def test_two_process_resume_after_kill_equals_uninterrupted_run(setup, tmp_path)
     assert len(load_torch(tmp_path / "run" / "checkpoint.pth")["rng"]) == 2  # one state per rank
 
 
+def test_a_resume_on_another_number_of_processes_continues_the_schedule(setup, tmp_path, capsys):
+    """The cosine schedule is stepped per batch, and each process takes 1/world of the data: the stored batch count
+    of 2 processes (1 batch per epoch here) read by 1 process (3 per epoch) put epoch 3 at 4/9 of the schedule."""
+    import math
+
+    _, common = setup
+    argv = [*common, "--epochs", "3", "--save", tmp_path / "run"]
+    killed = torchrun(argv, kill="checkpoint.pth:2")
+    assert killed.returncode != 0 and load_torch(tmp_path / "run" / "checkpoint.pth")["epoch"] == 1
+    assert main_inline("train_cifar", ["--resume", tmp_path / "run"]) == 0
+    assert "3 batches per epoch now, 1 before" in capsys.readouterr().err
+    # the learning rate at the start of epoch e of E is lr (1 + cos(pi e / E)) / 2, whatever the batch count
+    lrs = [row["lr"] for row in metrics(tmp_path / "run")]
+    assert lrs == pytest.approx([0.05 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)], rel=1e-5)
+
+
+def test_a_run_with_a_new_head_resumes_without_its_export_and_evaluate_scores_it(setup, tmp_path, capsys):
+    """Fine-tuning a 5-class export on CIFAR-10 gives the network a 10-class head: --evaluate --resume built the
+    export's 5-class network and refused model.pth, and a plain --resume needed the export's files still there."""
+    import shutil
+
+    folder, common = setup
+    config, weights, _ = tiny_export(tmp_path / "export", n_classes=5)
+    argv = list(common)
+    argv[argv.index("--model-config") + 1], argv[argv.index("--initial-checkpoint") + 1] = str(config), str(weights)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NSGANETV2_TEST_KILL_DURING_WRITE": "checkpoint.pth:2"}
+    killed = subprocess.run([sys.executable, str(ROOT / "train_cifar.py"), *argv, "--save", tmp_path / "run"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    shutil.rmtree(tmp_path / "export")  # the run folder alone, as on another machine
+    assert main_inline("train_cifar", ["--resume", tmp_path / "run"]) == 0
+    assert [row["epoch"] for row in metrics(tmp_path / "run")] == [1, 2]
+    capsys.readouterr()
+    assert main_inline("train_cifar", ["--evaluate", "--resume", tmp_path / "run"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["top1"] == pytest.approx(metrics(tmp_path / "run")[-1]["val_top1"], abs=1e-3)
+    assert scored["loss"] == pytest.approx(metrics(tmp_path / "run")[-1]["val_loss"], rel=1e-4)
+
+
 def _children(pid: int) -> list[int]:
     """The processes whose parent is `pid` (from /proc)."""
     found = []
@@ -558,6 +597,7 @@ def test_relative_paths_are_stored_absolute_so_a_resume_works_from_any_folder(se
     (["--layers", "8", "--SE"], r"--layers, --SE only with --net_type"),  # was: silently ignored
     (["--net_type", "micro", "--model-config", ""], "--drop, --drop-path only with --model-config"),
     (["--cutout_length", "8"], "--cutout_length only with --cutout"),
+    (["--evaluate"], r"--save only when training \(--evaluate writes nothing\)"),  # was: no folder, no word
 ])
 def test_bad_values_and_flags_without_effect_are_refused_before_anything_is_read(setup, tmp_path, monkeypatch, extra,
                                                                                message):

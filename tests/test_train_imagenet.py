@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -217,8 +218,9 @@ def test_bad_arguments_are_one_error_line(setup, tmp_path):
         main("--aa", "bogus", "--output", tmp_path / "b")
     with pytest.raises(ValueError, match="--device foo"):
         main("--device", "foo", "--output", tmp_path / "c")
-    # resuming with another architecture is refused by name, before anything is loaded; the run's own
-    # net.config edited in place names the first tensor of checkpoint.pth that differs
+    # resuming with another architecture is refused by name, before anything is loaded; the run folder's
+    # net.config (a resume builds the network from it) edited in place names the first tensor of checkpoint.pth
+    # that differs
     own = tmp_path / "net.config"
     own.write_text(Path(config).read_text())
     at = argv.index("--model-config")
@@ -231,7 +233,7 @@ def test_bad_arguments_are_one_error_line(setup, tmp_path):
     changed = [*argv[:at], "--model-config", other, *argv[at + 4:]]
     with pytest.raises(ValueError, match=r"--model-config \S+other/net.config \(the run has \S+/net.config\)"):
         train_imagenet.main([str(a) for a in [*changed, "--output", tmp_path / "run", "--resume"]])
-    own.write_text(json.dumps(cfg))
+    (tmp_path / "run" / "net.config").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"checkpoint.pth does not fit the network: tensor 'feature_mix_layer"):
         train_imagenet.main([str(a) for a in [*mine, "--output", tmp_path / "run", "--resume"]])
 
@@ -320,10 +322,14 @@ def test_resume_needs_only_data_and_the_output_folder(setup, tmp_path):
     from codebase.io import read_yaml
 
     folder, config, weights, _, _ = setup
+    export = tmp_path / "export"  # a copy, deleted below: the run folder alone continues (it needed the export)
+    shutil.copytree(Path(config).parent, export)
+    config, weights = export / Path(config).name, export / Path(weights).name
     data, run = str(folder / "data"), str(tmp_path / "run")
     assert train_imagenet.main([data, "--dataset", "folder", "--model-config", str(config), "--initial-checkpoint",
                                 str(weights), "--img-size", "32", "-b", "4", "-j", "0", "--epochs", "1",
                                 "--warmup-epochs", "0", "--quiet", "--device", "cpu", "--output", run]) == 0
+    shutil.rmtree(export)
     assert train_imagenet.main([data, "--resume", "--output", run, "--epochs", "2"]) == 0
     assert [row["epoch"] for row in metrics(tmp_path / "run")] == [1, 2]
     assert read_yaml(tmp_path / "run" / "args.yaml")["model_config"] == str(config)
@@ -348,6 +354,32 @@ def test_a_lengthened_cosine_run_follows_the_schedule_of_its_new_length(setup, t
     rows = metrics(tmp_path / "run")
     assert rows[1]["lr"] == pytest.approx(0.01)
     assert rows == metrics(tmp_path / "straight")
+
+
+def test_plateau_decays_on_validation_top1_and_a_resume_keeps_its_patience_count(setup, tmp_path):
+    """--sched plateau trained at --warmup-lr for good (timm's step(0) without warm-up) and never decayed (no metric
+    passed); timm's own checkpoint keeps only the best metric, so a resume also restarted the patience count."""
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = [folder / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "-b", "4", "-j", "0", "--quiet", "--device", "cpu", "--sched", "plateau",
+            "--warmup-epochs", "0", "--lr", "0.02", "--patience-epochs", "1", "--decay-rate", "0.5", "--model-ema"]
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "5", "--output", tmp_path / "straight"]]) == 0
+    rows = metrics(tmp_path / "straight")
+    # torch's ReduceLROnPlateau rule by hand on the EMA's top-1 (timm's choice with --model-ema): halve once more
+    # than 1 epoch in a row brings no better one
+    lr, best, bad, expected = 0.02, -float("inf"), 0, []
+    for row in rows:
+        expected.append(lr)
+        best, bad = (row["ema_top1"], 0) if row["ema_top1"] > best * (1 + 1e-4) else (best, bad + 1)
+        if bad > 1:
+            lr, bad = lr / 2, 0
+    assert [row["lr"] for row in rows] == pytest.approx(expected) and min(expected) < 0.02
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "2", "--output", tmp_path / "run"]]) == 0
+    assert train_imagenet.main([str(a) for a in [*argv, "--epochs", "5", "--output", tmp_path / "run",
+                                                 "--resume"]]) == 0
+    assert metrics(tmp_path / "run") == rows
 
 
 def test_a_validation_batch_size_below_1_is_refused_before_anything_is_written(setup, tmp_path):
