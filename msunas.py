@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 SETTINGS = ("seed", "n_doe", "iterations", "n_iter", "predictor", "subset", "inner_pop", "inner_gens", "ref_point")
 # what a resume may change: extend the run, run it elsewhere (the data moved, other devices), display
-RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data")
+RESUMABLE = ("iterations", "quiet", "n_gpus", "dist_timeout", "device", "data", "n_workers")
 # what every search's args.yaml holds (each version wrote these): without them it is not a search's
 SEARCH_KEYS = ("seed", "sec_obj", "n_doe", "iterations", "n_iter", "predictor")
 # NSGA-Net's flag names for MSuNAS's settings
@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
     data.add_argument("--n_epochs", type=int, default=0, help="fine-tuning epochs per subnet before scoring")
     data.add_argument("--test", action="store_true", help="score on the test set (never use it to search)")
+    # the original msunas.py's evaluation flags (its scripts/search.sh passes --gpu 1 --n_workers 4)
+    data.add_argument("--n_workers", type=int, default=None,
+                      help="data-loading processes of each evaluation (default 0: none, decoded in-process)")
+    data.add_argument("--trn_batch_size", type=int, default=None,
+                      help="training batch size: --n_epochs fine-tuning (supernet, default 64), each candidate's "
+                           "training (nsganet_train, default 128)")
+    data.add_argument("--vld_batch_size", type=int, default=None, help="scoring batch size (supernet, default 200)")
+    data.add_argument("--gpu", type=int, default=1,
+                      help="GPUs per evaluation: 1, as the original's default (--n_gpus N starts N evaluation "
+                           "processes, one GPU each)")
     data.add_argument("--n_gpus", type=int, default=None,
                       help="start this many evaluation processes here (one per GPU; CPU processes without GPUs); "
                            "under torchrun the launcher decides")
@@ -162,6 +172,8 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     missing = [key for key in SEARCH_KEYS if key not in stored]
     if missing:
         raise ValueError(f"--resume {run}: not a run folder (its args.yaml holds no {', '.join(missing)})")
+    if stored.get("evaluator") is None:  # every run writes the evaluator it resolved: the file was cut short
+        raise ValueError(f"{run / 'args.yaml'}: incomplete (no evaluator); the run cannot continue from it")
     # a run's settings are its args.yaml: a flag that would change one is refused, never silently ignored;
     # paths compare as absolute ones (runs of earlier versions stored them relative)
     changed = changed_settings(given, merged, (*RESUMABLE, "save", "resume"), names=shown_as,
@@ -216,6 +228,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"unknown predictor '{args.predictor}'; choose from {acc_predictor_names() + ['none']}")
     if args.n_doe < 2 or args.n_iter < 1 or args.iterations < 0:
         raise ValueError("--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0")
+    if args.gpu != 1:  # the original split --n_gpus into jobs of --gpu each; here every evaluation takes one
+        raise ValueError(f"--gpu {args.gpu}: each evaluation runs on one GPU here; --n_gpus N starts N evaluation "
+                         f"processes (one per GPU, torch.distributed)")
+    for flag, value, low in (("--n_workers", args.n_workers, 0), ("--trn_batch_size", args.trn_batch_size, 1),
+                             ("--vld_batch_size", args.vld_batch_size, 1)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    if args.trn_batch_size is not None and args.evaluator == "supernet" and not args.n_epochs:
+        raise ValueError("--trn_batch_size only with --n_epochs 1 or more: the supernet evaluator trains nothing "
+                         "otherwise (no effect here, not silently ignored)")
     # checked before the run's first file: iteration 0 would be evaluated and the run left unresumable
     if args.seed < 0 or args.inner_pop < 1 or args.inner_gens < 1:
         raise ValueError(f"--seed must be >= 0, --inner_pop >= 1 and --inner_gens >= 1; got --seed {args.seed} "
@@ -313,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_new_run(args: argparse.Namespace, save: Path) -> None:
-    if not args.resume and ((save / "args.yaml").exists() or any(save.glob("iter_*.stats"))):
+    if not args.resume and (save / "args.yaml").exists():
         raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
                          "or choose another folder")
+    if not args.resume and any(save.glob("iter_*.stats")):  # e.g. the original tool's run: nothing to resume
+        raise ValueError(f"--save {save} holds iter_K.stats files but no args.yaml (a search of another tool, which "
+                         f"--resume cannot continue; post_search.py reads it); choose another folder")
     check_output_folder(save, f"--save {save}")
 
 

@@ -103,11 +103,22 @@ def stored_arguments(folder: str | Path, missing: str | None, keys: Collection[s
 
 
 def check_stored_types(parser: argparse.ArgumentParser, stored: dict[str, Any], path: str | Path) -> None:
-    """A ValueError naming `path` (a run's args.yaml) for a stored value that its int or float flag could not have
-    produced (a hand edit, a damaged file): a resume would otherwise end in a TypeError traceback far from it."""
+    """A ValueError naming `path` (a run's args.yaml) for a stored value that its flag could not have produced (a
+    hand edit, a damaged file): a number for a text flag, text for a number, a switch neither true nor false. A
+    resume would otherwise end in a TypeError traceback far from it, or in a misleading message."""
     for action in parser._actions:
         value = stored.get(action.dest)
-        if action.type not in (int, float) or value is None:
+        if value is None:
+            continue
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{path}: corrupt ({action.dest}: {value!r} is not true or false)")
+            continue
+        if action.type in (None, str) and type(action) is argparse._StoreAction and action.nargs in (None, "?"):
+            if not isinstance(value, str):
+                raise ValueError(f"{path}: corrupt ({action.dest}: {value!r} is not text)")
+            continue
+        if action.type not in (int, float):
             continue
         many = action.nargs in ("+", "*")
         values = value if many else [value]

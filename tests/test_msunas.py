@@ -308,6 +308,12 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
         (["--ref_point", "1", "2", "3"], "--ref_point needs 2 values"),
         # a forgotten --dataset: digits would have been searched, the folder never read
         (["--data", "/some/cifar"], "--data /some/cifar: the data set is digits, scikit-learn's built-in one"),
+        # the original's scripts/search.sh form (--gpu 1 --n_workers 4 ...): its flags pass, the data is looked at
+        (["--gpu", "1", "--n_workers", "4", "--trn_batch_size", "96", "--vld_batch_size", "250", "--n_epochs", "5",
+          "--dataset", "cifar10", "--data", "/some/cifar"], "cifar10: expected torchvision's CIFAR-10 python folder"),
+        (["--gpu", "2"], "--gpu 2: each evaluation runs on one GPU here; --n_gpus N starts N evaluation processes"),
+        (["--trn_batch_size", "0", "--n_epochs", "1"], "--trn_batch_size must be >= 1, got 0"),
+        (["--trn_batch_size", "32"], "--trn_batch_size only with --n_epochs 1 or more"),
     ],
 )
 def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, message):
@@ -325,6 +331,9 @@ def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, 
         # the supernet evaluator trained a supernet and searched OFA subnets, ignoring these
         (["--init_channels", "16", "--layers", "8"], "--init_channels, --layers only with --evaluator nsganet_train"),
         (["--epochs", "5"], "--epochs only with --evaluator nsganet_train"),
+        (["--oracle_path", str(ORACLE), "--n_workers", "4"], "--n_workers only with real evaluation"),
+        (["--search_space", "nsganet_micro", "--vld_batch_size", "50"], "--vld_batch_size only with --evaluator "
+                                                                        "supernet"),
         (["--evaluator", "supernet", "--oracle_path", str(ORACLE)], "--oracle_path only with --evaluator ofa_oracle"),
         (["--search_space", "nsganet_micro", "--evaluator", "supernet"],
          "--evaluator supernet scores ofa subnets, not --search_space nsganet_micro"),
@@ -409,6 +418,35 @@ def test_existing_run_is_never_overwritten(reference_run):
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
 
 
+def test_the_originals_evaluation_flags_reach_each_evaluator_under_its_own_names(monkeypatch):
+    import codebase.evaluators.nsganet_train
+    import codebase.evaluators.supernet
+    from codebase.evaluators import get_evaluator
+
+    calls = []
+    for module, name in ((codebase.evaluators.supernet, "SupernetEvaluator"),
+                         (codebase.evaluators.nsganet_train, "NSGANetTrainer")):
+        monkeypatch.setattr(module, name, lambda _name=name, **options: calls.append((_name, options)))
+    flags = {"n_workers": 4, "trn_batch_size": 32, "vld_batch_size": 100, "dataset": "digits"}
+    get_evaluator("supernet", **flags)
+    get_evaluator("nsganet_train", **{**flags, "vld_batch_size": None})
+    get_evaluator("supernet", n_workers=None, trn_batch_size=None, vld_batch_size=None)  # not given: its defaults
+    assert calls == [
+        ("SupernetEvaluator", {"num_workers": 4, "ft_batch_size": 32, "batch_size": 100, "dataset": "digits"}),
+        ("NSGANetTrainer", {"workers": 4, "batch_size": 32, "dataset": "digits", "vld_batch_size": None}),
+        ("SupernetEvaluator", {})]
+
+
+def test_a_folder_of_another_tools_search_is_refused_without_suggesting_a_resume(reference_run, tmp_path):
+    # it said "continue it with --resume", which then said "not a run folder (no args.yaml)"
+    (tmp_path / "iter_0.stats").write_bytes((reference_run / "iter_0.stats").read_bytes())
+    out = oracle_run(tmp_path, check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --save {tmp_path} holds iter_K.stats files but no args.yaml (a search of another tool, which "
+        f"--resume cannot continue; post_search.py reads it); choose another folder"], out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_0.stats"]
+
+
 def test_resume_errors(tmp_path):
     out = msunas("--resume", tmp_path, check=False)
     assert out.returncode == 2 and "not a run folder" in out.stderr
@@ -431,6 +469,11 @@ def test_resume_errors(tmp_path):
     ("n_iter: 4", "n_iter: abc", "args.yaml: corrupt (n_iter: 'abc' is not an integer)"),
     ("seed: 3", "seed: '3'", "args.yaml: corrupt (seed: '3' is not an integer)"),
     ("ref_point: null", "ref_point: [a, 1]", "args.yaml: corrupt (ref_point: ['a', 1] is not a list of numbers)"),
+    # were a TypeError traceback from the oracle's loader, and a switch taken as true
+    ("oracle_path: /", "oracle_path: 5\nold_oracle_path: /", "args.yaml: corrupt (oracle_path: 5 is not text)"),
+    ("test: false", "test: 'no'", "args.yaml: corrupt (test: 'no' is not true or false)"),
+    # cut short after its first keys: was "unknown evaluator 'None'"
+    ("evaluator: ofa_oracle", "", "args.yaml: incomplete (no evaluator); the run cannot continue from it"),
 ])
 def test_an_args_yaml_value_of_the_wrong_type_is_one_line_naming_it(reference_run, tmp_path, old, new, message):
     # a hand-edited or damaged args.yaml was a TypeError traceback from deep in the checks

@@ -27,16 +27,25 @@ def _ofa_oracle(**options: Any) -> Evaluator:
     return OracleEvaluator(**options)
 
 
+def _renamed(options: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """msunas's options with the original's flag names (`names`: flag -> parameter) passed under the evaluator's
+    parameter names; those not given keep the evaluator's defaults."""
+    out = {key: value for key, value in options.items() if key not in names}
+    out.update({names[key]: value for key, value in options.items() if key in names and value is not None})
+    return out
+
+
 def _nsganet_train(**options: Any) -> Evaluator:
     from codebase.evaluators.nsganet_train import NSGANetTrainer
 
-    return NSGANetTrainer(**options)
+    return NSGANetTrainer(**_renamed(options, {"n_workers": "workers", "trn_batch_size": "batch_size"}))
 
 
 def _supernet(**options: Any) -> Evaluator:
     from codebase.evaluators.supernet import SupernetEvaluator
 
-    return SupernetEvaluator(**options)
+    return SupernetEvaluator(**_renamed(options, {"n_workers": "num_workers", "trn_batch_size": "ft_batch_size",
+                                                  "vld_batch_size": "batch_size"}))
 
 
 _REGISTRY: dict[str, Callable[..., Evaluator]] = {"ofa_oracle": _ofa_oracle, "nsganet_train": _nsganet_train,
@@ -49,13 +58,14 @@ _OFA_FLAGS = "only with --evaluator supernet (OFA subnets with inherited weights
 _REAL_DATA = ("only with real evaluation: --evaluator ofa_oracle scores OFA w1.2 subnets with OFA's ImageNet "
               "accuracy predictor")
 UNUSED_FLAGS: dict[str, dict[str, str]] = {
-    "ofa_oracle": dict.fromkeys(("dataset", "data", "n_classes", "vld_size"), _REAL_DATA)
+    "ofa_oracle": dict.fromkeys(("dataset", "data", "n_classes", "vld_size", "n_workers", "trn_batch_size",
+                                 "vld_batch_size"), _REAL_DATA)
     | dict.fromkeys(("supernet_path", "width_mult", "n_epochs", "test"), _OFA_FLAGS)
     | dict.fromkeys(("init_channels", "layers", "epochs"), _NSGANET_FLAGS),
     "supernet": {"init_channels": _NSGANET_FLAGS, "layers": _NSGANET_FLAGS, "epochs": _NSGANET_FLAGS,
                  "oracle_path": "only with --evaluator ofa_oracle"},
     "nsganet_train": {"supernet_path": _OFA_FLAGS, "width_mult": _OFA_FLAGS, "resolutions": _OFA_FLAGS,
-                      "n_epochs": _OFA_FLAGS, "test": _OFA_FLAGS,
+                      "n_epochs": _OFA_FLAGS, "test": _OFA_FLAGS, "vld_batch_size": _OFA_FLAGS,
                       "oracle_path": "only with --evaluator ofa_oracle"},
 }
 # the search space each evaluator scores (None: it checks --search_space itself)
