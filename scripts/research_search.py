@@ -44,7 +44,8 @@ multiplied by 1 + gap / S, gap its error above the best error at no more FLOPs),
 / 180 points, then kept), `gpa_2se` (gp_additive plus a second squared-exponential part with a length scale of at most
 about one gene change: local interactions), `gpa_macro` (plus a linear part of its own variance on the resolution and
 stage depths), `gpa_boldC` (the linear part's share of the posterior mean times C; C in 0.75 0.9 1.1 1.5 2),
-`gpa_bold1.25_until140` / `gpa_bold1.5_until140` (so only while fitted on at most 140 points).
+`gpa_bold1.25_until140` / `gpa_bold1.5_until140` (so only while fitted on at most 140 points), `gpa_se_ordinal` (the
+squared-exponential part on the ordinal encoding instead of one-hot).
 `--trajectory MODEL ...` prints the normalised hypervolume after every other iteration instead; MODEL may also
 be an oracle-informed diagnostic (`perfect`, `ridge_random20k`, `mlp_random20k`, `gpa_random1000`: see
 `register_oracle_informed`), which is told the oracle's answers and so measures a bound, not a method.
@@ -676,6 +677,9 @@ def register_variants() -> None:
     register_acc_predictor("gpa_ard_p03", lambda **k: ARDGP(prior_std=0.3, **k))
     register_acc_predictor("gpa_2se", _multiscale_gp_class())
     register_acc_predictor("gpa_macro", _macro_gp_class())
+    # the squared-exponential part on the ordinal encoding: kernel 3 nearer 5 than 7, a skipped layer nearest the
+    # smallest choice (one-hot puts every pair of choices equally far apart)
+    register_acc_predictor("gpa_se_ordinal", lambda **k: AdditiveGP(**{**k, "encoding": "ordinal"}))
     for boldness in ("0.75", "0.9", "1.1", "1.5", "2"):  # the values measured (README, session 15)
         register_acc_predictor(f"gpa_bold{boldness}", _bold_gp_class(float(boldness)))
     for boldness in ("1.25", "1.5"):
