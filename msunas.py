@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from codebase.cli import (
+    WORKERS,
     ArgumentsError,
     OneLineParser,
     absolute_path,
     changed_settings,
+    check_ranges,
     check_resume_save,
     check_stored_types,
     flags_given,
@@ -231,10 +233,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.gpu != 1:  # the original split --n_gpus into jobs of --gpu each; here every evaluation takes one
         raise ValueError(f"--gpu {args.gpu}: each evaluation runs on one GPU here; --n_gpus N starts N evaluation "
                          f"processes (one per GPU, torch.distributed)")
-    for flag, value, low in (("--n_workers", args.n_workers, 0), ("--trn_batch_size", args.trn_batch_size, 1),
-                             ("--vld_batch_size", args.vld_batch_size, 1)):
-        if value is not None and value < low:
-            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    check_ranges(args, {"n_workers": WORKERS, "trn_batch_size": "[1, inf)", "vld_batch_size": "[1, inf)"})
     if args.trn_batch_size is not None and args.evaluator == "supernet" and not args.n_epochs:
         raise ValueError("--trn_batch_size only with --n_epochs 1 or more: the supernet evaluator trains nothing "
                          "otherwise (no effect here, not silently ignored)")
@@ -335,12 +334,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_new_run(args: argparse.Namespace, save: Path) -> None:
-    if not args.resume and (save / "args.yaml").exists():
-        raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
-                         "or choose another folder")
-    if not args.resume and any(save.glob("iter_*.stats")):  # e.g. the original tool's run: nothing to resume
-        raise ValueError(f"--save {save} holds iter_K.stats files but no args.yaml (a search of another tool, which "
-                         f"--resume cannot continue; post_search.py reads it); choose another folder")
+    if not args.resume:
+        if (save / "args.yaml").exists():
+            raise ValueError(f"--save {save} already holds a run; continue it with --resume {save} "
+                             "or choose another folder")
+        if any(save.glob("iter_*.stats")):  # e.g. the original tool's run: nothing to resume
+            raise ValueError(f"--save {save} holds iter_K.stats files but no args.yaml (a search of another tool, "
+                             f"which --resume cannot continue; post_search.py reads it); choose another folder")
     check_output_folder(save, f"--save {save}")
 
 

@@ -312,7 +312,7 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
         (["--gpu", "1", "--n_workers", "4", "--trn_batch_size", "96", "--vld_batch_size", "250", "--n_epochs", "5",
           "--dataset", "cifar10", "--data", "/some/cifar"], "cifar10: expected torchvision's CIFAR-10 python folder"),
         (["--gpu", "2"], "--gpu 2: each evaluation runs on one GPU here; --n_gpus N starts N evaluation processes"),
-        (["--trn_batch_size", "0", "--n_epochs", "1"], "--trn_batch_size must be >= 1, got 0"),
+        (["--trn_batch_size", "0", "--n_epochs", "1"], "--trn_batch_size 0: must be >= 1"),
         (["--trn_batch_size", "32"], "--trn_batch_size only with --n_epochs 1 or more"),
     ],
 )
