@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.ExitStack() as held:  # the folder's lock, let go however the run ends
             if folder.is_dir():  # before its files are read: a second process on a live run's folder wrote its
                 held.enter_context(holding_lock(folder, "train_supernet"))  # args.yaml over; now it touches nothing
-            return _train(args, argv, parser, held, fresh_lock)
+            return _train(args, argv, parser, held, [lock] * fresh_lock)
     except ValueError as e:  # a refused start leaves nothing behind, the lock file it made included
         if fresh_lock and not isinstance(e, FolderInUse) and lock.is_file() and not (folder / CHECKPOINT).exists():
             lock.unlink()
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace, argv: list[str] | None, parser: argparse.ArgumentParser,
-           held: contextlib.ExitStack, fresh_lock: bool) -> int:
+           held: contextlib.ExitStack, new_lock: list[Path]) -> int:
+    """main's work in the folder `held` locks (or will, once made); `new_lock`: the lock file if this start made it."""
     from codebase.evaluators.supernet import SupernetEvaluator
     from codebase.io import write_json, write_yaml
     from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig, train_supernet
@@ -137,9 +138,8 @@ def _train(args: argparse.Namespace, argv: list[str] | None, parser: argparse.Ar
         config = SupernetTrainConfig(**{k: absolute_path(v) if k in ("data", "init") else v
                                         for k, v in vars(args).items() if k in fields})
     config = config.resolved()
-    lock = save / lock_name("train_supernet")
     # what this start makes, removed again if it is refused
-    new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()] + [lock] * fresh_lock
+    new = [p for p in (save, save / "args.yaml", save / "log.txt") if not p.exists()] + new_lock
     try:
         save.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # no permission, ...
