@@ -249,6 +249,27 @@ def test_export_subnet_loads_with_ofa_and_matches(evaluator, folder_data, task_c
     assert len(config["blocks"]) == 1 + sum(MIXED["d"]) and config["classifier"]["out_features"] == 3
 
 
+def test_export_from_a_runs_args_yaml_uses_its_batch_sizes_like_the_search(folder_data, task_checkpoint, tmp_path):
+    """A run's args.yaml names the batch sizes with the original's flags (--trn_batch_size, --vld_batch_size):
+    post_search's export built its evaluator without mapping them, so it fine-tuned with batches of 64 where the
+    search used 3, and net.inherited scored 34.5% where net.stats said 58.5% (the same hold-out)."""
+    from codebase.evaluators import get_evaluator
+    from codebase.evaluators.supernet import cached_evaluator
+
+    run_args = {**{k: v for k, v in OPTIONS.items() if k != "batch_size"}, "data": str(folder_data),
+                "supernet_path": str(task_checkpoint), "n_epochs": 1, "trn_batch_size": 3, "vld_batch_size": 2,
+                "n_workers": 0}
+    searched = get_evaluator("supernet", **run_args)  # as msunas builds it
+    assert (searched.ft_batch_size, searched.batch_size) == (3, 2)
+    exported = cached_evaluator(run_args)
+    assert (exported.ft_batch_size, exported.batch_size) == (3, 2)
+    net = export_subnet(run_args, MIXED, tmp_path)
+    scored = searched.prepare(MIXED).to("cpu")  # the network the search scored
+    x = torch.randn(3, 3, 40, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), scored(x), rtol=1e-4, atol=1e-4)
+
+
 def test_bad_subnet_and_missing_supernet(evaluator, folder_data):
     with pytest.raises(ValueError, match="resolutions"):
         evaluator.evaluate({**SMALL, "r": 36})

@@ -367,12 +367,16 @@ def _options(args: Any) -> dict[str, Any]:
 
 
 def cached_evaluator(args: argparse.Namespace | dict[str, Any]) -> SupernetEvaluator:
-    """One SupernetEvaluator per set of arguments in this process (exporting several subnets loads once)."""
+    """One SupernetEvaluator per set of arguments in this process (exporting several subnets loads once), built
+    by the evaluator factory as msunas builds it: a run's args.yaml names its batch sizes and workers with the
+    original's flags (trn_batch_size, ...), which only the factory maps onto the evaluator's parameters."""
+    from codebase.evaluators import get_evaluator
+
     options = {**_options(args), "measure": ()}
     key = tuple(sorted((k, repr(v)) for k, v in options.items()))
     if key not in _EVALUATORS:
         _EVALUATORS.clear()
-        _EVALUATORS[key] = SupernetEvaluator(**options)
+        _EVALUATORS[key] = get_evaluator("supernet", **options)
     return _EVALUATORS[key]
 
 
