@@ -364,8 +364,9 @@ def _load_failure(e: Exception) -> str:
 
 def check_output_folder(folder: str | Path, what: str) -> None:
     """ValueError `<what>: ... is a file, not a folder` when `folder` cannot be made because it, or the
-    nearest of its parents that exists, is a file: found before anything is written, instead of mkdir's
-    traceback half-way through an export."""
+    nearest of its parents that exists, is a file, or `<what>: cannot write in ...` when that folder takes no
+    files (no permission, a read-only file system): found before anything is written, instead of a traceback
+    half-way through an export."""
     folder = Path(folder)
     # a link to nothing counts: exists() is False for it, and mkdir then fails with "File exists"
     in_the_way = next(p for p in (folder, *folder.parents) if p.exists() or p.is_symlink())  # "." or "/" at the latest
@@ -373,3 +374,8 @@ def check_output_folder(folder: str | Path, what: str) -> None:
         raise ValueError(f"{what}: {in_the_way} is a broken symbolic link (to {os.readlink(in_the_way)})")
     if not in_the_way.is_dir():
         raise ValueError(f"{what}: {in_the_way} is a file, not a folder")
+    try:  # a real probe: os.access says yes to root even where the file system refuses (/sys, /proc)
+        with tempfile.TemporaryFile(dir=in_the_way):  # unnamed where the file system allows: nothing left behind
+            pass
+    except OSError as e:
+        raise ValueError(f"{what}: cannot write in {in_the_way} ({e.strerror or e})") from None

@@ -14,10 +14,12 @@ Writers return what they wrote (images as HWC uint8, labels 0-based), so tests c
 from __future__ import annotations
 
 import io
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 FINE_GRAINED_CLASSES = {"flowers102": 102, "dtd": 47, "pets": 37, "aircraft": 100}
@@ -261,3 +263,14 @@ def write_dataset(name: str, root: Path) -> Path:
     elif name != "digits":
         raise ValueError(f"no fixture writer for {name!r}")
     return root
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder that takes no files: /sys refuses even root (as a read-only mount does); else a chmod'ed one."""
+    if os.getuid() != 0:
+        folder = tmp_path / "locked"
+        folder.mkdir(mode=0o500)
+        return folder
+    if Path("/sys").is_dir():
+        return Path("/sys")
+    pytest.skip("no folder that refuses root's writes here")

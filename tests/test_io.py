@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from codebase.io import read_yaml, remove_new_paths, remove_stale_temporaries
+from tests.data_fixtures import unwritable_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,6 +88,19 @@ def test_check_output_folder_refuses_a_broken_link_on_the_way(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "ok").symlink_to(tmp_path / "real")
     check_output_folder(tmp_path / "ok" / "sub", "--save")  # a link to a folder is a folder
+
+
+def test_check_output_folder_refuses_a_folder_that_takes_no_files(tmp_path):
+    """post_search --save /sys/x and plot_runs --out /sys/x.png were a PermissionError traceback (exit 1)
+    after the search result had been read; os.access says yes to root there."""
+    from codebase.io import check_output_folder
+
+    locked = unwritable_folder(tmp_path)
+    for folder in (locked, locked / "out" / "sub"):
+        with pytest.raises(ValueError, match=f"^--save {folder}: cannot write in {locked} \\("):
+            check_output_folder(folder, f"--save {folder}")
+    check_output_folder(tmp_path / "new" / "sub", "--save")  # a folder that takes files: no error
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["locked"] if locked.parent == tmp_path else [])
 
 
 def test_read_yaml_refuses_a_key_given_twice_and_keeps_merges(tmp_path):

@@ -22,6 +22,7 @@ from codebase.selection import (
     parse_preference,
     trade_off,
 )
+from tests.data_fixtures import unwritable_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -519,11 +520,15 @@ def test_a_new_export_leaves_no_weights_of_another_architecture_behind(tmp_path)
     (["--save", "FILE"], "--save"),
     (["--data", "D", "--save", "OUT"], "--data: used only with --supernet_path"),  # else silently ignored
     (["--dataset", "cifar10", "--save", "OUT"], "--dataset: used only with --supernet_path"),
+    (["--save", "LOCKED"], "cannot write in"),  # was a PermissionError traceback, exit 1
 ])
 def test_post_search_usage_errors_are_one_line_exit_2(tmp_path, extra, message):
     expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
     (tmp_path / "file").write_text("not a folder")
-    extra = [{"FILE": str(tmp_path / "file"), "OUT": str(tmp_path / "out")}.get(a, a) for a in extra]
+    places = {"FILE": tmp_path / "file", "OUT": tmp_path / "out"}
+    if "LOCKED" in extra:
+        places["LOCKED"] = unwritable_folder(tmp_path) / "out"
+    extra = [str(places.get(a, a)) for a in extra]
     out = post_search("--expr", expr, *extra)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and message in out.stderr, out.stderr
