@@ -403,6 +403,13 @@ def check_export_targets(out: str | Path, names: list[str]) -> None:
         if path.is_dir():
             raise ValueError(f"--save: {path} is a folder, where post_search writes a file; move it away or "
                              "choose another --save")
+    listed = set(earlier_picks(out) or ())
+    for name in names:  # e.g. a published model's folder (net-flops@N) of the original tool: its weights are the user's
+        found = [f for f in EXPORT_FILES if name not in listed and (out / name / f).exists()]
+        if found:
+            raise ValueError(f"--save: {out / name} holds {', '.join(found)}, which no earlier post_search export "
+                             f"into {out} wrote (its choices.json does not list the folder), and this export would "
+                             "replace or remove them; move them away or choose another --save")
 
 
 def remove_export_temporaries(out: str | Path, names: list[str]) -> None:
@@ -421,6 +428,19 @@ def _pick_folder_name(name: Any) -> bool:
         and Path(name).name == name
 
 
+def earlier_picks(out: str | Path) -> list[str] | None:
+    """The pick folders an earlier post_search run into `out` listed in its choices.json (none without one);
+    None when that file is unreadable."""
+    path = Path(out) / "choices.json"
+    if not path.is_file():
+        return []
+    try:
+        folders = [c["folder"] for c in json.loads(path.read_text())["choices"]]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return [f for f in folders if isinstance(f, str)]
+
+
 def remove_stale_picks(out: str | Path, keep: list[str]) -> list[str]:
     """Before a new export into out: remove the folders that an earlier post_search run listed in
     out/choices.json and that are not chosen again (`keep`), so no stale pick sits beside the new ones.
@@ -428,13 +448,9 @@ def remove_stale_picks(out: str | Path, keep: list[str]) -> list[str]:
     Only what an export writes (EXPORT_FILES) is deleted, and a folder only once it is empty: a folder
     post_search did not list, or a file it did not write, is never touched. Returns one note per folder."""
     out = Path(out)
-    path = out / "choices.json"
-    if not path.is_file():
-        return []
-    try:
-        folders = [c["folder"] for c in json.loads(path.read_text())["choices"]]
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError):
-        return [f"{path}: unreadable, so earlier picks (if any) were left in place"]
+    folders = earlier_picks(out)
+    if folders is None:
+        return [f"{out / 'choices.json'}: unreadable, so earlier picks (if any) were left in place"]
     notes = []
     for name in dict.fromkeys(f for f in folders if _pick_folder_name(f) and f not in keep):
         folder = out / name

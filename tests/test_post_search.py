@@ -564,6 +564,32 @@ def test_a_rerun_into_the_same_save_removes_only_its_own_stale_picks(tmp_path, c
     assert any("net-flops@300" in n for n in notes) and any("my_notes.txt" in n for n in notes)
 
 
+@pytest.mark.parametrize("listed", [False, True])
+def test_an_export_into_a_folder_of_files_no_export_wrote_is_refused(tmp_path, listed):
+    """A pick folder holding net.config/net.inherited that no earlier export listed (say a published model of the
+    original tool, net-flops@N): the weights were deleted without a word. An earlier export's own folder (listed
+    in its choices.json) is rewritten as before."""
+    import post_search as script
+
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    out = tmp_path / "final"
+    script.main(["--expr", str(expr), "--save", str(tmp_path / "probe"), "-n", "1"])
+    name = next(p.name for p in (tmp_path / "probe").iterdir() if p.is_dir())
+    (out / name).mkdir(parents=True)
+    for file in ("net.config", "net.inherited"):
+        (out / name / file).write_text("mine")
+    if listed:
+        (out / "choices.json").write_text(json.dumps({"choices": [{"folder": name}]}))
+        assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1"]) == 0
+        assert sorted(p.name for p in (out / name).iterdir()) == ["net.stats", "net.subnet"]
+        return
+    with pytest.raises(ValueError, match=f"--save: {out / name} holds net.config, net.inherited, which no earlier "
+                                         "post_search export"):
+        script.main(["--expr", str(expr), "--save", str(out), "-n", "1"])
+    assert sorted(p.name for p in out.iterdir()) == [name]  # nothing written, nothing removed
+    assert [(out / name / f).read_text() for f in ("net.config", "net.inherited")] == ["mine", "mine"]
+
+
 @pytest.mark.parametrize("listed", ["..", "../outside", "/tmp", "", ".", "choices.json", 5, None])
 def test_a_rerun_never_removes_what_a_tampered_choices_json_names_outside_its_picks(tmp_path, listed):
     import post_search as script
