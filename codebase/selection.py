@@ -230,7 +230,22 @@ def knee_order(F: np.ndarray) -> np.ndarray:
     mu = np.where(np.isfinite(mu), np.round(mu, 9), mu)
     local_max = np.array([mu[i] >= mu[neighbours[i]].max() for i in range(n)])
     # sort key: local maxima first, then decreasing mu; ties by index, then spread along the front
-    return _spread_ties(np.lexsort((np.arange(n), -mu, ~local_max)), mu, local_max, normalise(F))
+    order = _spread_ties(np.lexsort((np.arange(n), -mu, ~local_max)), mu, local_max, normalise(F))
+    return _apart_from_earlier(order, local_max, neighbours)
+
+
+def _apart_from_earlier(order: np.ndarray, local_max: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+    """`order` with each member after the knees taken only once no member that is not a neighbour of an earlier
+    pick is left: asked for more picks than there are knees, the next was often the sharpest knee's neighbour."""
+    out = [int(i) for i in order if local_max[i]]
+    rest = [int(i) for i in order if not local_max[i]]
+    near = {j for i in out for j in neighbours[i]}
+    while rest:
+        pick = next((i for i in rest if i not in near), rest[0])
+        out.append(pick)
+        rest.remove(pick)
+        near.update(int(j) for j in neighbours[pick])
+    return np.asarray(out, dtype=int)
 
 
 def _spread_ties(order: np.ndarray, mu: np.ndarray, local_max: np.ndarray, N: np.ndarray) -> np.ndarray:

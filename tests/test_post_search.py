@@ -466,6 +466,12 @@ def test_knee_picks_compare_with_the_neighbours_along_a_two_objective_front():
     assert list(knee_order(F)[:2]) == [3, 5]
     choices, _ = choose(result_of(F), 2)
     assert [c.index for c in choices] == [3, 5, 0]  # and the most accurate
+    # more picks than knees: the next is no neighbour of a pick while one is left (members 2, 4 and 6 all are,
+    # though their mu is higher; of the equal 0 and 1, 0 is farther from 3 and 5); then by mu again (of the equal 4
+    # and 6, 6 is farther from the picks before them)
+    assert list(knee_order(F)) == [3, 5, 0, 2, 6, 4, 1]
+    choices, _ = choose(result_of(F), 3)
+    assert [c.index for c in choices] == [3, 5, 0]  # was 3, 5, 2 (the sharpest knee's neighbour), then 0
 
 
 def test_knee_picks_on_a_straight_front_spread_over_it():
