@@ -160,6 +160,12 @@ def parse_preference(spec: str, objectives: list[str]) -> dict[str, float]:
             raise ValueError(f"--prefer: '{value}' in '{part}' is not a number") from None
         if not np.isfinite(number):
             raise ValueError(f"--prefer: '{part}' is not a finite number")
+        if target == ERROR and not 0 <= number <= 100:  # a typo (top1#800) silently meant "the most accurate"
+            raise ValueError(f"--prefer: '{part}': {name} is a percentage, from 0 to 100")
+        if target == ERROR and 0 < number <= 1 and name == "top1":
+            raise ValueError(f"--prefer: '{part}': top1 is in percent (top1#80 asks for 80%), not a fraction")
+        if number < 0:
+            raise ValueError(f"--prefer: '{part}': {name} cannot be negative")
         out[target] = 100.0 - number if name == "top1" else number
     if len(out) < 2:
         raise ValueError(f"--prefer: name at least two objectives (e.g. top1#80+flops#150); with only "

@@ -85,6 +85,11 @@ def test_preference_parsing(spec, objectives, expected):
     ("top1#80+top1_err#20", "'top1_err' is given twice"),
     ("flops#150", "name at least two objectives"),
     ("top1#80+flops#inf", "not a finite number"),
+    # out of range: each picked "the most accurate" (or the smallest) in silence
+    ("top1#800+flops#150", "'top1#800': top1 is a percentage, from 0 to 100"),
+    ("top1_err#-5+flops#150", "'top1_err#-5': top1_err is a percentage, from 0 to 100"),
+    ("top1#0.8+flops#150", "top1 is in percent (top1#80 asks for 80%), not a fraction"),
+    ("top1#80+flops#-150", "'flops#-150': flops cannot be negative"),
 ])
 def test_bad_preferences_name_the_problem(spec, message):
     with pytest.raises(ValueError, match="--prefer: ") as e:
