@@ -443,6 +443,10 @@ def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held:
             except OSError as e:
                 raise ValueError(f"{'--resume' if args.resume else '--save'} {save}: cannot write there "
                                  f"({e.strerror or e})") from None
+        if args.evaluator == "supernet" and "lut:" in args.sec_obj:  # a table missing the space's resolutions or
+            from codebase.evaluators.supernet import planned_space  # head: said before a supernet is trained
+
+            parse_objectives(args.sec_obj, *planned_space(**vars(args)))
         measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
         objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)

@@ -298,6 +298,20 @@ def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_latency_table_that_misses_the_space_is_said_before_a_supernet_is_trained(tmp_path):
+    """--evaluator supernet without --supernet_path trains one first (minutes: 20 epochs on digits); a table timed
+    at 160..224 px for a digits space (24..32 px) was refused only after that training."""
+    lut = ROOT.parent / "shared" / "data" / "ofa" / "note10_lut"
+    out = subprocess.run([sys.executable, str(ROOT / "msunas.py"), "--dataset", "digits", "--sec_obj", f"lut:{lut}",
+                          "--save", str(tmp_path / "run"), "--n_doe", "10", "--iterations", "1", "--quiet"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "NSGANETV2_PLOTS": "0", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == f"error: latency table {lut}: no table for resolution 24; has [160, 176, 192, " \
+                                 "208, 224]"
+    assert not (tmp_path / "run").exists()  # no supernet folder, no log
     assert not (tmp_path / "bad").exists()  # a refused start leaves nothing behind, not even an empty log
 
 

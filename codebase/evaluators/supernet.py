@@ -177,6 +177,15 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def planned_space(dataset: str = "digits", data: str | Path | None = None, n_classes: int | None = None,
+                  width_mult: float = 1.0, resolutions: list[int] | tuple[int, ...] | None = None,
+                  **_: Any) -> tuple[OFASearchSpace, int]:
+    """The space and head class count a SupernetEvaluator of these options scores, known before its supernet is
+    loaded or trained (which takes minutes): what a search checks its objectives against first."""
+    space = OFASearchSpace(resolutions=tuple(resolutions or default_resolutions(dataset)), width_mult=float(width_mult))
+    return space, resolve_n_classes(dataset, data, n_classes)
+
+
 class SupernetEvaluator:
     """evaluate(subnet) -> {"top1", "top5", "loss", "params", "flops", "flops_ofa"[, "latency_cpu"/"_gpu"]}."""
 
@@ -188,9 +197,7 @@ class SupernetEvaluator:
                  batch_size: int = 200, ft_lr: float = 0.01, ft_batch_size: int = 64, num_workers: int = 0,
                  supernet_epochs: int = AUTO_SUPERNET_EPOCHS, quiet: bool = False, **_: Any) -> None:
         self.dataset, self.data = dataset, (str(data) if data is not None else None)
-        self.space = OFASearchSpace(resolutions=tuple(resolutions or default_resolutions(dataset)),
-                                    width_mult=float(width_mult))
-        self.n_classes = resolve_n_classes(dataset, data, n_classes)
+        self.space, self.n_classes = planned_space(dataset, data, n_classes, width_mult, resolutions)
         self.n_epochs, self.test, self.seed = int(n_epochs or 0), bool(test), int(seed or 0)
         self.measure = tuple(measure or ())
         self.batch_size, self.ft_lr, self.ft_batch_size = batch_size, ft_lr, ft_batch_size
