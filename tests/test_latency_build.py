@@ -95,6 +95,24 @@ def test_settings_mismatch_and_bad_input_exit_2(built, tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # refused before anything is written
 
 
+def test_a_folder_built_up_over_several_builds_lists_all_their_choices_and_refuses_other_repeats(tmp_path, capsys):
+    """A second build with other kernel sizes and class count: args.yaml said kernel_sizes [5], n_classes 10, though
+    the table still held the first build's kernel-3 entries and 1000-class head; and it took --repeats 7 beside
+    entries timed once (helper-53's audit)."""
+    save = tmp_path / "lut"
+    small = ["--save", str(save), *FAST, "--expand_ratios", "3"]
+    assert _script().main([*small, "--kernel_sizes", "3"]) == 0
+    assert _script().main([*small, "--kernel_sizes", "5", "--n_classes", "10"]) == 0
+    args = yaml.safe_load((save / "args.yaml").read_text())
+    assert (args["kernel_sizes"], args["expand_ratios"], args["n_classes"]) == ([3, 5], [3], [10, 1000])
+    keys = set(_entries(save))
+    assert {"kernel:3" in k for k in keys if k.startswith("expanded_conv")} == {True, False}
+    assert {k.split("output:")[-1] for k in keys if k.startswith("Logits")} == {"10", "1000"}
+    assert _script().main([*small, "--kernel_sizes", "5", "--repeats", "7"]) == 2
+    assert "holds tables measured with repeats=1, not 7" in capsys.readouterr().err
+    assert yaml.safe_load((save / "args.yaml").read_text()) == args  # refused: nothing rewritten
+
+
 def test_a_width_the_supernet_lacks_and_a_corrupt_folder_are_refused(tmp_path, capsys):
     from codebase.latency.build import build_tables
 

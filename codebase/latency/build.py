@@ -6,8 +6,8 @@ computes), timed like `measure_latency` does, and stored as `{count, mean, std}`
 OFA key in `<save>/<R>_lookup_table.yaml`. The file is rewritten atomically after every entry,
 so an interrupted build resumes where it stopped: entries already in the file are skipped.
 The settings are written to `<save>/args.yaml`; resuming with different measurement settings
-(device, threads, batch size, BN folding, memory format) is refused, since the entries would
-not be comparable.
+(device, threads, batch size, repeats, warm-up, BN folding, memory format) is refused, since the entries
+would not be comparable; resolutions, widths, kernel sizes, expand ratios and class counts add up.
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ from codebase.latency.measure import resolve_device, time_forward
 from codebase.latency.table import KNOWN_WIDTHS, ofa_key
 
 #: Settings that must match between a build and its resumption.
-MEASUREMENT_SETTINGS = ("device", "device_name", "batch_size", "threads", "fold_bn", "channels_last")
+MEASUREMENT_SETTINGS = ("device", "device_name", "batch_size", "threads", "fold_bn", "channels_last", "repeats",
+                        "warmup")
+#: Settings a later build into the same folder may extend: args.yaml records their union (n_classes: one class count,
+#: or the list of those whose heads the tables hold).
+MERGED_SETTINGS = ("resolutions", "width_mults", "kernel_sizes", "expand_ratios", "n_classes")
 
 
 def layer_module(layer: Layer) -> nn.Module:
@@ -92,9 +96,14 @@ def _check_resume(save: Path, settings: dict[str, Any]) -> dict[str, Any]:
                 "use another --save folder"
             )
     merged = dict(settings)
-    merged["resolutions"] = sorted(set(old.get("resolutions", [])) | set(settings["resolutions"]))
-    merged["width_mults"] = sorted(set(old.get("width_mults", [])) | set(settings["width_mults"]))
+    for name in MERGED_SETTINGS:  # was: the last build's alone, though the tables kept every earlier entry
+        both = sorted(set(_as_list(old.get(name))) | set(_as_list(settings[name])))
+        merged[name] = both[0] if name == "n_classes" and len(both) == 1 else both
     return merged
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def build_tables(
