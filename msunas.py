@@ -246,12 +246,16 @@ def check_args(args: argparse.Namespace) -> None:
     # NSGA-III (3 or more objectives) needs a population of at least one per reference direction
     n_obj = len(keys)
     population = ("--n_doe", args.n_doe) if args.predictor == "none" else ("--inner_pop", args.inner_pop)
+    # a resumed run's settings are its args.yaml's: the fixes a new run is told of are refused on a resume
+    stored = f"--resume {args.resume}: this run cannot go on to --iterations {args.iterations}: its " if args.resume \
+        else ""
     if n_obj >= 3 and args.iterations > 0 and population[1] < n_obj:
-        raise ValueError(f"{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a population of "
-                         f"at least {n_obj}")
+        raise ValueError(f"{stored}{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a "
+                         f"population of at least {n_obj}")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
-        raise ValueError(f"--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; use at "
-                         f"least 10, or --predictor none for plain NSGA-II")
+        fix = "start a new run" if args.resume else "use at least 10, or --predictor none for plain NSGA-II"
+        raise ValueError(f"{stored}--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; "
+                         f"{fix}")
     from codebase.search.objectives import measured_devices
 
     if "gpu" in measured_devices(args.sec_obj):

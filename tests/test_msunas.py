@@ -197,6 +197,22 @@ def test_resume_refuses_a_setting_it_would_ignore(reference_run):
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--n_doe", "5"], "its --n_doe 5 (NSGA-Net's --pop_size) is too small to fit a surrogate; start a new run"),
+    (["--n_doe", "2", "--predictor", "none", "--sec_obj", "flops,params"],
+     "its --n_doe 2: NSGA-III over 3 objectives needs a population of at least 3"),
+])
+def test_a_random_search_too_small_to_extend_says_so_on_resume(tmp_path, flags, message):
+    """The resume of a --iterations 0 run whose design cannot seed the search said 'use at least 10, or --predictor
+    none', flags a resume refuses (helper-53's audit)."""
+    save = tmp_path / "run"
+    msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", save, "--iterations", "0", "--quiet",
+           *flags)
+    out = msunas("--resume", save, "--iterations", "2", check=False)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.strip() == f"error: --resume {save}: this run cannot go on to --iterations 2: {message}"
+
+
 def test_args_yaml_holds_the_resolved_settings(reference_run):
     from codebase.io import read_yaml
 
