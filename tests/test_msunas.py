@@ -489,6 +489,14 @@ def test_resume_errors(tmp_path):
     (save / "iter_1.stats").write_text('{"archive": [')
     out = msunas("--resume", save, "--iterations", "2", check=False)
     assert out.returncode == 2 and "iter_1.stats: corrupt JSON" in out.stderr
+    (save / "iter_1.stats").unlink()
+    # args.yaml edited to another objective: was "iter_0.stats: corrupt iteration stats (ref_point needs 3 values)"
+    args = (save / "args.yaml").read_text()
+    (save / "args.yaml").write_text(args.replace("sec_obj: flops", "sec_obj: flops,params"))
+    out = msunas("--resume", save, "--iterations", "2", check=False)
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"error: {save / 'iter_0.stats'}: the run's objectives ['top1_err', 'flops'] differ from this search's "
+        "['top1_err', 'flops', 'params'] (its args.yaml changed after the run began?)"), out.stderr
     (save / "args.yaml").write_text("seed: [1,\n  n_doe: 12\n")
     out = msunas("--resume", save, check=False)
     assert out.returncode == 2 and "args.yaml: corrupt YAML file" in out.stderr

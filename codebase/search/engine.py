@@ -184,6 +184,10 @@ class MSuNAS:
         """iter_K.stats, checked to hold what the next iteration reads; a ValueError naming the file if not."""
         path = stats_path(self.save, k)
         stats = read_json(path)
+        if isinstance(stats, dict) and "objectives" in stats and stats["objectives"] != self.names:
+            # not a corrupt file: the search's settings disagree with it (its ref_point length was said first)
+            raise ValueError(f"{path}: the run's objectives {stats['objectives']} differ from this search's "
+                             f"{self.names} (its args.yaml changed after the run began?)")
         try:
             if not isinstance(stats, dict):
                 raise ValueError("not a JSON object")
