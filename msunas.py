@@ -46,6 +46,10 @@ ALIASES = (("pop_size", "n_doe"), ("n_offspring", "n_iter"), ("n_gens", "iterati
 # NSGA-Net's --n_gens counts the initial population as generation 1 (pymoo's n_gen termination, which it used,
 # stops once n_gen reaches it): N generations are the initial design and N - 1 iterations
 ALIAS_OFFSET = {"n_gens": -1}
+# NSGA-Net's own defaults (its search/evolution_search.py): --search_space micro|macro --predictor none takes them
+# where neither name of a setting is given (MSuNAS's 100 / 8 / 30 had silently given 100 + 29 x 8 trainings where
+# NSGA-Net's command gave 40 + 29 x 40)
+NSGANET_DEFAULTS = {"pop_size": 40, "n_offspring": 40, "n_gens": 50}
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
 # the run folder's lock file (codebase.io.holding_lock): held by the process that runs it, the OS lets go when it ends
@@ -147,6 +151,8 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
         for alias, name in ALIASES:
             if getattr(args, alias) is not None:
                 setattr(args, name, from_alias(alias, getattr(args, alias)))
+            elif args.predictor == "none" and args.search_space.startswith("nsganet_") and name not in given:
+                setattr(args, name, from_alias(alias, NSGANET_DEFAULTS[alias]))  # NSGA-Net's algorithm, its budget
         args.evaluator = default_evaluator(args)
         check_evaluator_flags(args.evaluator, given, args.search_space)
         return args
@@ -287,7 +293,8 @@ def nsganet_note(args: argparse.Namespace, given: dict[str, object]) -> str | No
     if not given.keys() & {alias for alias, _ in ALIASES}:
         return None
     return (f"note: --predictor {args.predictor} (the default) searches {args.search_space} with a surrogate "
-            f"(MSuNAS); NSGA-Net's own algorithm, plain NSGA-II, is --predictor none")
+            f"(MSuNAS, {args.n_iter} evaluations per iteration); NSGA-Net's own algorithm, plain NSGA-II, is "
+            f"--predictor none (NSGA-Net's defaults where not given: --pop_size 40 --n_offspring 40 --n_gens 50)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -212,5 +212,24 @@ def test_nsganet_flags_without_a_predictor_say_how_to_run_nsganet(argv, noted):
     note = msunas.nsganet_note(msunas.resolve_args(argv), flags_given(msunas.build_parser, argv))
     assert (note is not None) == noted
     if noted:
-        assert note == ("note: --predictor rbf (the default) searches nsganet_micro with a surrogate (MSuNAS); "
-                        "NSGA-Net's own algorithm, plain NSGA-II, is --predictor none")
+        assert note == ("note: --predictor rbf (the default) searches nsganet_micro with a surrogate (MSuNAS, 8 "
+                        "evaluations per iteration); NSGA-Net's own algorithm, plain NSGA-II, is --predictor none "
+                        "(NSGA-Net's defaults where not given: --pop_size 40 --n_offspring 40 --n_gens 50)")
+
+
+@pytest.mark.parametrize("argv, budget", [
+    # NSGA-Net's README command: was 100 + 29 x 8 trainings, the original's 40 + 29 x 40 (its evolution_search.py
+    # defaults: --pop_size 40 --n_offspring 40 --n_gens 50)
+    (["--search_space", "macro", "--init_channels", "32", "--n_gens", "30"], (40, 40, 29)),
+    (["--search_space", "micro"], (40, 40, 49)),
+    (["--search_space", "micro", "--n_doe", "12", "--n_offspring", "4"], (12, 4, 49)),  # given: kept
+    (["--search_space", "micro", "--iterations", "3", "--n_iter", "5"], (40, 5, 3)),
+])
+def test_nsganets_algorithm_takes_nsganets_population_defaults(argv, budget):
+    import msunas
+
+    args = msunas.resolve_args([*argv, "--predictor", "none"])
+    assert (args.n_doe, args.n_iter, args.iterations) == budget
+    args = msunas.resolve_args(argv)  # MSuNAS on the same space keeps MSuNAS's defaults
+    assert (args.n_doe, args.n_iter) == (int(argv[argv.index("--n_doe") + 1]) if "--n_doe" in argv else 100,
+                                         budget[1] if "--n_offspring" in argv or "--n_iter" in argv else 8)
