@@ -199,6 +199,9 @@ def check_aliases(given: dict[str, object]) -> None:
     if given.get("n_gens") is not None and given["n_gens"] < 1:  # as --iterations -1, it would name the wrong flag
         raise ValueError(f"--n_gens must be >= 1 (NSGA-Net's generations, the initial population included), "
                          f"got {given['n_gens']}")
+    for alias, least in (("pop_size", 2), ("n_offspring", 1)):  # else said as --n_doe / --n_iter, never typed
+        if given.get(alias) is not None and given[alias] < least:
+            raise ValueError(f"--{alias} must be >= {least}, got {given[alias]}")
     for alias, name in ALIASES:
         if alias in given and name in given and from_alias(alias, given[alias]) != given[name]:
             offset = ALIAS_OFFSET.get(alias, 0)

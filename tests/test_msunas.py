@@ -378,6 +378,9 @@ def test_bad_arguments_are_refused_before_a_supernet_is_trained(tmp_path, args, 
         (["--n_gens", "3", "--iterations", "5"], "--n_gens 3 and --iterations 5 name the same setting (--n_gens N "
                                                  "is NSGA-Net's name for --iterations N-1)"),
         (["--n_gens", "0"], "--n_gens must be >= 1 (NSGA-Net's generations, the initial population included)"),
+        # were "--n_doe must be >= 2, --n_iter >= 1 and --iterations >= 0", flags never typed
+        (["--search_space", "micro", "--pop_size", "1"], "--pop_size must be >= 2, got 1"),
+        (["--search_space", "micro", "--n_offspring", "0"], "--n_offspring must be >= 1, got 0"),
     ],
 )
 def test_flags_the_evaluator_would_ignore_are_refused(args, message):
