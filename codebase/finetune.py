@@ -265,8 +265,11 @@ def build_model(args: argparse.Namespace, n_classes: int, for_training: bool) ->
 
     config, weights = _network_files(args)
     if args.net_type:
-        return build_nsganet_model(args.net_type, args.arch, args.layers, args.init_channels, args.filter_increment,
-                                   args.auxiliary, args.SE, n_classes, weights)
+        net = build_nsganet_model(args.net_type, args.arch, args.layers, args.init_channels, args.filter_increment,
+                                  args.auxiliary, args.SE, n_classes, weights)
+        if getattr(args, "img_size", None) and hasattr(net, "check_input_size"):  # before the run folder is written
+            net.check_input_size(args.img_size)
+        return net
     if not config:
         raise ValueError("give --model-config net.config (an exported architecture) or --net_type micro|macro")
     return build_ofa_model(config, weights, n_classes,

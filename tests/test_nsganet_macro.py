@@ -183,6 +183,23 @@ def test_residual_networks_run_for_random_genomes():
     assert empty(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
+@pytest.mark.parametrize("n_phases", [1, 3, 6])
+def test_an_input_too_small_for_the_pools_is_one_clear_error(n_phases):
+    """Six phases on 32 px CIFAR images (evaluator.py --profile) or --img-size 4 in train_cifar ended in PyTorch's
+    'Output size is too small' traceback, mid-run. The bound is checked against the layers themselves."""
+    phase = [[1], [0, 1], [1, 0, 1], [1]]
+    net = build_macro_network([phase] * n_phases, init_channels=2).eval()
+    smallest = net.min_input_size
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, smallest, smallest)).shape == (1, 10)
+        with pytest.raises(RuntimeError):  # what the layers do one pixel below it, unchecked
+            net.features(torch.zeros(1, 3, smallest - 1, smallest - 1))
+        with pytest.raises(ValueError, match=f"macro network: {n_phases} active phases .* need images of at least "
+                                             f"{smallest} pixels, got {smallest - 1}"):
+            net(torch.zeros(1, 3, smallest - 1, smallest - 1))
+    assert smallest == {1: 3, 3: 6, 6: 34}[n_phases]  # by hand: 3x3 valid convolution, then 2x2 pools
+
+
 def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="phase 0"):
         SPACE.encode({"genome": [MACRO_NSGANET[0][:-1], *MACRO_NSGANET[1:]]})

@@ -682,3 +682,15 @@ def test_droprate_for_the_macro_network_is_refused(tmp_path, monkeypatch):
         main_inline("train_cifar", ["--net_type", "macro", "--dataset", "digits", "--droprate", "0.3", "--epochs", "1",
                                     "--save", tmp_path / "run"])
     assert not (tmp_path / "run").exists()
+
+
+def test_a_macro_network_too_deep_for_the_image_size_is_refused_before_the_run_folder(tmp_path):
+    """--img-size 4 with a 3-phase macro genome was PyTorch's 'Output size is too small' traceback in the first
+    batch, leaving a run folder that held only args.yaml (helper-52's audit)."""
+    (tmp_path / "genome.json").write_text(str([1] * 48))
+    with pytest.raises(ValueError, match="macro network: 3 active phases .* need images of at least 6 pixels, got 4"):
+        main_inline("train_cifar", ["--net_type", "macro", "--arch", tmp_path / "genome.json",
+                                    "--init_channels", "2", "--img-size", "4", "--dataset", "digits", "--epochs", "1",
+                                    "--device", "cpu", "--save", tmp_path / "run"])
+    assert not (tmp_path / "run").exists()
+

@@ -121,8 +121,20 @@ class MacroNetwork(nn.Module):
         self.features = nn.Sequential(*layers)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_last, n_classes)
+        # the first phase's 3x3 convolution is unpadded (2 pixels less), each later phase follows a 2x2 max-pool
+        self.n_phases = len(graphs)
+        self.min_input_size = 2 ** (self.n_phases - 1) + 2
+
+    def check_input_size(self, size: int) -> None:
+        """ValueError when `size`-pixel images would shrink below one pixel (was PyTorch's 'Output size is too
+        small' traceback, in the middle of a training run)."""
+        if size < self.min_input_size:
+            raise ValueError(f"macro network: {self.n_phases} active phases (an unpadded 3x3 convolution, then "
+                             f"{self.n_phases - 1} 2x2 max-pools) need images of at least {self.min_input_size} "
+                             f"pixels, got {size}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(min(x.shape[-2:]))
         return self.classifier(self.global_pooling(self.features(x)).flatten(1))
 
 
