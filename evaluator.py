@@ -152,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # a flag of another mode was silently ignored (--profile --save wrote nothing; evaluating ignored --net_type)
-    check_unused(flags_given(build_parser, sys.argv[1:] if argv is None else argv), unused_flags(args),
-                 flag_names(parser))
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
+    check_unused(given, unused_flags(args), flag_names(parser))
+    if args.profile and args.net_type == "macro":  # a published macro network's widths are fixed
+        from codebase.nsganet_profile import warn_ignored_macro_flags
+
+        warn_ignored_macro_flags(args.arch, given)
     if args.profile:
         print(json.dumps({k: round(v, 6) for k, v in profile(args).items()}))
         return 0

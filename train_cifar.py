@@ -188,27 +188,9 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     return argparse.Namespace(**settings)
 
 
-def warn_ignored_macro_flags(args: argparse.Namespace, given: dict) -> None:
-    """A macro network has no cells to repeat or widen (--layers, --filter_increment), and a published one
-    (NSGANet) has fixed widths (--init_channels): the original ignored them silently, a warning says so."""
-    import warnings
-
-    from codebase.networks.nsganet_macro import macro_spec
-    from codebase.nsganet_profile import load_arch
-
-    spec = macro_spec(load_arch(args.arch, "macro"))
-    ignored = [f"--{k}" for k in ("layers", "filter_increment") if k in given]
-    if "init_channels" in given and spec.get("channels"):
-        ignored.append("--init_channels")
-    if ignored:
-        phases = [c[-1] if isinstance(c, (list, tuple)) else c for c in spec.get("channels") or ()]
-        widths = f" (fixed phase widths {', '.join(map(str, phases))})" if phases else ""
-        warnings.warn(f"{', '.join(ignored)} ignored: the macro network {args.arch}{widths} has none of these "
-                      f"settings", stacklevel=2)
-
-
 def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import finetune
+    from codebase.nsganet_profile import warn_ignored_macro_flags
 
     args = build_parser().parse_args(argv)
     given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
@@ -216,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             args = resume_settings(args, argv)
         elif args.net_type == "macro" and not other_local_rank():
-            warn_ignored_macro_flags(args, given)
+            warn_ignored_macro_flags(args.arch, given)
         args = resolve(args, given)
     except ValueError as e:  # every process of a torchrun job finds the same: said once per machine
         raise ArgumentsError(str(e)) from None

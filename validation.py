@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     # before the network and the data set are loaded (DataLoader said `batch_size should be a positive integer`)
     names = flag_names(build_parser())
     check_ranges(args, {"batch_size": "[1, inf)", "workers": WORKERS}, names)
+    given = flags_given(build_parser, sys.argv[1:] if argv is None else argv)
     if not args.net_type:  # the NSGA-Net flags would shape nothing: refused, not silently ignored
-        check_unused(flags_given(build_parser, sys.argv[1:] if argv is None else argv),
-                     dict.fromkeys(NSGANET_NETWORK_FLAGS, "only with --net_type (an NSGA-Net network)"), names)
+        check_unused(given, dict.fromkeys(NSGANET_NETWORK_FLAGS, "only with --net_type (an NSGA-Net network)"), names)
+    elif args.net_type == "macro":
+        from codebase.nsganet_profile import warn_ignored_macro_flags
+
+        warn_ignored_macro_flags(args.arch, given)
     if args.save:  # before the evaluation, which can take minutes
         check_output_file(args.save, "--save")
     results = validate(args)

@@ -180,13 +180,15 @@ NSGANET_NETWORK_FLAGS = ("arch", "layers", "init_channels", "filter_increment", 
 
 
 def add_nsganet_network_args(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
-    """The group of NSGA-Net's network flags (--net_type and NSGANET_NETWORK_FLAGS, with the original defaults:
-    the published NSGANet genome, 20 layers, 34 channels); returned so that a script can add its own."""
+    """The group of NSGA-Net's network flags (--net_type and NSGANET_NETWORK_FLAGS, with the defaults of its
+    published CIFAR-10 model: the NSGANet genome, 20 layers, 34 channels, as its README's commands give them; the
+    original validation scripts' own --init_channels default was 32); returned so that a script can add its own."""
     nsga = parser.add_argument_group(title)
     nsga.add_argument("--net_type", choices=("micro", "macro"), help="an NSGA-Net network (micro or macro space)")
     nsga.add_argument("--arch", default="NSGANet", help="published name (NSGANet, DARTS_V2, ...) or a genome JSON file")
     nsga.add_argument("--layers", type=int, default=20)
-    nsga.add_argument("--init_channels", type=int, default=34)
+    nsga.add_argument("--init_channels", type=int, default=34,
+                      help="channels of the first cell (34: the published CIFAR-10 model; NSGA-Net's test.py said 32)")
     nsga.add_argument("--filter_increment", type=int, default=4, help="pyramid widening per cell (0: plain)")
     nsga.add_argument("--SE", action="store_true", help="squeeze-and-excitation in every cell")
     nsga.add_argument("--auxiliary", action="store_true", help="the auxiliary head (micro)")

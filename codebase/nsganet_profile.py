@@ -83,6 +83,23 @@ def load_arch(arch: str | Any, net_type: str) -> Any:
     return macro_architecture(arch) if net_type == "macro" else micro_genotype(arch)
 
 
+def warn_ignored_macro_flags(arch: Any, given: dict[str, Any]) -> None:
+    """A macro network has no cells to repeat or widen (--layers, --filter_increment), and a published one
+    (NSGANet) has fixed widths (--init_channels): the original ignored them silently, a warning says so
+    (train_cifar.py, validation.py and evaluator.py --profile alike). `given`: the flags on the command line."""
+    import warnings
+
+    spec = macro_spec(load_arch(arch, "macro"))
+    ignored = [f"--{k}" for k in ("layers", "filter_increment") if k in given]
+    if "init_channels" in given and spec.get("channels"):
+        ignored.append("--init_channels")
+    if ignored:
+        phases = [c[-1] if isinstance(c, (list, tuple)) else c for c in spec.get("channels") or ()]
+        widths = f" (fixed phase widths {', '.join(map(str, phases))})" if phases else ""
+        warnings.warn(f"{', '.join(ignored)} ignored: the macro network {arch}{widths} has none of these "
+                      f"settings", stacklevel=2)
+
+
 def build_network(
     net_type: str,
     arch: str | Any,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -307,6 +308,27 @@ def test_original_macro_weights_load_through_model_path(arch, tmp_path):
         net.eval()
     with torch.no_grad():
         assert torch.equal(source(x), loaded(x)) and torch.equal(source(x), ours(x))
+
+
+def test_validation_and_profile_warn_of_flags_a_macro_network_does_not_have(tmp_path, capsys):
+    """validation.py --net_type macro --layers 8 --filter_increment 2 --init_channels 16 (published NSGANet) and
+    evaluator.py --profile --net_type macro --arch NSGANet --init_channels 16 ran silently without them, where
+    train_cifar.py warned (helper-52's audit)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import evaluator
+    import validation
+
+    with pytest.warns(UserWarning, match=r"--init_channels ignored: the macro network NSGANet \(fixed phase "
+                                         r"widths 128, 128, 128\)"):
+        assert evaluator.main(["--profile", "--net_type", "macro", "--arch", "NSGANet", "--init_channels", "16"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"params": 3.3702, "flops": 1299.2141}  # the published network's
+    with pytest.warns(UserWarning, match=r"--layers, --filter_increment, --init_channels ignored: the macro network "
+                                         r"NSGANet"), pytest.raises(ValueError, match="missing.pt"):
+        validation.main(["--net_type", "macro", "--layers", "8", "--filter_increment", "2", "--init_channels", "16",
+                         "--model_path", str(tmp_path / "missing.pt"), "--dataset", "digits", "--device", "cpu"])
 
 
 def test_squeeze_excite_is_refused_for_macro_networks():

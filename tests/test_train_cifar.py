@@ -495,17 +495,15 @@ def test_default_cutout_on_digits_leaves_most_of_the_image():
 def test_macro_flags_the_network_does_not_have_are_warned_about():
     """`--net_type macro --arch NSGANet --init_channels 8` silently built the published 128-wide network (a
     1.3-GFLOP run where a tiny one was asked for); --layers and --filter_increment never apply to macro."""
-    import argparse
     import warnings
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from train_cifar import warn_ignored_macro_flags
+    from codebase.nsganet_profile import warn_ignored_macro_flags
 
-    published = argparse.Namespace(arch="NSGANet")
+    published = "NSGANet"
     with pytest.warns(UserWarning, match=r"--layers, --init_channels ignored: the macro network NSGANet \(fixed "
                                          r"phase widths 128, 128, 128\)"):
         warn_ignored_macro_flags(published, {"layers": 8, "init_channels": 8})
-    searched = argparse.Namespace(arch=[[[1], [0, 0], [0, 1, 0], [0, 1, 1, 1], [1, 0, 0, 1, 1], [0]]] * 3)
+    searched = [[[1], [0, 0], [0, 1, 0], [0, 1, 1, 1], [1, 0, 0, 1, 1], [0]]] * 3
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a searched genome's widths do follow --init_channels
         warn_ignored_macro_flags(searched, {"init_channels": 8})
