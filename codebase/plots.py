@@ -125,7 +125,7 @@ def complete_stats(stats: Any, path: Path) -> dict[str, Any]:
     if "objectives" not in stats and not legacy_archive(stats["archive"]):
         raise ValueError(f"{path}: not an iter_K.stats file (needs 'objectives')")
     out = {"objectives": list(LEGACY_OBJECTIVES), "iteration": int(path.stem.split("_", 1)[1]),
-           "n_evaluations": len(stats["archive"]), **stats}
+           "n_evaluations": len(stats["archive"]), **stats, "original_tool": "objectives" not in stats}
     names = check_objectives(out["objectives"], path)
     archive_values(out["archive"], names, path)  # the checks post_search makes
     archive_values(out.get("candidates", []), names, path, "candidates")  # plot_iteration draws them
@@ -217,8 +217,11 @@ def plot_surrogate(runs: list[dict[str, Any]], path: str | Path) -> Path | None:
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(True, alpha=0.3)
     model = rows[-1][1].get("model") or "?"
-    fig.suptitle(f"accuracy surrogate '{_plain(model)}', measured on each iteration's new candidates before they "
-                 "were evaluated (out of sample)", fontsize=10)
+    # the original msunas.py scored its fit on the archive it was fitted on, stacked with the new candidates
+    how = ("on the archive it was fitted on and the new candidates together (the original tool's figures, mostly "
+           "in sample)" if any(s.get("original_tool") for s in runs) else
+           "on each iteration's new candidates before they were evaluated (out of sample)")
+    fig.suptitle(f"accuracy surrogate '{_plain(model)}', measured {how}", fontsize=10)
     return save_figure(fig, path)
 
 

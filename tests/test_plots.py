@@ -192,6 +192,26 @@ def test_runs_of_the_original_tool_are_plotted_and_compared(tmp_path):
     assert_png(old / "plots" / "iter_2.png", min_kb=10)
 
 
+def test_the_original_tools_surrogate_figures_are_not_called_out_of_sample(tmp_path, monkeypatch):
+    """The original msunas.py scored its surrogate on the archive it was fitted on stacked with the candidates:
+    surrogate.png titled its figures 'out of sample' (helper-51's audit)."""
+    titles = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: titles.append(fig._suptitle.get_text()) or path)
+    old = tmp_path / "original"
+    write_original_stats(old, 1, [[1, 3], [2, 1]], 0.5)
+    plots.plot_surrogate(plots.load_run(old), old / "surrogate.png")
+    make_run(tmp_path / "run", ["top1_err", "flops"], random_front(2), stats_files=False)
+    for k in (1, 2):
+        path = tmp_path / "run" / f"iter_{k}.stats"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "surrogate": {"model": "rbf", "tau": 0.5}}))
+    plots.plot_surrogate(plots.load_run(tmp_path / "run"), tmp_path / "surrogate.png")
+    assert titles == [
+        "accuracy surrogate 'rbf', measured on the archive it was fitted on and the new candidates together (the "
+        "original tool's figures, mostly in sample)",
+        "accuracy surrogate 'rbf', measured on each iteration's new candidates before they were evaluated (out of "
+        "sample)"]
+
+
 @pytest.mark.parametrize("how", ["out_is_a_folder", "stats_without_archive", "bad_option", "out_beneath_a_file",
                                  "out_not_png", "objectives_null", "objectives_not_names", "value_a_string",
                                  "hv_null", "hv_missing", "ref_point_too_short", "ref_point_a_string",
