@@ -249,14 +249,16 @@ def common_hypervolumes(saves: Sequence[str | Path]) -> tuple[list[tuple[np.ndar
     runs = [load_run(s) for s in saves]
     names = [list(r[-1]["objectives"]) for r in runs]
     for save, n in zip(saves, names):
-        if n != names[0]:
+        if sorted(n) != sorted(names[0]):
             raise ValueError(f"runs optimised different objectives: {saves[0]} has {names[0]}, {save} has {n}; "
                              "their hypervolumes cannot be compared")
-    ref = np.max([run_reference_point(r) for r in runs], axis=0)
+    # the same objectives in another order (--sec_obj params,flops against flops,params): columns put in the first's
+    orders = [[n.index(name) for name in names[0]] for n in names]
+    ref = np.max([run_reference_point(r)[order] for r, order in zip(runs, orders)], axis=0)
     curves = []
-    for run in runs:
+    for run, order in zip(runs, orders):
         n = np.array([s["n_evaluations"] for s in run])
-        hv = np.array([hypervolume(objective_values(s), ref) for s in run])
+        hv = np.array([hypervolume(objective_values(s)[:, order], ref) for s in run])
         curves.append((n, hv))
     return curves, ref, names[0]
 

@@ -97,6 +97,15 @@ def test_runs_are_compared_against_one_reference_point(tmp_path):
     assert_png(plots.plot_runs([a, b], tmp_path / "hv.png", ["A", "B"]), min_kb=10)
     with pytest.raises(ValueError, match="2 runs"):
         plots.plot_runs([a, b], tmp_path / "hv.png", ["A"])
+    # b's objectives in the other order (--sec_obj given otherwise): was "runs optimised different objectives";
+    # its columns, reference point included, are read in a's order and give the same figures by hand
+    swapped = tmp_path / "swapped"
+    write_stats(swapped, 0, [[2, 1]], [3, 5])  # flops 2, error 1 against (flops 3, error 5)
+    stats = json.loads((swapped / "iter_0.stats").read_text())
+    (swapped / "iter_0.stats").write_text(json.dumps({**stats, "objectives": ["flops", "top1_err"]}))
+    curves, ref, names = plots.common_hypervolumes([a, swapped])
+    assert ref.tolist() == [5, 4] and names == ["top1_err", "flops"]
+    assert curves[1][1].tolist() == pytest.approx([8])  # (1, 2) against (5, 4): 4 x 2
 
 
 def test_plot_runs_script(tmp_path):
