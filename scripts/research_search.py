@@ -25,7 +25,9 @@ so its spread against `base` is the noise of a comparison), `bands:K` (hv_bands 
 instead of one per pick, the K band winners of largest predicted hypervolume gain), `vertical:P` (hv_bands scoring
 a candidate by its predicted error drop below the archive front at no more FLOPs times (hypervolume gain / drop)
 ** P: P = 0 the drop alone, P = 1 the engine's hypervolume gain), `ehvi:S` (hv_bands whose band winners are chosen by
-their expected hypervolume gain under the surrogate's posterior, S Monte Carlo draws, instead of the gain of the mean).
+their expected hypervolume gain under the surrogate's posterior, S Monte Carlo draws, instead of the gain of the mean),
+`thompson:K` (K of the picks from an inner search on one function drawn from gp_additive's posterior per iteration:
+batch Thompson sampling).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -466,6 +468,73 @@ def with_expected_gain_bands(samples: int):
         gain /= samples
         chosen = subset.band_winners(C[:, 1], np.where(gain > 1e-12, gain, 0.0), n)
         return cands[subset.greedy_fill(C, front, chosen, n, ref)]
+
+    return picks
+
+
+def posterior_sample(model, seed: int, features: int = 2000):
+    """One function drawn from a fitted gp_additive's posterior, by pathwise conditioning (Wilson et al. 2020):
+    a prior draw (the linear part's weights exactly, the squared-exponential part by `features` random Fourier
+    features) corrected by the posterior update of its residual at the training points. Returns X -> error (%)."""
+    v_lin, v_se, ls2, v_noise = np.exp(model.params)
+    rng = np.random.default_rng(seed)
+    n, d_lin = model.train_lin.shape
+    d_se = model.train_se.shape[1]
+    w_lin = rng.standard_normal(d_lin) * np.sqrt(v_lin / d_lin)
+    omega = rng.standard_normal((d_se, features)) / np.sqrt(model.d_scale * ls2)
+    phase = rng.uniform(0.0, 2 * np.pi, features)
+    w_se = rng.standard_normal(features) * np.sqrt(2.0 * v_se / features)
+
+    def prior(lin, se):
+        return lin @ w_lin + np.cos(se @ omega + phase) @ w_se
+
+    weights = np.ones(n) if model.noise_weights is None else np.asarray(model.noise_weights, dtype=float)
+    eps = rng.standard_normal(n) * np.sqrt(v_noise * weights)
+    from scipy.linalg import cho_solve
+
+    # the standardised targets are K alpha; the residual's update uses the same Cholesky factor
+    K_train = v_lin * model.train_lin @ model.train_lin.T / d_lin
+    from acc_predictor.gp_additive import _sq_dist
+
+    K_train += v_se * np.exp(-0.5 * _sq_dist(model.train_se, model.train_se) / (model.d_scale * ls2))
+    t = K_train @ model.alpha + (v_noise * weights) * model.alpha + 1e-8 * model.alpha
+    beta = cho_solve(model.chol, t - prior(model.train_lin, model.train_se) - eps)
+
+    def sample(X):
+        lin, se = model._split(model.features(np.asarray(X)))
+        K = v_lin * lin @ model.train_lin.T / d_lin
+        K += v_se * np.exp(-0.5 * _sq_dist(se, model.train_se) / (model.d_scale * ls2))
+        return (prior(lin, se) + K @ beta) * model.y_std + model.y_mean
+
+    return sample
+
+
+def with_thompson(k: int):
+    """MSuNAS._surrogate_picks with k of the n picks made on one draw from the GP's posterior per iteration
+    (its own inner search from the archive's front and hv_bands selection on the drawn errors), the rest on the
+    posterior mean as usual: batch Thompson sampling, the one Bayesian-optimisation acquisition not yet tried.
+    Unlike a confidence bound it explores only where the model's plausible functions disagree jointly."""
+    from codebase.search.engine import MSuNAS, nondominated, unique_rows
+
+    original = MSuNAS._surrogate_picks
+
+    def picks(self, models, archive, n, ref_point, seed):
+        main = original(self, models, archive, n - k, ref_point, seed) if n > k else archive.X[:0]
+        draw = posterior_sample(models[0], seed + 7919)
+
+        def drawn(X):
+            cols = [draw(X) if j == 0 else o.compute(X) for j, o in enumerate(self.objectives)]
+            return np.column_stack(cols).astype(float)
+
+        front = archive.X[nondominated(archive.F)]
+        X_inner, F_inner = pymoo_adapter.minimize(self.space, drawn, len(self.objectives), front,
+                                                  self.s.inner_pop, self.s.inner_gens, seed + 1)
+        keep = unique_rows(X_inner)
+        X_inner, F_inner = X_inner[keep], F_inner[keep]
+        new = ~rows_in(X_inner, np.concatenate([archive.X, main]))
+        cands, F_cands = X_inner[new], F_inner[new]
+        chosen = select_subset(self.s.subset, F_cands, archive.F, k, ref_point)
+        return np.concatenate([main, cands[chosen]])
 
     return picks
 
@@ -1096,7 +1165,8 @@ def main() -> None:
     p.add_argument("--variant", default="base",
                    help="base | local:KEEP | bands | doe_flops | doe_balanced:TRIES | doe_mixture:A | confidence:K | "
                         "rank_fill | mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | "
-                        "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed | ehvi:S")
+                        "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed | ehvi:S | "
+                        "thompson:K")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -1179,6 +1249,10 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._surrogate_picks = with_expected_gain_bands(int(arg or 256))
+    elif name == "thompson":
+        from codebase.search.engine import MSuNAS
+
+        MSuNAS._surrogate_picks = with_thompson(int(arg or 8))
     elif name == "vertical":
         from codebase.search import subset
 
