@@ -226,6 +226,10 @@ def test_bad_tables_are_refused(tmp_path):
         LatencyTable.load(tmp_path / "y.yaml")
     with pytest.raises(ValueError, match="file not found"):
         LatencyTable.load(tmp_path / "missing.yaml")
+    # a folder holding a single-file table (NSGANetV2's i7-8700K_lut.yaml): the message named nothing to give
+    with pytest.raises(ValueError, match=r"no \*_lookup_table.yaml latency tables in this folder \(it holds x.yaml, "
+                                         r"y.yaml: give a single-file table's own path\)"):
+        LatencyTable.load(tmp_path)
 
 
 @pytest.mark.parametrize("mean", ["null", ".nan", "-100", "abc", ".inf", "true"])  # true: read as 1.0 ms before

@@ -129,7 +129,9 @@ class LatencyTable:
         path = Path(path)
         files = sorted(path.glob("*_lookup_table.yaml")) if path.is_dir() else [path]
         if not files:
-            raise ValueError(f"{path}: no *_lookup_table.yaml latency tables in this folder")
+            others = sorted(p.name for p in path.glob("*.yaml"))  # a single-file table (i7-8700K_lut.yaml) is named
+            hint = f" (it holds {', '.join(others[:3])}: give a single-file table's own path)" if others else ""
+            raise ValueError(f"{path}: no *_lookup_table.yaml latency tables in this folder{hint}")
         tables, paths, fmt = {}, {}, None
         for file in files:
             entries = read_yaml(file)
