@@ -425,8 +425,8 @@ def test_save_where_no_folder_can_be_made_is_one_line_exit_2():
     # a read-only or foreign location: mkdir's PermissionError (here /proc's FileNotFoundError) was a traceback
     out = oracle_run("/proc/nsganetv2-no-run-here", check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert out.stderr.strip() == "error: --save /proc/nsganetv2-no-run-here: cannot write there (No such file or " \
-                                 "directory)"
+    assert out.stderr.strip() == "error: --save /proc/nsganetv2-no-run-here: cannot write in /proc (No such file " \
+                                 "or directory)"  # said by check_output_folder, before anything is read
 
 
 def test_a_warning_is_a_line_of_its_own_beside_the_progress_bar(tmp_path):
