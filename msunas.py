@@ -189,6 +189,11 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     if changed:
         raise ValueError(f"--resume {run} continues with the settings in its args.yaml; drop {', '.join(changed)}; "
                          f"only {', '.join('--' + k for k in RESUMABLE)} (and --n_gens) may change")
+    from codebase.evaluators import check_evaluator_flags
+
+    # what may change is still refused where the run's evaluator has no use for it (--n_workers on an oracle run)
+    check_evaluator_flags(merged["evaluator"], {k: given[k] for k in given.keys() & set(RESUMABLE)},
+                          merged.get("search_space", "ofa"))
     for key in given.keys() & set(RESUMABLE):
         merged[key] = given[key]
     return argparse.Namespace(**merged)

@@ -7,8 +7,8 @@
 Sandwich rule with in-place distillation and elastic resolution (see codebase/supernet_training.py).
 Writes DIR/args.yaml, DIR/checkpoint.pth (after every epoch; `{"state_dict": ...}` like OFA's, so
 msunas.py/evaluator.py take it as --supernet_path) and DIR/summary.json: the largest and smallest subnets'
-top-1 on the validation split (batch norm recalibrated), held out of training with --vld_size/--seed
-(use the same values, or the defaults, in msunas.py).
+top-1 on the validation split (batch norm recalibrated), held out of training: --vld_size images, drawn by a
+fixed seed per data set whatever --seed says, so msunas.py with the same --vld_size scores on the same images.
 """
 
 from __future__ import annotations

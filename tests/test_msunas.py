@@ -194,6 +194,10 @@ def test_resume_refuses_a_setting_it_would_ignore(reference_run):
     out = msunas("--resume", reference_run, "--predictor", "gp", "--n_doe", "50", check=False)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "drop --predictor gp (the run has rbf), --n_doe 50 (the run has 12)" in out.stderr
+    # a flag a resume may change, that the run's evaluator has no use for: accepted in silence (helper-54's audit)
+    out = msunas("--resume", reference_run, "--n_workers", "1", check=False)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("error: --n_workers only with real evaluation: --evaluator ofa_oracle"), out.stderr
     assert {p: p.stat().st_mtime_ns for p in reference_run.rglob("*")} == before
 
 
