@@ -270,13 +270,15 @@ def train_step(supernet: torch.nn.Module, images: torch.Tensor, labels: torch.Te
     return teacher_loss, teacher_top1
 
 
-def build_training_supernet(config: SupernetTrainConfig) -> torch.nn.Module:
+def build_training_supernet(config: SupernetTrainConfig, with_init: bool = True) -> torch.nn.Module:
+    """The supernet to train: seeded initial weights, then --init's (`with_init`: not when a checkpoint will
+    replace them all, so a resume or a reused run needs no --init file any more)."""
     from codebase.evaluators.supernet import load_supernet_weights
     from codebase.supernet import build_supernet
 
     torch.manual_seed(config.seed)  # the same initial weights for the same configuration
     supernet = build_supernet(config.width_mult, config.n_classes, dropout_rate=config.dropout_rate)
-    if config.init:
+    if config.init and with_init:
         try:
             load_supernet_weights(supernet, config.init)
         except ValueError as e:  # "/x: weight file not found" did not say which flag named /x
@@ -304,7 +306,7 @@ def train_supernet(config: SupernetTrainConfig, folder: str | Path, device: str 
 
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
-    supernet = build_training_supernet(config)
+    supernet = build_training_supernet(config, with_init=not path.is_file())
     train_set = training_set_fingerprint(config.dataset, config.data)
     ckpt = None
     if path.is_file():

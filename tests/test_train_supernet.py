@@ -437,6 +437,32 @@ def test_relative_data_and_init_are_stored_absolute_so_a_resume_works_from_any_f
     # a --data given on resume (the data moved) is stored absolute too
     assert script.main(["--resume", "../start/s", "--data", os.path.relpath(folder_data), "--quiet"]) == 0
     assert read_yaml(start / "s" / "args.yaml")["data"] == str(folder_data.resolve())
+    # the --init file gone: a resume (or reuse) of a run with a checkpoint reads none of it (was "--init: ...: weight
+    # file not found" on a complete checkpoint; helper-55's audit)
+    init.unlink()
+    assert script.main(["--resume", "../start/s", "--device", "cpu", "--quiet"]) == 0
+
+
+def test_a_supernet_msunas_trains_is_locked_and_stores_its_data_absolute(folder_data, tmp_path, monkeypatch):
+    """The supernet msunas trains into SAVE/supernet took no lock, so `train_supernet.py --resume SAVE/supernet`
+    trained the same folder at the same time; and its args.yaml kept a relative --data, so that resume failed from
+    any other folder (helper-55's audit)."""
+    from codebase.evaluators.supernet import SupernetEvaluator
+    from codebase.io import FolderInUse, lock_folder, read_yaml
+
+    monkeypatch.chdir(folder_data.parent)
+    options = {"dataset": "folder", "data": folder_data.name, "resolutions": [24], "vld_size": 6, "bn_size": 12,
+               "device": "cpu", "save": str(tmp_path / "run"), "supernet_epochs": 1, "quiet": True}
+    (tmp_path / "run" / "supernet").mkdir(parents=True)
+    held = lock_folder(tmp_path / "run" / "supernet", "train_supernet")  # a train_supernet.py at work on it
+    try:
+        with pytest.raises(FolderInUse, match=f"{tmp_path / 'run' / 'supernet'}: in use by another train_supernet"):
+            SupernetEvaluator(**options)
+    finally:
+        os.close(held)
+    assert not (tmp_path / "run" / "supernet" / "checkpoint.pth").exists()
+    SupernetEvaluator(**options)
+    assert read_yaml(tmp_path / "run" / "supernet" / "args.yaml")["data"] == str(folder_data.resolve())
 
 
 @pytest.mark.parametrize("edit, message", [

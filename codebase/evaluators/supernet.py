@@ -272,8 +272,12 @@ class SupernetEvaluator:
         """Train (or reuse, or resume) a supernet for this task in SAVE/supernet."""
         if save is None:
             raise ValueError("no --supernet_path given (and no --save folder to train a supernet into)")
+        from codebase.cli import absolute_path
+        from codebase.io import holding_lock
+
         folder = Path(save) / "supernet"
-        config = SupernetTrainConfig(dataset=self.dataset, data=self.data, n_classes=self.n_classes,
+        # absolute, as train_supernet.py stores it: a relative --data made `train_supernet.py --resume` fail elsewhere
+        config = SupernetTrainConfig(dataset=self.dataset, data=absolute_path(self.data), n_classes=self.n_classes,
                                      width_mult=self.space.width_mult, resolutions=self.space.resolutions,
                                      epochs=epochs, vld_size=self.vld_size, seed=self.seed)
         dist = torch.distributed
@@ -289,13 +293,15 @@ class SupernetEvaluator:
                 # a train_supernet.py folder, so `train_supernet.py --resume` works on it (also after a kill):
                 # settings written up front for a new folder, after the checks for an existing checkpoint
                 settings = folder / "args.yaml"
-                if not settings.exists() and not (folder / "checkpoint.pth").exists():
-                    folder.mkdir(parents=True, exist_ok=True)
-                    write_yaml(settings, config.resolved().to_dict())
-                train_supernet(config, folder, device=str(self.device), progress=not quiet,
-                               num_workers=self.num_workers)
-                if not settings.exists():
-                    write_yaml(settings, config.resolved().to_dict())
+                folder.mkdir(parents=True, exist_ok=True)
+                # train_supernet.py's lock: a `train_supernet.py --resume` of this folder meanwhile is refused
+                with holding_lock(folder, "train_supernet"):
+                    if not settings.exists() and not (folder / "checkpoint.pth").exists():
+                        write_yaml(settings, config.resolved().to_dict())
+                    train_supernet(config, folder, device=str(self.device), progress=not quiet,
+                                   num_workers=self.num_workers)
+                    if not settings.exists():
+                        write_yaml(settings, config.resolved().to_dict())
             except Exception as e:
                 if not distributed:
                     raise
