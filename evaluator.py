@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", help="folder that holds the data set")
     ev.add_argument("--supernet_path", help="OFA supernet checkpoint ({'state_dict': ...})")
     ev.add_argument("--resolutions", type=int, nargs="+",
-                    help="resolutions of the space (default: the data set's, plus the subnet's r)")
+                    help="resolutions of the space (default: those a train_supernet.py checkpoint was trained at, "
+                         "else the data set's; plus the subnet's r)")
     ev.add_argument("--vld_size", type=int, default=None, help="validation images held out of the training set")
     ev.add_argument("--seed", type=int, default=0,
                     help="seed of fine-tuning (--n_epochs); the validation split and the BN calibration subset "
@@ -171,7 +172,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
         raise ValueError("nothing to do: pass --subnet FILE (with --supernet_path) or --profile")
     if not args.supernet_path:
         raise ValueError("evaluating a subnet needs --supernet_path (train one with train_supernet.py)")
-    from codebase.evaluators.supernet import SupernetEvaluator, export_subnet
+    from codebase.evaluators.supernet import SupernetEvaluator, export_subnet, trained_resolutions
     from codebase.io import check_output_file, check_output_folder, write_json
     from codebase.supernet_training import default_resolutions
     from search_space.ofa import load_subnet, subnet_resolution
@@ -189,10 +190,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, float]:
     if args.img_size is not None:  # score at --img-size, as --profile counts at it
         subnet = {**subnet, "r": args.img_size}
     resolutions = args.resolutions
-    if not resolutions:
-        r = subnet_resolution(subnet)
+    if not resolutions:  # the supernet's own, as the search that found the subnet used them: images are decoded at
+        r = subnet_resolution(subnet)  # the largest resolution of the space and resized down from there
         extra = {int(r)} if isinstance(r, int) and not isinstance(r, bool) else set()
-        resolutions = sorted(set(default_resolutions(args.dataset)) | extra)
+        base = trained_resolutions(args.supernet_path) or default_resolutions(args.dataset)
+        resolutions = sorted(set(base) | extra)
     options = {**vars(args), "resolutions": resolutions, "save": None, "measure": tuple(args.measure),
                "width_mult": 1.0 if args.width_mult is None else args.width_mult}
     evaluator = SupernetEvaluator(**options)

@@ -556,3 +556,30 @@ def test_a_second_training_on_a_folder_in_use_is_refused_and_touches_nothing(tmp
     # once the holder is gone (killed before its first checkpoint) a new start goes ahead, as before
     with pytest.raises(pytest.fail.Exception, match="trained"):
         script.main(["--dataset", "digits", "--save", str(save), "--device", "cpu", "--quiet"])
+
+
+def test_evaluator_py_scores_a_subnet_at_the_supernets_resolutions_as_the_search_did(folder_data, tmp_path):
+    """evaluator.py without --resolutions took the data set's (192..256 for a folder) plus r: images decoded at 256
+    and resized to r scored the search's subnet otherwise (86.11% where net.stats said 80.56%; helper-55's audit).
+    It now takes the resolutions the checkpoint was trained at, as the search did."""
+    import json
+
+    import evaluator as script
+    from codebase.evaluators.supernet import SupernetEvaluator, trained_resolutions
+
+    config = SupernetTrainConfig(**{**TINY, "epochs": 1}, data=str(folder_data))
+    path = train_supernet(config, tmp_path / "sn", device="cpu", progress=False)
+    assert trained_resolutions(path) == [24, 32] and trained_resolutions(tmp_path / "none.pth") is None
+    subnet = {"ks": [5] * 10, "e": [4] * 10, "d": [2] * 5, "r": 24}
+    searched = SupernetEvaluator(dataset="folder", data=str(folder_data), supernet_path=str(path),
+                                 resolutions=[24, 32], vld_size=6, bn_size=12, device="cpu").evaluate(subnet)
+    (tmp_path / "net.subnet").write_text(json.dumps(subnet))
+    assert script.main(["--subnet", str(tmp_path / "net.subnet"), "--dataset", "folder", "--data", str(folder_data),
+                        "--supernet_path", str(path), "--vld_size", "6", "--bn_size", "12", "--device", "cpu",
+                        "--save", str(tmp_path / "net.stats")]) == 0
+    stats = json.loads((tmp_path / "net.stats").read_text())
+    assert (stats["top1"], stats["loss"]) == (searched["top1"], searched["loss"])
+    other = SupernetEvaluator(dataset="folder", data=str(folder_data), supernet_path=str(path),
+                              resolutions=[24, 256], vld_size=6, bn_size=12, device="cpu").evaluate(subnet)
+    assert other["loss"] != searched["loss"]  # the resolutions do matter: what the old default gave differs
+

@@ -177,6 +177,17 @@ def _rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
+def trained_resolutions(path: str | Path | None) -> list[int] | None:
+    """The resolutions a train_supernet.py checkpoint was trained at (its config), read without loading the weights
+    (memory-mapped); None for another checkpoint (OFA's) or an unreadable one, whose error the real load gives."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        resolutions = ckpt["config"]["resolutions"]
+        return sorted({int(r) for r in resolutions}) or None
+    except Exception:  # any reason: the evaluator's own load says what is wrong with the file
+        return None
+
+
 def planned_space(dataset: str = "digits", data: str | Path | None = None, n_classes: int | None = None,
                   width_mult: float = 1.0, resolutions: list[int] | tuple[int, ...] | None = None,
                   **_: Any) -> tuple[OFASearchSpace, int]:
