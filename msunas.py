@@ -261,14 +261,14 @@ def check_args(args: argparse.Namespace) -> None:
     n_obj = len(keys)
     population = ("--n_doe", args.n_doe) if args.predictor == "none" else ("--inner_pop", args.inner_pop)
     # a resumed run's settings are its args.yaml's: the fixes a new run is told of are refused on a resume
-    stored = f"--resume {args.resume}: this run cannot go on to --iterations {args.iterations}: its " if args.resume \
+    prefix = f"--resume {args.resume}: this run cannot go on to --iterations {args.iterations}: its " if args.resume \
         else ""
     if n_obj >= 3 and args.iterations > 0 and population[1] < n_obj:
-        raise ValueError(f"{stored}{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a "
+        raise ValueError(f"{prefix}{population[0]} {population[1]}: NSGA-III over {n_obj} objectives needs a "
                          f"population of at least {n_obj}")
     if args.predictor != "none" and args.iterations > 0 and args.n_doe < 10:
         fix = "start a new run" if args.resume else "use at least 10, or --predictor none for plain NSGA-II"
-        raise ValueError(f"{stored}--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; "
+        raise ValueError(f"{prefix}--n_doe {args.n_doe} (NSGA-Net's --pop_size) is too small to fit a surrogate; "
                          f"{fix}")
     from codebase.search.objectives import measured_devices
 
@@ -462,13 +462,16 @@ def _search(args: argparse.Namespace, save: Path, ranks: RankGroup | None, held:
             except OSError as e:
                 raise ValueError(f"{'--resume' if args.resume else '--save'} {save}: cannot write there "
                                  f"({e.strerror or e})") from None
+        objectives = None
         if args.evaluator == "supernet" and "lut:" in args.sec_obj:  # a table missing the space's resolutions or
             from codebase.evaluators.supernet import planned_space  # head: said before a supernet is trained
 
-            parse_objectives(args.sec_obj, *planned_space(**vars(args)))
+            # the evaluator's own space and class count are these (SupernetEvaluator builds them with planned_space)
+            objectives = parse_objectives(args.sec_obj, *planned_space(**vars(args)))
         measure = measured_devices(args.sec_obj)
         evaluator = get_evaluator(args.evaluator, **{**vars(args), "measure": measure})
-        objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
+        if objectives is None:
+            objectives = parse_objectives(args.sec_obj, evaluator.space, evaluator.n_classes)
         error = None
     except Exception as e:
         if ranks is None:
