@@ -107,7 +107,7 @@ class AdditiveGP(Predictor):
         K, _ = kernel(best.x)
         self.chol = cho_factor(K, lower=True)
         self.alpha = cho_solve(self.chol, t)
-        self.train_lin, self.train_se = lin, se
+        self.train_lin, self.train_se, self.targets = lin, se, t
 
     def _predict(self, F: np.ndarray) -> np.ndarray:
         return self._posterior(F, with_std=False)[0]
@@ -120,6 +120,13 @@ class AdditiveGP(Predictor):
         self._check_bounds(X)
         return self._posterior(self.features(X), with_std=True)[1]
 
+    def cross_kernel(self, lin: np.ndarray, se: np.ndarray) -> np.ndarray:
+        """k(x, training points) without noise, for rows already split and standardised (`_split`)."""
+        v_lin, v_se, ls2, _ = np.exp(self.params)
+        K = v_lin * lin @ self.train_lin.T / lin.shape[1]
+        K += v_se * np.exp(-0.5 * _sq_dist(se, self.train_se) / (self.d_scale * ls2))
+        return K
+
     def _posterior(self, F: np.ndarray, with_std: bool) -> tuple[np.ndarray, np.ndarray | None]:
         v_lin, v_se, ls2, _ = np.exp(self.params)
         lin, se = self._split(F)
@@ -127,8 +134,7 @@ class AdditiveGP(Predictor):
         std = np.empty(len(F)) if with_std else None
         for start in range(0, len(F), 4096):  # bounded memory for large candidate sets
             part = slice(start, start + 4096)
-            K = v_lin * lin[part] @ self.train_lin.T / lin.shape[1]
-            K += v_se * np.exp(-0.5 * _sq_dist(se[part], self.train_se) / (self.d_scale * ls2))
+            K = self.cross_kernel(lin[part], se[part])
             mean[part] = K @ self.alpha
             if with_std:
                 prior = v_lin * np.sum(lin[part] ** 2, axis=1) / lin.shape[1] + v_se

@@ -492,19 +492,12 @@ def posterior_sample(model, seed: int, features: int = 2000):
     eps = rng.standard_normal(n) * np.sqrt(v_noise * weights)
     from scipy.linalg import cho_solve
 
-    # the standardised targets are K alpha; the residual's update uses the same Cholesky factor
-    K_train = v_lin * model.train_lin @ model.train_lin.T / d_lin
-    from acc_predictor.gp_additive import _sq_dist
-
-    K_train += v_se * np.exp(-0.5 * _sq_dist(model.train_se, model.train_se) / (model.d_scale * ls2))
-    t = K_train @ model.alpha + (v_noise * weights) * model.alpha + 1e-8 * model.alpha
-    beta = cho_solve(model.chol, t - prior(model.train_lin, model.train_se) - eps)
+    # the residual's update at the training points uses the fit's own Cholesky factor and standardised targets
+    beta = cho_solve(model.chol, model.targets - prior(model.train_lin, model.train_se) - eps)
 
     def sample(X):
         lin, se = model._split(model.features(np.asarray(X)))
-        K = v_lin * lin @ model.train_lin.T / d_lin
-        K += v_se * np.exp(-0.5 * _sq_dist(se, model.train_se) / (model.d_scale * ls2))
-        return (prior(lin, se) + K @ beta) * model.y_std + model.y_mean
+        return (prior(lin, se) + model.cross_kernel(lin, se) @ beta) * model.y_std + model.y_mean
 
     return sample
 
