@@ -34,6 +34,10 @@ and steps up another until its FLOPs are back within 0.90-1.05x (lower resolutio
 and wider layers, ...: the true front is a reallocation of the archive's, see 4). With the oracle's errors: the
 share of candidates that would enter the archive's front, and the hypervolume gain of 8 random ones and of the
 8 best, for these and for all single-gene neighbours, beside the gain of the run's own next 8 picks.
+
+`--residuals RUN` (seconds) reads a run folder kept by `research_search.py --keep` (or any msunas run on the
+oracle) and prints, by how many genes each pick leapt from the archive it was chosen from, its true error minus
+the surrogate's prediction at pick time (the plan.json of its iteration): how over-optimistic far picks are.
 """
 
 from __future__ import annotations
@@ -357,6 +361,35 @@ def scouts(oracle: OFAOracle, AX: np.ndarray, AF: np.ndarray, nhv, seed: int) ->
         print(line, flush=True)
 
 
+def pick_residuals(space, run: Path) -> None:
+    """Each iteration's picks: genes from the archive before them against true minus predicted error."""
+    rows = []
+    for k in range(1, 10_000):
+        plan_path = run / f"iter_{k}" / "plan.json"
+        if not plan_path.is_file() or not (run / f"iter_{k}.stats").is_file():
+            break
+        plan, before, after = (read_json(plan_path), read_json(run / f"iter_{k - 1}.stats"),
+                               read_json(run / f"iter_{k}.stats"))
+        if not plan.get("predicted"):
+            continue
+        A = space.canonical(np.array([space.encode(e[0]) for e in before["archive"]]))
+        C = space.canonical(np.array([space.encode(e[0]) for e in after["candidates"]]))
+        X = space.canonical(np.array(plan["genomes"]))
+        for x, predicted in zip(X, np.asarray(plan["predicted"])[:, 0]):
+            hit = np.flatnonzero((C == x).all(axis=1))
+            if len(hit):  # a failed evaluation has no true error
+                rows.append((k, int((A != x).sum(axis=1).min()), after["candidates"][hit[0]][1] - predicted))
+    if not rows:
+        raise SystemExit(f"{run}: no iteration with a plan.json and its stats")
+    r = np.array(rows, dtype=float)
+    print(f"{run}: {len(r)} picks over {int(r[:, 0].max())} iterations; true minus predicted error by genes leapt:")
+    for lo, hi in ((1, 2), (2, 3), (3, 5), (5, 8), (8, 12), (12, 1000)):
+        m = (r[:, 1] >= lo) & (r[:, 1] < hi)
+        if m.any():
+            print(f"  {lo:2d}-{min(hi - 1, 99):2d} genes: {m.sum():3d} picks, mean {r[m, 2].mean():+.3f}, "
+                  f"std {r[m, 2].std():.3f}")
+
+
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
@@ -369,7 +402,10 @@ def main() -> None:
     p.add_argument("--probe_genes", type=int, nargs="+", default=[1, 3, 6],
                    help="section 8: genes changed per probe (1: single-gene neighbours)")
     p.add_argument("--scouts", action="store_true", help="only the FLOPs-matched reallocation measurement")
+    p.add_argument("--residuals", metavar="RUN", help="only the picks' errors against their leaps, of a kept run")
     args = p.parse_args()
+    if args.residuals:
+        return pick_residuals(oracle_space(), Path(args.residuals))
     oracle = OFAOracle(args.oracle_path, oracle_space())
     space, reference = oracle.space, read_json(bench.REFERENCE)
     R = np.asarray(reference["front"])
