@@ -280,6 +280,28 @@ def check_args(args: argparse.Namespace) -> None:
                              f"available (use flops, params, cpu or a latency table lut:PATH)")
 
 
+def check_supernet_unchanged(args: argparse.Namespace) -> None:
+    """A resumed supernet run scores the rest of its archive with the weights it began with: a checkpoint replaced
+    since (retrained, another file copied over it) would mix two supernets' accuracies in one archive, so it is
+    refused. Runs of earlier versions recorded no identity (args.yaml's supernet_identity) and are not checked."""
+    from codebase.io import file_identity
+
+    recorded = getattr(args, "supernet_identity", None)
+    if not args.resume or args.evaluator != "supernet" or recorded is None:
+        return
+    path = Path(args.supernet_path) if args.supernet_path else Path(args.save) / "supernet" / "checkpoint.pth"
+    if not path.is_file():
+        if args.supernet_path:  # the evaluator says so: "--supernet_path P: file not found"
+            return
+        raise ValueError(f"--resume {args.resume}: the run's supernet {path} is gone, and a resume would train "
+                         f"another; restore it, or start a new run (another --save)")
+    if file_identity(path) != recorded:
+        raise ValueError(f"--resume {args.resume}: the supernet {path} changed since the run began (its size and "
+                         f"sha256 differ from those in args.yaml), so the rest of the archive would be scored with "
+                         f"other weights; restore the original file, or start a new run (another --save) to search "
+                         f"with this one")
+
+
 def setup_logging(save: Path, quiet: bool) -> None:
     logger = logging.getLogger("msunas")
     logger.setLevel(logging.INFO)
@@ -314,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         if note and os.environ.get("RANK", "0") == "0":  # once, not by every torchrun rank
             print(note, file=sys.stderr)
         check_args(args)  # before torch is imported: a bad flag is said in a second
+        check_supernet_unchanged(args)  # before a supernet is loaded (or, gone from the run, trained anew)
         if args.n_gpus is not None and args.n_gpus < 1:
             raise ValueError(f"--n_gpus must be >= 1, got {args.n_gpus}")
         distributed.check_timeout(args.dist_timeout)  # before starting processes, which would each say it
@@ -387,6 +410,8 @@ def resolved_arguments(args: argparse.Namespace, evaluator: object) -> dict[str,
     if getattr(evaluator, "supernet_path", None) is not None and Path(evaluator.supernet_path).parent != trained_here:
         out["supernet_path"] = str(evaluator.supernet_path)
     out = absolute_paths(out)  # a resume from another folder finds the oracle, the tables and the data
+    if getattr(evaluator, "supernet_identity", None) is not None:  # the weights scored with, checked on resume
+        out["supernet_identity"] = dict(evaluator.supernet_identity)
     if getattr(evaluator, "vld_size", None) is not None:
         out["vld_size"] = int(evaluator.vld_size)
     space = evaluator.space

@@ -10,6 +10,7 @@ torch.load(weights_only=True) for weights.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -186,6 +187,13 @@ def read_json(path: str | Path) -> Any:
 def write_yaml(path: str | Path, obj: Any) -> Path:
     obj = json.loads(json.dumps(obj, default=_to_builtin))  # numpy/Path -> builtins
     return write_text(path, yaml.safe_dump(obj, sort_keys=False))
+
+
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """{"size", "sha256"} of a file's bytes: what a run records of the weights it started with. Not the mtime,
+    which a copy changes without changing the weights (and a retraining within a second may leave as it was)."""
+    with open(path, "rb") as f:  # size and digest of the one file opened, even if another is renamed over it
+        return {"size": os.fstat(f.fileno()).st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
 
 
 def lock_name(tool: str) -> str:

@@ -855,3 +855,87 @@ def test_a_refused_nsganet_flag_on_resume_is_named_as_given(reference_run, alias
 
     with pytest.raises(ValueError, match=re.escape("--n_gens 5 and --iterations 6 name the same setting")):
         script.resolve_args(["--resume", str(reference_run), "--n_gens", "5", "--iterations", "6"])
+
+
+def _folder_supernet_run(tmp_path, supernet_path=None):
+    """A supernet search on a tiny 3-class image folder (seconds): 2 random architectures, iteration 0 only."""
+    from tests.data_fixtures import write_image_folder
+
+    data = tmp_path / "data"
+    if not data.exists():
+        write_image_folder(data, ["train", "test"], ["a", "b", "c"], per_class=6, size=(36, 40), seed=7)
+    flags = ["--dataset", "folder", "--data", data, "--resolutions", "24", "32", "--vld_size", "6",
+             "--predictor", "none", "--n_doe", "2", "--n_iter", "1", "--iterations", "0", "--device", "cpu", "--quiet"]
+    return [*flags, *(["--supernet_path", supernet_path] if supernet_path else [])]
+
+
+def _random_supernet(path, seed, n_classes=3):
+    import torch
+
+    from codebase.supernet import build_supernet
+
+    torch.manual_seed(seed)
+    torch.save({"state_dict": build_supernet(1.0, n_classes).state_dict()}, path)
+
+
+def test_a_resume_refuses_a_supernet_replaced_since_the_run_began(tmp_path):
+    # the checkpoint at --supernet_path retrained (or another copied over it) between the start and --resume: the
+    # resumed run scored the rest of its archive with the other weights, two supernets' accuracies in one archive
+    import shutil
+
+    import yaml
+
+    weights, first, other = tmp_path / "sn.pth", tmp_path / "first.pth", tmp_path / "other.pth"
+    _random_supernet(first, 1)
+    _random_supernet(other, 2)
+    shutil.copy(first, weights)
+    save = tmp_path / "run"
+    msunas(*_folder_supernet_run(tmp_path, weights), "--save", save)
+    stored = yaml.safe_load((save / "args.yaml").read_text())
+    old_run = tmp_path / "old"  # a run of an earlier version: no identity recorded, resumed unchecked
+    shutil.copytree(save, old_run)
+    (old_run / "args.yaml").write_text(yaml.safe_dump({k: v for k, v in stored.items() if k != "supernet_identity"},
+                                                      sort_keys=False))
+    shutil.copy(other, weights)
+    out = msunas("--resume", save, "--iterations", "1", check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --resume {save}: the supernet {weights} changed since the run began (its size and sha256 differ "
+        f"from those in args.yaml), so the rest of the archive would be scored with other weights; restore the "
+        f"original file, or start a new run (another --save) to search with this one"], out.stderr
+    assert not (save / "iter_1.stats").exists()
+    msunas("--resume", old_run, "--iterations", "1")
+    assert (old_run / "iter_1.stats").is_file()
+    shutil.copy(first, weights)  # the same bytes again (a new mtime): the run goes on
+    msunas("--resume", save, "--iterations", "1")
+    assert len(load(save / "iter_1.stats")["archive"]) == 3
+    assert stored["supernet_identity"]["size"] == weights.stat().st_size
+
+
+def test_a_run_that_trained_its_own_supernet_resumes_and_refuses_one_trained_anew(tmp_path):
+    # a run without --supernet_path uses SAVE/supernet/checkpoint.pth; here one written as train_supernet leaves a
+    # finished one (20 epochs would take minutes), which the run reuses
+    import shutil
+
+    from codebase.supernet_training import SupernetTrainConfig, _save, build_training_supernet, training_set_fingerprint
+
+    flags = _folder_supernet_run(tmp_path)
+    data = str(tmp_path / "data")
+    config = SupernetTrainConfig(dataset="folder", data=data, n_classes=3, resolutions=(24, 32), vld_size=6,
+                                 epochs=20).resolved()
+    folder = tmp_path / "run" / "supernet"
+    folder.mkdir(parents=True)
+    _save(folder / "checkpoint.pth", build_training_supernet(config), config, 20, [], None, None,
+          training_set_fingerprint("folder", data))
+    shutil.copy(folder / "checkpoint.pth", tmp_path / "first.pth")
+    msunas(*flags, "--save", tmp_path / "run")
+    msunas("--resume", tmp_path / "run", "--iterations", "1")  # its own supernet, unchanged: resumed
+    assert (tmp_path / "run" / "iter_1.stats").is_file()
+    (folder / "checkpoint.pth").unlink()  # gone: a resume would train another
+    out = msunas("--resume", tmp_path / "run", "--iterations", "2", check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --resume {tmp_path / 'run'}: the run's supernet {folder / 'checkpoint.pth'} is gone, and a resume "
+        f"would train another; restore it, or start a new run (another --save)"], out.stderr
+    assert not (folder / "checkpoint.pth").exists() and not (tmp_path / "run" / "iter_2.stats").exists()
+    shutil.copy(tmp_path / "first.pth", folder / "checkpoint.pth")
+    msunas("--resume", tmp_path / "run", "--iterations", "2")
+    assert (tmp_path / "run" / "iter_2.stats").is_file()

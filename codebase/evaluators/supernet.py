@@ -37,7 +37,7 @@ from torch import nn
 from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
-from codebase.io import load_torch, save_torch, write_json, write_yaml
+from codebase.io import file_identity, load_torch, save_torch, write_json, write_yaml
 from codebase.latency.measure import check_measurable, objective_device, resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
@@ -227,6 +227,8 @@ class SupernetEvaluator:
             supernet_path = self._auto_supernet(save, supernet_epochs, quiet)
         self.supernet_path = str(supernet_path)
         self.supernet = load_supernet(supernet_path, self.space.width_mult, self.n_classes)
+        # what a search records in its args.yaml: a resume refuses a checkpoint replaced since (msunas.py)
+        self.supernet_identity = file_identity(supernet_path)
         if self.supernet.new_head and self.n_epochs == 0:
             raise ValueError(f"--supernet_path {supernet_path}: its classifier has another class count than the "
                              f"task's {self.n_classes}, so every subnet would be scored with an untrained head; "
