@@ -462,3 +462,31 @@ def test_extract_subnet_reads_the_padded_form_as_the_compact_one():
         padded_layers({**compact, "ks": compact["ks"][:-1]})  # was: an IndexError
     largest = {"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5}  # no resolution: finetune_imagenet's teacher
     assert padded_layers(largest) == ([7] * 20, [6] * 20)
+
+
+def test_an_unfinished_train_supernet_checkpoint_is_warned_about(folder_data, tmp_path, recwarn):
+    # train_supernet.py killed (or still running) after 1 of 2 epochs: its checkpoint scored subnets silently
+    from codebase.supernet_training import SupernetTrainConfig, train_supernet
+
+    config = SupernetTrainConfig(dataset="folder", data=str(folder_data), resolutions=(32, 40), vld_size=6,
+                                 batch_size=6, epochs=2, n_random=0, lr=0.02, warmup_epochs=0)
+    folder = tmp_path / "supernet"
+    path = train_supernet(config, folder, device="cpu", progress=False, max_epochs=1)
+    message = (f"{path} is an unfinished supernet (1 of 2 epochs trained; its training was stopped or is still "
+               f"running): the subnets scored or exported from it have partly trained weights")
+    with pytest.warns(UserWarning) as caught:
+        SupernetEvaluator(**OPTIONS, data=str(folder_data), supernet_path=str(path))
+    assert [str(w.message) for w in caught] == [message]
+    (tmp_path / "net.subnet").write_text(json.dumps(SMALL))
+    (folder / "args.yaml").write_text("epochs: 2\n")  # a train_supernet.py folder: the warning says how to finish it
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "evaluator.py"), "--subnet", str(tmp_path / "net.subnet"), "--dataset", "folder",
+         "--data", str(folder_data), "--supernet_path", str(path), "--vld_size", "6", "--bn_size", "12",
+         "--device", "cpu"],
+        capture_output=True, text=True, cwd=ROOT, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0 and out.stderr == f"warning: {message}; train_supernet.py --resume {folder} " \
+        f"finishes it\n", out.stderr
+    train_supernet(config, folder, device="cpu", progress=False)  # the second epoch: finished, nothing to say
+    recwarn.clear()
+    SupernetEvaluator(**OPTIONS, data=str(folder_data), supernet_path=str(path))
+    assert not [w for w in recwarn if "unfinished" in str(w.message)]

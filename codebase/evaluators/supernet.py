@@ -72,6 +72,8 @@ def _checkpoint_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[s
         config = {**config, "train_set": ckpt["train_set"]}
     if config is not None and "split_seed" in ckpt:
         config = {**config, "split_seed": ckpt["split_seed"]}
+    if config is not None and "epoch" in ckpt:  # epochs done, beside the config's epochs planned
+        config = {**config, "epoch": ckpt["epoch"]}
     return state, config
 
 
@@ -236,6 +238,7 @@ class SupernetEvaluator:
                              f"(omit --supernet_path)")
         if given:
             self._check_training_split()
+            self._check_finished()
         self._warned_resolutions: set[int] = set()
 
         # a fixed calibration subset of the training images (never the validation ones), the same for every
@@ -268,6 +271,19 @@ class SupernetEvaluator:
                 warnings.warn(f"{self.supernet_path} was trained on other training images "
                               f"({trained['train_set'].get('n_images')} then, {now['n_images']} now): the split "
                               f"moved, so it may have trained on the validation images", stacklevel=2)
+
+    def _check_finished(self) -> None:
+        """Warn when a train_supernet.py checkpoint has fewer epochs done than planned (the training was stopped or
+        is still running): its subnets would be scored, and exported, with partly trained weights."""
+        trained = _trained_with(self.supernet_path) or {}
+        done, planned = trained.get("epoch"), trained.get("epochs")
+        if not isinstance(done, int) or not isinstance(planned, int) or done >= planned or _rank() != 0:
+            return
+        folder = Path(self.supernet_path).parent
+        finish = f"; train_supernet.py --resume {folder} finishes it" if (folder / "args.yaml").is_file() else ""
+        warnings.warn(f"{self.supernet_path} is an unfinished supernet ({done} of {planned} epochs trained; its "
+                      f"training was stopped or is still running): the subnets scored or exported from "
+                      f"it have partly trained weights{finish}", stacklevel=3)
 
     def _check_resolution(self, resolution: int) -> None:
         """Warn (once per resolution) when a subnet is scored at a resolution its supernet never trained at
