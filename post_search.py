@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dict[str, Any]]) -> Any:
-    """exporter(subnet, folder) built on the supernet evaluator, with the run's arguments. The evaluator
-    (supernet, data) is built and every subnet checked against its space here, before any file is written."""
+def searched_supernet(run_args: dict[str, Any], run_dir: Path) -> Path | None:
+    """The supernet checkpoint a supernet run scored with: its args.yaml's, else the one it trained into
+    run_dir/supernet/ (stored as null); None for other runs (the oracle's, the original tool's)."""
+    if run_args.get("evaluator") != "supernet":
+        return None
+    return Path(run_args["supernet_path"]) if run_args.get("supernet_path") else run_dir / "supernet" / "checkpoint.pth"
+
+
+def other_supernet(given: str, run_args: dict[str, Any], run_dir: Path) -> str | None:
+    """What differs between --supernet_path and the supernet the run searched with, or None: the same file (by the
+    size and sha256 the run recorded, so a moved or copied checkpoint is the same; by path for runs without them)."""
+    from codebase.cli import absolute_path
+    from codebase.io import file_identity
+
+    searched = searched_supernet(run_args, run_dir)
+    if searched is None:
+        return None
+    same_path = absolute_path(given) == absolute_path(searched)
+    recorded = run_args.get("supernet_identity")
+    if recorded is None or not Path(given).is_file():  # a missing file: the loader says so
+        return None if same_path else f"--supernet_path {given} is not the file the run searched with ({searched})"
+    if file_identity(given) == recorded:
+        return None
+    if same_path:
+        return f"--supernet_path {given} changed since the run searched with it (another size or sha256 than its " \
+               f"args.yaml records)"
+    return f"--supernet_path {given} is not the supernet the run searched with ({searched}; another size or sha256)"
+
+
+def export_source_cautions(args: argparse.Namespace, run_args: dict[str, Any], run_dir: Path) -> list[str]:
+    """One line for each way the exported weights are not those whose accuracy net.stats reports (the search's
+    measurement): another supernet, or batch norm recalibrated on another data set. Another data set with another
+    class count than the run's head is refused: its labels do not fit the head the accuracies were measured with.
+    The original tool's runs (no args.yaml) record neither, and are not checked."""
+    cautions = []
+    searched = run_args.get("dataset")
+    if args.dataset is not None and searched is not None and args.dataset != searched:
+        from codebase.supernet_training import resolve_n_classes
+
+        classes = resolve_n_classes(args.dataset, args.data if args.data is not None else run_args.get("data"), None)
+        head = run_args.get("n_classes")
+        if head is not None and classes != int(head):
+            raise ValueError(f"--dataset {args.dataset} has {classes} classes, but the run searched {searched} "
+                             f"({head} classes, its args.yaml): its subnets' heads and accuracies are for {searched}; "
+                             f"export without --dataset and fine-tune on {args.dataset} with train_cifar.py, which "
+                             f"starts a new head")
+        cautions.append(f"--dataset {args.dataset} is not the data set the run searched ({searched}, its args.yaml): "
+                        f"net.inherited is recalibrated on {args.dataset}, but net.stats holds accuracies measured on "
+                        f"{searched}")
+    supernet = other_supernet(args.supernet_path, run_args, run_dir)
+    if supernet is not None:
+        cautions.append(f"{supernet}: net.inherited takes its weights, but net.stats holds the accuracies the search "
+                        f"measured with its own")
+    return cautions
+
+
+def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+    """(exporter(subnet, folder) built on the supernet evaluator with the run's arguments, the lines that say
+    how the export's weights differ from the run's, already warned about). The evaluator (supernet, data) is
+    built and every subnet checked against its space here, before any file is written."""
     from types import SimpleNamespace
 
     try:
@@ -68,13 +126,16 @@ def supernet_exporter(args: argparse.Namespace, run_dir: Path, subnets: list[dic
     if args.width_mult is not None and stored_width is not None and float(stored_width) != args.width_mult:
         raise ValueError(f"--width_mult {args.width_mult}: the run searched width {stored_width} (its args.yaml); "
                          "its architectures are that supernet's")
+    cautions = export_source_cautions(args, run_args, run_dir)  # before the minutes of loading
+    for line in cautions:
+        warnings.warn(line, stacklevel=2)
     given = {k: getattr(args, k) for k in ("supernet_path", "data", "dataset", "width_mult")
              if getattr(args, k) is not None}
     merged = SimpleNamespace(**{**run_args, **given})
     evaluator = cached_evaluator(merged)
     for subnet in subnets:
         evaluator.space.validate(subnet)
-    return lambda subnet, folder: export_subnet(merged, subnet, folder, evaluator)
+    return (lambda subnet, folder: export_subnet(merged, subnet, folder, evaluator)), cautions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [result.subnets[c.index] for c in choices]
     names = selection.folder_names(result, [c.index for c in choices])
     selection.check_export_targets(out, names)  # before the exporter's minutes of loading, and any write
-    exporter = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else None
+    exporter, cautions = supernet_exporter(args, result.run_dir, chosen) if args.supernet_path else (None, [])
     found = selection.evaluation_stats_index(result.run_dir)
     selection.remove_export_temporaries(out, names)  # what a kill mid-write of an earlier export left
     notes += selection.remove_stale_picks(out, names)  # an earlier run's picks that are not chosen again
@@ -107,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         values = dict(zip(result.objectives, map(float, result.F[choice.index])))
         score = choice.score if math.isfinite(choice.score) else None  # a lone front member has no trade-off
         summary.append({"folder": name, "reason": choice.reason, "score": score, "objectives": values})
-    record = {"expr": str(args.expr), "prefer": prefer, "n": args.n, "notes": notes, "choices": summary}
+    # the warnings on the export's weights are kept with it (said once, as warnings, not again as notes)
+    record = {"expr": str(args.expr), "prefer": prefer, "n": args.n, "notes": notes + cautions, "choices": summary}
     # the picks are listed before any is written, so that a re-run after an interrupted export removes them too
     write_json(out / "choices.json", {**record, "complete": False}, indent=2)
     for choice, name, row in zip(choices, names, summary):

@@ -1,6 +1,7 @@
 """Choosing architectures (codebase/selection.py, post_search.py): preferences, ASF, knees, export."""
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -789,3 +790,91 @@ def test_supernet_export_of_the_original_tools_run_takes_dataset_and_width_from_
     with pytest.raises(ValueError, match="--width_mult: used only with --supernet_path"):
         script.main(["--expr", str(expr), "--save", str(tmp_path / "o4"), "--width_mult", "1.2"])
     assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()
+
+
+def test_an_export_from_another_supernet_or_data_set_than_the_runs_is_said(tmp_path, monkeypatch):
+    """net.stats holds what the search measured; --supernet_path naming other weights, or --dataset another data set,
+    made net.inherited another network than the one it describes, silently. Now a warning line names both (and
+    choices.json keeps it); a data set of another class count than the run's head is refused; the same file
+    moved or copied, and the original tool's runs (no args.yaml), are exported as before."""
+    import shutil
+    import warnings
+
+    import yaml
+
+    import post_search as script
+    from codebase.io import file_identity
+
+    def cached_evaluator(args):
+        return types.SimpleNamespace(space=types.SimpleNamespace(validate=lambda subnet: subnet))
+
+    def export_subnet(args, subnet, folder, evaluator):
+        (Path(folder) / "net.config").write_text("{}")
+        (Path(folder) / "net.inherited").write_bytes(b"w")
+
+    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet",
+                        types.SimpleNamespace(export_subnet=export_subnet, cached_evaluator=cached_evaluator))
+    weights, other = tmp_path / "sn.pth", tmp_path / "other.pth"
+    weights.write_bytes(b"the weights searched with")
+    other.write_bytes(b"other weights")
+    expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
+    stored = {"search_space": "ofa", "evaluator": "supernet", "dataset": "digits", "data": None, "n_classes": 10,
+              "width_mult": 1.0, "supernet_path": str(weights), "supernet_identity": file_identity(weights)}
+    (tmp_path / "run" / "args.yaml").write_text(yaml.safe_dump(stored))
+    saves = iter(range(100))
+
+    def export(*flags):
+        out = tmp_path / f"out{next(saves)}"
+        assert script.main(["--expr", str(expr), "--save", str(out), "-n", "1", "--prefer", "top1#90+flops#500",
+                            *map(str, flags)]) == 0  # the preferred one is the most accurate: no note of that
+        return json.loads((out / "choices.json").read_text())["notes"]
+
+    moved = tmp_path / "moved" / "sn.pth"
+    moved.parent.mkdir()
+    shutil.copy(weights, moved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert export("--supernet_path", weights) == export("--supernet_path", moved) == []  # the run's weights
+    line = (f"--supernet_path {other} is not the supernet the run searched with ({weights}; another size or "
+            f"sha256): net.inherited takes its weights, but net.stats holds the accuracies the search measured with "
+            f"its own")
+    with pytest.warns(UserWarning) as caught:
+        notes = export("--supernet_path", other)
+    assert [str(w.message) for w in caught] == [line] and notes == [line]
+    shutil.copy(other, weights)  # retrained (or another copied over it) since the search
+    with pytest.warns(UserWarning, match=rf"^--supernet_path {weights} changed since the run searched with it "
+                                         r"\(another size or sha256 than its args.yaml records\): net.inherited"):
+        export("--supernet_path", weights)
+    line = ("--dataset cifar10 is not the data set the run searched (digits, its args.yaml): net.inherited is "
+            "recalibrated on cifar10, but net.stats holds accuracies measured on digits")
+    with pytest.warns(UserWarning) as caught:
+        export("--supernet_path", moved, "--dataset", "cifar10", "--data", tmp_path / "c10")
+    assert [str(w.message) for w in caught] == [line]
+    message = ("--dataset cifar100 has 100 classes, but the run searched digits (10 classes, its args.yaml): its "
+               "subnets' heads and accuracies are for digits; export without --dataset and fine-tune on cifar100 with "
+               "train_cifar.py, which starts a new head")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        script.main(["--expr", str(expr), "--save", str(tmp_path / "refused"), "--supernet_path", str(moved),
+                     "--dataset", "cifar100", "--data", str(tmp_path / "c100")])
+    assert not (tmp_path / "refused").exists()
+    done = post_search("--expr", expr, "--save", tmp_path / "refused", "--supernet_path", moved, "--dataset",
+                       "cifar100", "--data", tmp_path / "c100")
+    assert done.returncode == 2 and done.stderr == f"error: {message}\n" and not (tmp_path / "refused").exists()
+
+    # a run of an earlier version (no size and sha256) that trained its own supernet (supernet_path null)
+    own = tmp_path / "run" / "supernet" / "checkpoint.pth"
+    own.parent.mkdir()
+    shutil.copy(other, own)
+    stored = {**stored, "supernet_path": None}
+    del stored["supernet_identity"]
+    (tmp_path / "run" / "args.yaml").write_text(yaml.safe_dump(stored))
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert export("--supernet_path", Path("run/supernet/checkpoint.pth")) == []
+    with pytest.warns(UserWarning, match=rf"^--supernet_path {other} is not the file the run searched with \({own}\)"):
+        export("--supernet_path", other)
+    (tmp_path / "run" / "args.yaml").unlink()  # the original tool's run: nothing recorded to compare with
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert export("--supernet_path", other, "--dataset", "cifar100") == []
