@@ -30,7 +30,8 @@ their expected hypervolume gain under the surrogate's posterior, S Monte Carlo d
 batch Thompson sampling), `calibrate:W` (the searched error raised by beta x genes from the nearest archive
 genome, beta fitted on the last W iterations' picks: their true error minus the prediction at pick time against
 how far they leapt), `front_load:N` (N picks in iteration 1 instead of n_iter; set `iterations` so that the total
-stays 340).
+stays 340), `canonical_dedup` (the inner search's duplicate elimination compares architectures, canonical genomes,
+instead of raw genomes).
 Predictors registered here only: `mean_rbf_gpa` (mean of rbf and gp_additive), `gpa_onehot_lin`
 (gp_additive with its linear part on one-hot features), `gpa_complexity` (linear part plus log
 FLOPs and log params), `gpa_ard` / `gpa_ard_p03` (gp_additive with one squared-exponential length
@@ -595,6 +596,24 @@ def with_front_load(first: int):
         return original(self, models, archive, first if first_iteration else n, ref_point, seed)
 
     return picks
+
+
+def with_canonical_duplicates(original):
+    """pymoo_adapter.make_algorithm whose duplicate elimination compares architectures (canonical genomes), not raw
+    genomes: genes of skipped layers make many raw genomes one architecture, so the inner search's population can
+    fill with copies of the front's members (helper-57: 100 raw genomes, 2 architectures on a 12-point digits run).
+    The raw genomes themselves are kept, skipped layers' genes included, so crossover and mutation are unchanged."""
+    from pymoo.core.duplicate import DefaultDuplicateElimination
+
+    def make_algorithm(space, n_obj, pop_size, sampling, n_offsprings=None):
+        algorithm = original(space, n_obj, pop_size, sampling, n_offsprings)
+        algorithm.eliminate_duplicates = DefaultDuplicateElimination(
+            func=lambda pop: space.canonical(np.rint(pop.get("X")).astype(int)).astype(float))
+        algorithm.mating.eliminate_duplicates = algorithm.eliminate_duplicates
+        algorithm.initialization.eliminate_duplicates = algorithm.eliminate_duplicates
+        return algorithm
+
+    return make_algorithm
 
 
 def register_variants() -> None:
@@ -1224,7 +1243,7 @@ def main() -> None:
                    help="base | local:KEEP | bands | doe_flops | doe_balanced:TRIES | doe_mixture:A | confidence:K | "
                         "rank_fill | mutation:M | block_mutation:R | crossover:ux|none | res_strata:K | "
                         "portfolio:NAME:K | trust:R | early_explore:K:E | vertical:P | bands:K | reversed | ehvi:S | "
-                        "thompson:K | calibrate:W | front_load:N")
+                        "thompson:K | calibrate:W | front_load:N | canonical_dedup")
     p.add_argument("--predictor", default="gp_additive")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="SearchSettings overrides, key=value")
@@ -1319,6 +1338,8 @@ def main() -> None:
         from codebase.search.engine import MSuNAS
 
         MSuNAS._surrogate_picks = with_front_load(int(arg))
+    elif name == "canonical_dedup":
+        pymoo_adapter.make_algorithm = with_canonical_duplicates(pymoo_adapter.make_algorithm)
     elif name == "vertical":
         from codebase.search import subset
 
