@@ -192,8 +192,11 @@ def write_yaml(path: str | Path, obj: Any) -> Path:
 def file_identity(path: str | Path) -> dict[str, Any]:
     """{"size", "sha256"} of a file's bytes: what a run records of the weights it started with. Not the mtime,
     which a copy changes without changing the weights (and a retraining within a second may leave as it was)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as f:  # size and digest of the one file opened, even if another is renamed over it
-        return {"size": os.fstat(f.fileno()).st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+        for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest is Python 3.11+
+            digest.update(block)
+        return {"size": os.fstat(f.fileno()).st_size, "sha256": digest.hexdigest()}
 
 
 def lock_name(tool: str) -> str:

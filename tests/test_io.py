@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codebase.io import read_yaml, remove_new_paths, remove_stale_temporaries
+from codebase.io import file_identity, read_yaml, remove_new_paths, remove_stale_temporaries
 from tests.data_fixtures import unwritable_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +114,16 @@ def test_read_yaml_refuses_a_key_given_twice_and_keeps_merges(tmp_path):
     # equal keys in different mappings, and a merge overridden by an explicit key, are valid YAML
     (tmp_path / "ok.yaml").write_text("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  x: 3\nd: {x: 4}\n")
     assert read_yaml(tmp_path / "ok.yaml") == {"base": {"x": 1, "y": 2}, "c": {"x": 3, "y": 2}, "d": {"x": 4}}
+
+
+def test_file_identity_is_hashlibs_sha256_and_the_size_and_follows_one_changed_byte(tmp_path):
+    import hashlib
+
+    data = os.urandom(3 << 20) + b"tail"  # several read blocks and a partial one
+    path = tmp_path / "w.pth"
+    path.write_bytes(data)
+    assert file_identity(path) == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    path.write_bytes(data[:-1] + b"T")
+    assert file_identity(path)["size"] == len(data)
+    assert file_identity(path)["sha256"] == hashlib.sha256(data[:-1] + b"T").hexdigest() != \
+        hashlib.sha256(data).hexdigest()
