@@ -826,7 +826,7 @@ def register_variants() -> None:
     # the squared-exponential part on the ordinal encoding: kernel 3 nearer 5 than 7, a skipped layer nearest the
     # smallest choice (one-hot puts every pair of choices equally far apart)
     register_acc_predictor("gpa_se_ordinal", lambda **k: AdditiveGP(**{**k, "encoding": "ordinal"}))
-    for boldness in ("0.75", "0.9", "1.1", "1.5", "2"):  # the values measured (README, session 15)
+    for boldness in ("0.75", "0.9", "1.1", "1.5", "2"):  # the values measured (docs/search_research.md, session 15)
         register_acc_predictor(f"gpa_bold{boldness}", _bold_gp_class(float(boldness)))
     for boldness in ("1.25", "1.5"):
         register_acc_predictor(f"gpa_bold{boldness}_until140", _bold_gp_class(float(boldness), 140))
@@ -1004,7 +1004,7 @@ def _macro_gp_class():
     """gp_additive plus a linear part of its own variance on a few macro features, standardised: the resolution
     index, the five stage depths and the total depth. In gp_additive these sit among 46 linear columns that share one
     variance, so the marginal likelihood cannot weigh depth apart from single layers; the search's picks are most
-    pessimistic about deep, low-resolution architectures (README, session 10). Five hyper-parameters
+    pessimistic about deep, low-resolution architectures (docs/search_research.md, session 10). Five hyper-parameters
     (v_lin, v_macro, v_se, l^2, v_noise), fitted by marginal likelihood from gp_additive's own fit."""
     from scipy.linalg import cho_factor, cho_solve
     from scipy.optimize import minimize
