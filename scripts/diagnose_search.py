@@ -38,6 +38,10 @@ share of candidates that would enter the archive's front, and the hypervolume ga
 `--residuals RUN` (seconds) reads a run folder kept by `research_search.py --keep` (or any msunas run on the
 oracle) and prints, by how many genes each pick leapt from the archive it was chosen from, its true error minus
 the surrogate's prediction at pick time (the plan.json of its iteration): how over-optimistic far picks are.
+
+`--stage_uniform` (about 1 min) bounds a coarse-to-fine search: NSGA-II on the oracle (50,000 calls) over the
+16-gene subspace in which every layer of a stage has the same kernel size and expand ratio, and the normalised
+hypervolume of the best front found there.
 """
 
 from __future__ import annotations
@@ -390,6 +394,44 @@ def pick_residuals(space, run: Path) -> None:
                   f"std {r[m, 2].std():.3f}")
 
 
+def stage_uniform_front(oracle: OFAOracle, reference: dict, calls: int = 50_000, seed: int = 1) -> float:
+    """Normalised hv of NSGA-II's front over the architectures whose layers share their stage's kernel and expand."""
+    from pymoo.core.problem import Problem
+    from pymoo.optimize import minimize
+
+    from codebase.search.pymoo_adapter import make_algorithm
+    from search_space.ofa import N_STAGES
+
+    space, seen = oracle.space, []
+
+    def full(Z: np.ndarray) -> np.ndarray:  # 5 depths, 5 kernels, 5 expand ratios, the resolution
+        Z, X = np.rint(Z).astype(int), np.zeros((len(Z), space.n_var), dtype=int)
+        X[:, DEPTH_GENES], X[:, RESOLUTION_GENE] = Z[:, :N_STAGES], Z[:, -1]
+        X[:, KERNEL_GENES] = np.repeat(Z[:, N_STAGES:2 * N_STAGES], MAX_DEPTH, axis=1)
+        X[:, EXPAND_GENES] = np.repeat(Z[:, 2 * N_STAGES:3 * N_STAGES], MAX_DEPTH, axis=1)
+        return space.canonical(X)
+
+    xu = np.r_[space.xu[DEPTH_GENES], space.xu[KERNEL_GENES][::MAX_DEPTH], space.xu[EXPAND_GENES][::MAX_DEPTH],
+               space.xu[RESOLUTION_GENE]].astype(float)
+
+    class StageUniform(Problem):
+        def __init__(self) -> None:
+            super().__init__(n_var=len(xu), n_obj=2, xl=np.zeros(len(xu)), xu=xu)
+
+        def _evaluate(self, z, out, *args, **kwargs):
+            out["F"] = bench.true_objectives(oracle, full(z))
+            seen.append(out["F"])
+
+    pop = 200
+    initial = np.random.default_rng(seed).integers(0, xu.astype(int) + 1, size=(pop, len(xu)))
+    minimize(StageUniform(), make_algorithm(space, 2, pop, initial), ("n_gen", calls // pop), seed=seed,
+             verbose=False)
+    F = np.concatenate(seen)
+    score = bench.normalised_hv(F, reference)
+    print(f"stage-uniform subspace: {len(F)} oracle calls, normalised hv of its front {score:.4f}")
+    return score
+
+
 def main() -> None:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--oracle_path", default=str(bench.DEFAULT_ORACLE))
@@ -403,7 +445,10 @@ def main() -> None:
                    help="section 8: genes changed per probe (1: single-gene neighbours)")
     p.add_argument("--scouts", action="store_true", help="only the FLOPs-matched reallocation measurement")
     p.add_argument("--residuals", metavar="RUN", help="only the picks' errors against their leaps, of a kept run")
+    p.add_argument("--stage_uniform", action="store_true", help="only the stage-uniform subspace's best front")
     args = p.parse_args()
+    if args.stage_uniform:
+        return stage_uniform_front(OFAOracle(args.oracle_path, oracle_space()), read_json(bench.REFERENCE))
     if args.residuals:
         return pick_residuals(oracle_space(), Path(args.residuals))
     oracle = OFAOracle(args.oracle_path, oracle_space())
