@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_iter", type=int, default=8, help="true evaluations per iteration")
     p.add_argument("--predictor", default="rbf", help="accuracy surrogate, or 'none' for plain NSGA-II")
     p.add_argument("--subset", default="hv_bands", choices=SUBSET_METHODS,
-                   help="subset selection of candidates (hv_bands: one pick per complexity band, then greedy "
-                        "predicted-hypervolume gain; hv: greedy only; spread: the original's)")
+                   help="subset selection of candidates (hv_bands: one pick per complexity band (group, with "
+                        "several complexity objectives), then greedy predicted-hypervolume gain; hv: greedy only; "
+                        "spread: the original's)")
     p.add_argument("--inner_pop", type=int, default=100, help="population of the surrogate NSGA-II")
     p.add_argument("--inner_gens", type=int, default=50, help="generations of the surrogate NSGA-II")
     p.add_argument("--ref_point", type=float, nargs="+", help="hypervolume reference point (default: from iter 0)")

@@ -45,3 +45,73 @@ def test_spread_fills_the_largest_gaps_along_the_complexity_axis():
     archive = np.array([[5.0, 0.0], [1.0, 10.0]])
     candidates = np.array([[3.0, 1.0], [3.0, 5.0], [3.0, 7.5], [3.0, 3.5]])
     assert select_subset("spread", candidates, archive, 3, REF * 2).tolist() == [1, 2, 3]
+
+
+def _two_objective_set():
+    rng = np.random.default_rng(7)
+    flops = rng.uniform(100, 600, 60)
+    C = np.column_stack([30 - 0.02 * flops + rng.normal(0, 0.5, 60), flops])
+    return C, np.array([[29.0, 300.0], [25.0, 650.0], [31.0, 150.0]]), np.array([35.0, 700.0])
+
+
+@pytest.mark.parametrize("method, picks", [("hv", [9, 37, 56, 12, 58, 0, 39, 45]),
+                                           ("hv_bands", [37, 39, 40, 9, 42, 0, 2, 5]),
+                                           ("spread", [45, 27, 15, 31, 37, 44, 16, 38])])
+def test_two_objectives_pick_as_before(method, picks):
+    # regression values of the 1-complexity-objective rules (the 2-objective benchmark depends on them)
+    C, archive, ref = _two_objective_set()
+    assert select_subset(method, C, archive, 8, ref).tolist() == picks
+
+
+def _three_objective_set(params_crowd: bool):
+    """Candidates with FLOPs and params independent (or params mostly near 5), lower error with more of both."""
+    rng = np.random.default_rng(0)
+    n = 120 if params_crowd else 200
+    flops = rng.uniform(100, 600, n)
+    params = np.where(np.arange(n) % 4 == 0, rng.uniform(2, 8, n), rng.normal(5, 0.1, n)) if params_crowd \
+        else rng.uniform(2, 8, n)
+    error = 40 - 0.02 * flops - params + rng.normal(0, 0.3, n)
+    archive = np.array([[40.0, 650.0, 9.0], [39.0, 700.0, 8.5]])
+    return np.column_stack([error, flops, params]), archive, np.array([45.0, 700.0, 9.5])
+
+
+def _empty_bands(values: np.ndarray, over: np.ndarray, bands: int = 8) -> int:
+    edges = np.linspace(over.min(), over.max(), bands + 1)
+    return bands - len(set(np.digitize(values, edges[1:-1]).tolist()))
+
+
+@pytest.mark.parametrize("method, params_crowd", [("hv_bands", False), ("spread", True)])
+def test_three_objectives_picks_cover_every_complexity_objective(method, params_crowd):
+    # bands (hv_bands) or gaps (spread) along FLOPs alone left 6 and 5 of 8 params bands empty here
+    C, archive, ref = _three_objective_set(params_crowd)
+    picks = select_subset(method, C, archive, 8, ref)
+    assert len(set(picks.tolist())) == 8
+    assert _empty_bands(C[picks, 2], C[:, 2]) <= 4  # at most half empty in either objective
+    assert _empty_bands(C[picks, 1], C[:, 1]) <= 4
+    assert C[picks, 2].std() > 0.5 * C[:, 2].std()
+
+
+@pytest.mark.parametrize("method", ["hv_bands", "spread"])
+def test_four_objectives_picks_are_deterministic_and_distinct(method):
+    C, archive, ref = _three_objective_set(False)
+    C = np.column_stack([C, C[:, 1] * 0.01 + C[:, 2]])  # a latency-like 3rd complexity objective
+    archive, ref = np.column_stack([archive, [16.0, 15.5]]), np.r_[ref, 17.0]
+    first = select_subset(method, C, archive, 8, ref)
+    assert len(set(first.tolist())) == 8
+    assert select_subset(method, C, archive, 8, ref).tolist() == first.tolist()
+
+
+def test_spread_with_many_objectives_takes_the_largest_hole_first():
+    # front complexity (0, 0) and (1, 1) (scaled); candidates at the corners and the middle: (1, 0) and (0, 1)
+    # are 1 from the front, the middle 0.707; so the corners first, then the middle
+    archive = np.array([[5.0, 0.0, 0.0], [5.0, 10.0, 10.0]])
+    C = np.array([[1.0, 5.0, 5.0], [1.0, 10.0, 0.0], [1.0, 0.0, 10.0]])
+    assert select_subset("spread", C, archive, 3, np.array([20.0, 20.0, 20.0])).tolist() == [1, 2, 0]
+
+
+@pytest.mark.parametrize("method", ["hv_bands", "spread"])
+def test_order_of_the_complexity_objectives_does_not_decide_the_picks(method):
+    C, archive, ref = _three_objective_set(False)
+    swap = [0, 2, 1]  # --sec_obj params,flops instead of flops,params
+    assert select_subset(method, C[:, swap], archive[:, swap], 8, ref[swap]).tolist() == \
+        select_subset(method, C, archive, 8, ref).tolist()
