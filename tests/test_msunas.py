@@ -593,6 +593,11 @@ def _rewrite_json(path, change):
          "plan.json: corrupt plan (genomes must be lists of 46 integers)"),
         (lambda run: ((run / "iter_3.stats").unlink(), (run / "iter_3" / "net_1.stats").write_text('{"flops": 3}')),
          "net_1.stats: corrupt (evaluation returned no 'top1')"),
+        # a prediction that is not a number stopped the iteration after its evaluations, with a traceback
+        (lambda run: ((run / "iter_3.stats").unlink(),
+                      _rewrite_json(run / "iter_3" / "plan.json",
+                                    lambda p: {**p, "predicted": [["x", 1.0], *p["predicted"][1:]]})),
+         "plan.json: corrupt plan (predicted values must be numbers)"),
     ],
 )
 def test_a_damaged_run_file_that_is_still_json_is_one_line_naming_it(reference_run, tmp_path, damage, message):
@@ -939,3 +944,67 @@ def test_a_run_that_trained_its_own_supernet_resumes_and_refuses_one_trained_ane
     shutil.copy(tmp_path / "first.pth", folder / "checkpoint.pth")
     msunas("--resume", tmp_path / "run", "--iterations", "2")
     assert (tmp_path / "run" / "iter_2.stats").is_file()
+
+
+class LatencyToyEvaluator(ToyEvaluator):
+    """ToyEvaluator that also 'measures' a cpu latency (ms), deterministic in the subnet."""
+
+    def evaluate(self, subnet):
+        stats = super().evaluate(subnet)
+        return {**stats, "latency_cpu": 2.0 + 0.05 * stats["flops"] + 0.3 * (subnet["r"] % 7)}
+
+
+def _engine(tmp_path, spec="flops,cpu"):
+    space = OFASearchSpace(width_mult=1.0, resolutions=(160, 176, 192))
+    return MSuNAS(tmp_path, space, LatencyToyEvaluator(space), parse_objectives(spec, space, 10),
+                  SearchSettings(n_doe=12, iterations=2, n_iter=4, inner_pop=16, inner_gens=3))
+
+
+def test_predicted_error_and_measured_latency_stay_within_what_they_can_be(tmp_path, monkeypatch):
+    # the rbf extrapolated a measured latency of 12.5 ms to -7 ms, and a tiny design's error model to -26.5 %
+    import acc_predictor
+
+    class Wild:
+        def fit(self, X, y):
+            self.y = np.asarray(y, dtype=float)
+            return self
+
+        def predict(self, X):
+            return np.where(np.arange(len(X)) % 2, self.y.max() + 200.0, -26.5 - self.y.max())
+
+    monkeypatch.setattr(acc_predictor, "get_acc_predictor", lambda name, **kw: Wild())
+    engine = _engine(tmp_path)
+    space = engine.space
+    X = space.sample(6, np.random.default_rng(0))
+    F = np.column_stack([np.linspace(20, 30, 6), np.linspace(100, 200, 6), np.linspace(12.5, 14.0, 6)])
+    F_pred = engine._predict(engine._fit_models(X, F, seed=0), space.sample(4, np.random.default_rng(1)))
+    assert F_pred[:, 0].tolist() == [0.0, 100.0, 0.0, 100.0]  # percent
+    assert F_pred[0, 2] == 12.5 / 2 and F_pred[1, 2] == 14.0 + 200.0  # no lower than half the fastest measured
+
+
+def test_every_measured_objectives_surrogate_quality_is_recorded(tmp_path):
+    engine = _engine(tmp_path)
+    engine.run(progress=False)
+    for k in (1, 2):
+        stats = load(tmp_path / f"iter_{k}.stats")
+        plan = load(tmp_path / f"iter_{k}" / "plan.json")
+        quality = stats["surrogate"]
+        assert set(quality) >= {"model", "winner", "rmse", "rho", "tau"}  # the error model's, as before
+        latency = quality["objectives"]["latency_cpu"]
+        assert set(latency) == {"rmse", "rho", "tau"} and list(quality["objectives"]) == ["latency_cpu"]
+        pred = np.array(plan["predicted"])[:, 2]
+        true = np.array([c[3] for c in stats["candidates"]])
+        assert latency["rmse"] == pytest.approx(np.sqrt(np.mean((pred - true) ** 2)))
+    # exact objectives only: no entry (and the 2-objective stats keep their keys)
+    _engine(tmp_path / "flops", "flops").run(progress=False)
+    assert "objectives" not in load(tmp_path / "flops" / "iter_1.stats")["surrogate"]
+
+
+def test_a_resumed_iteration_records_the_same_quality_from_its_plan(tmp_path):
+    import shutil
+
+    _engine(tmp_path / "run").run(progress=False)
+    shutil.copytree(tmp_path / "run", tmp_path / "resumed")
+    (tmp_path / "resumed" / "iter_2.stats").unlink()  # killed after its evaluations: rebuilt from plan.json
+    _engine(tmp_path / "resumed").run(progress=False)
+    assert load(tmp_path / "resumed" / "iter_2.stats") == load(tmp_path / "run" / "iter_2.stats")

@@ -5,7 +5,10 @@ Iteration 0 evaluates the initial design. Iteration K >= 1:
   2. run NSGA-II/III on predicted error + exact complexity, started from the archive's front,
   3. drop candidates already in the archive (canonical genomes), pick `n_iter` by subset selection,
   4. write the plan (`iter_K/plan.json`), evaluate each candidate (`iter_K/net_I.subnet`, `.stats`),
-  5. write `iter_K.stats` (archive, candidates, hypervolume, out-of-sample surrogate quality).
+  5. write `iter_K.stats` (archive, candidates, hypervolume, out-of-sample surrogate quality: the error model's,
+     and under "objectives" each measured latency model's).
+Predictions are held to what the objective can be: the error in [0, 100] (%), a measured latency at or above
+half the archive's smallest (an rbf extrapolates both beyond, and the searches would chase those values).
 With `predictor == "none"` step 1-3 become plain NSGA-II mating on true objectives (population kept
 in the stats file), the baseline with the same evaluation budget.
 
@@ -61,6 +64,18 @@ class Archive:
 
 
 MIN_SURROGATE_POINTS = 5  # fewer successful evaluations than this: random architectures, not a surrogate
+ERROR_RANGE = (0.0, 100.0)  # top-1 error in percent (100 - top1, every evaluator's top1 in percent)
+
+
+@dataclass
+class AtLeast:
+    """A measured objective's fitted model, its predictions held at or above `floor`: the rbf extrapolated a
+    latency of 12.5 ms to -7 ms, and the inner search and the subset selection chased those impossible values."""
+    model: Any
+    floor: float
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.maximum(np.asarray(self.model.predict(X), dtype=float), self.floor)
 
 
 def check_ref_point(ref_point: list[float] | None, names: list[str]) -> None:
@@ -258,6 +273,9 @@ class MSuNAS:
             predicted = plan.get("predicted", [[0.0] * len(self.names)] * len(X))
             if len(predicted) != len(X) or any(len(row) != len(self.names) for row in predicted):
                 raise ValueError(f"predicted needs {len(self.names)} values per genome")
+            if any(not isinstance(v, (int, float)) or isinstance(v, bool) for row in predicted for v in row):
+                # each objective's column is compared with the evaluations: said now, not after them
+                raise ValueError("predicted values must be numbers")
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: corrupt plan ({' '.join(str(e).split())})") from None
         return plan
@@ -294,6 +312,9 @@ class MSuNAS:
             if o.kind == "measured":
                 name = self.s.predictor if o.name == ERROR else "rbf"
                 models[j] = get_acc_predictor(name, search_space=self.space, seed=seed).fit(X, F[:, j])
+                if o.name != ERROR:  # a latency: positive, say no less than half the fastest measured
+                    lowest = float(F[:, j].min())
+                    models[j] = AtLeast(models[j], min(0.5 * lowest, lowest))  # never above a measured value
         return models
 
     def _predict(self, models: dict[int, Any], X: np.ndarray, explore: float = 0.0) -> np.ndarray:
@@ -301,6 +322,7 @@ class MSuNAS:
         F = np.column_stack(cols).astype(float)
         if explore > 0 and hasattr(models[0], "predict_std"):  # lower confidence bound of the error
             F[:, 0] -= explore * models[0].predict_std(X)
+        F[:, 0] = np.clip(F[:, 0], *ERROR_RANGE)  # a tiny design's model predicted -26.5 %
         return F
 
     def _surrogate_picks(self, models: dict[int, Any], archive: Archive, n: int, ref_point: np.ndarray,
@@ -411,29 +433,40 @@ class MSuNAS:
             yield from self.ranks.evaluate(self.evaluator.evaluate, pending)
 
     def _surrogate_quality(self, plan: dict[str, Any], X_new: np.ndarray, F_new: np.ndarray) -> dict[str, Any]:
+        """The error model's out-of-sample rmse, rho and tau (and the reason where one is null); with measured
+        latencies, theirs under "objectives" (plan.json's "predicted" holds every objective's prediction)."""
         out: dict[str, Any] = {"model": plan.get("model"), "winner": plan.get("winner")}
         if "predicted" not in plan:  # no surrogate this iteration (initial design, NSGA-II, too few to fit)
             return out
         predicted = {tuple(g): p for g, p in zip(plan["genomes"], plan["predicted"])}
-        pred = np.array([predicted[tuple(x.tolist())][0] for x in X_new], dtype=float)
-        # too few points for a measure, or an undefined one, is null with the reason, never a missing key
-        if len(X_new) == 0:
-            out.update(rmse=None, rho=None, tau=None,
-                       reason=f"no new evaluation returned ({len(plan['genomes'])} failed)")
-            return out
-        if len(X_new) == 1:
-            out.update(rmse=float(np.sqrt(np.mean((pred - F_new[:, 0]) ** 2))), rho=None, tau=None,
-                       reason="1 new evaluation: rank correlations need at least 2")
-            return out
-        from acc_predictor import correlation
-
-        # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN
-        out.update({k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, F_new[:, 0]).items()})
+        pred = np.array([predicted[tuple(x.tolist())] for x in X_new], dtype=float).reshape(-1, len(self.names))
+        n_planned = len(plan["genomes"])
+        out.update(model_quality(pred[:, 0], F_new[:, 0], n_planned))
+        others = {o.name: model_quality(pred[:, j], F_new[:, j], n_planned)
+                  for j, o in enumerate(self.objectives) if j and o.kind == "measured"}
+        if others:
+            out["objectives"] = others
         return out
+
+
+def model_quality(pred: np.ndarray, truth: np.ndarray, n_planned: int) -> dict[str, Any]:
+    """rmse, rho and tau of out-of-sample predictions; too few points for a measure, or an undefined one, is null
+    with the reason, never a missing key."""
+    if len(truth) == 0:
+        return {"rmse": None, "rho": None, "tau": None, "reason": f"no new evaluation returned ({n_planned} failed)"}
+    if len(truth) == 1:
+        return {"rmse": float(np.sqrt(np.mean((pred - truth) ** 2))), "rho": None, "tau": None,
+                "reason": "1 new evaluation: rank correlations need at least 2"}
+    from acc_predictor import correlation
+
+    # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN
+    return {k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, truth).items()}
 
 
 def _quality_text(q: dict[str, Any]) -> str:
     if "tau" not in q:
         return ""
     tau, rmse = ("undefined" if q[k] is None else f"{q[k]:.3f}" for k in ("tau", "rmse"))
-    return f", surrogate tau {tau} rmse {rmse}"
+    others = "".join(f", {name} tau {'undefined' if o['tau'] is None else format(o['tau'], '.3f')}"
+                     for name, o in q.get("objectives", {}).items())
+    return f", surrogate tau {tau} rmse {rmse}{others}"
