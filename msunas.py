@@ -52,6 +52,8 @@ ALIAS_OFFSET = {"n_gens": -1}
 NSGANET_DEFAULTS = {"pop_size": 40, "n_offspring": 40, "n_gens": 50}
 # NSGA-Net's names for its search spaces (its `--search_space micro|macro`)
 SPACE_ALIASES = {"micro": "nsganet_micro", "macro": "nsganet_macro"}
+# what only the surrogate search reads: plain NSGA-II (--predictor none) mates on true evaluations instead
+SURROGATE_FLAGS = ("subset", "inner_pop", "inner_gens")
 # the run folder's lock file (codebase.io.holding_lock): held by the process that runs it, the OS lets go when it ends
 LOCK_NAME = lock_name("msunas")
 
@@ -156,6 +158,7 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
                 setattr(args, name, from_alias(alias, NSGANET_DEFAULTS[alias]))  # NSGA-Net's algorithm, its budget
         args.evaluator = default_evaluator(args)
         check_evaluator_flags(args.evaluator, given, args.search_space)
+        check_mode_flags(args.predictor, given)
         return args
     run = Path(args.resume)
     if (run / "supernet" / "checkpoint.pth").is_file() and not (run / "args.yaml").is_file():
@@ -198,6 +201,16 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key in given.keys() & set(RESUMABLE):
         merged[key] = given[key]
     return argparse.Namespace(**merged)
+
+
+def check_mode_flags(predictor: str, given: dict[str, object]) -> None:
+    """The surrogate search's flags given to plain NSGA-II (`--predictor none`), which never reads them: refused by
+    name (all three --subset values gave the identical run). A resume compares them with args.yaml instead."""
+    from codebase.cli import check_unused
+
+    if predictor == "none":
+        check_unused(given, dict.fromkeys(SURROGATE_FLAGS, "only with a surrogate (--predictor none is plain NSGA-II "
+                                                           "on true evaluations)"))
 
 
 def check_aliases(given: dict[str, object]) -> None:

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT.parent / "shared" / "data" / "ofa" / "acc_predictor.pth"
 SMALL = ["--n_doe", "12", "--iterations", "3", "--n_iter", "4", "--inner_pop", "20", "--inner_gens", "5",
          "--seed", "3", "--quiet"]
+NSGA2_SMALL = [a for a in SMALL if a not in ("--inner_pop", "20", "--inner_gens", "5")]  # refused with no surrogate
 
 pytestmark = pytest.mark.skipif(not ORACLE.is_file(), reason=f"needs {ORACLE}")
 
@@ -32,8 +33,8 @@ def msunas(*args, env=None, check=True):
     return out
 
 
-def oracle_run(save, *extra, **kw):
-    return msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", save, *SMALL, *extra, **kw)
+def oracle_run(save, *extra, small=SMALL, **kw):
+    return msunas("--evaluator", "ofa_oracle", "--oracle_path", ORACLE, "--save", save, *small, *extra, **kw)
 
 
 def load(path):
@@ -230,7 +231,7 @@ def test_random_search_and_nsga2_baselines(tmp_path):
     oracle_run(tmp_path / "random", "--iterations", "0", "--n_doe", "30")
     assert len(load(tmp_path / "random" / "iter_0.stats")["archive"]) == 30
     assert not (tmp_path / "random" / "iter_1.stats").exists()
-    oracle_run(tmp_path / "nsga2", "--predictor", "none")
+    oracle_run(tmp_path / "nsga2", "--predictor", "none", small=NSGA2_SMALL)
     stats = load(tmp_path / "nsga2" / "iter_3.stats")
     assert len(stats["archive"]) == 24 and len(stats["population"]) == 12
     assert "tau" not in stats["surrogate"]
@@ -314,7 +315,8 @@ def test_a_run_started_with_relative_paths_resumes_from_any_folder(tmp_path):
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(tmp_path, args, message):
-    out = oracle_run(tmp_path / "bad", *args, check=False)
+    small = NSGA2_SMALL if "none" in args else SMALL  # plain NSGA-II refuses the inner search's flags
+    out = oracle_run(tmp_path / "bad", *args, check=False, small=small)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
@@ -1008,3 +1010,41 @@ def test_a_resumed_iteration_records_the_same_quality_from_its_plan(tmp_path):
     (tmp_path / "resumed" / "iter_2.stats").unlink()  # killed after its evaluations: rebuilt from plan.json
     _engine(tmp_path / "resumed").run(progress=False)
     assert load(tmp_path / "resumed" / "iter_2.stats") == load(tmp_path / "run" / "iter_2.stats")
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--subset", "spread"], "--subset"),
+    (["--subset", "hv_bands"], "--subset"),  # the default given: still no effect
+    (["--inner_pop", "20", "--inner_gens", "5"], "--inner_pop, --inner_gens"),
+])
+def test_plain_nsga2_refuses_the_surrogate_searchs_flags(flags, named):
+    # --predictor none never reads them: all three --subset values gave the identical run
+    import msunas as script
+
+    with pytest.raises(ValueError, match=re.escape(f"{named} only with a surrogate (--predictor none is plain")):
+        script.resolve_args(["--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE), "--predictor", "none",
+                             *flags])
+
+
+@pytest.mark.parametrize("argv", [
+    ["--evaluator", "ofa_oracle", "--oracle_path", str(ORACLE), "--subset", "spread", "--inner_pop", "20",
+     "--inner_gens", "5"],  # with a surrogate they are read
+    ["--search_space", "micro", "--predictor", "none", "--pop_size", "4", "--n_offspring", "2", "--n_gens", "3"],
+    ["--search_space", "macro", "--predictor", "none", "--n_doe", "4", "--n_iter", "2", "--iterations", "2"],
+])
+def test_the_surrogate_flags_and_nsganets_are_accepted_where_read(argv):
+    import msunas as script
+
+    script.resolve_args(argv)
+
+
+def test_an_nsga2_run_begun_with_the_surrogate_flags_still_resumes(tmp_path):
+    # an earlier version accepted them and stored them in args.yaml (as every run stores every setting)
+    from codebase.io import read_yaml, write_yaml
+
+    save = tmp_path / "run"
+    oracle_run(save, "--predictor", "none", "--iterations", "1", small=NSGA2_SMALL)
+    write_yaml(save / "args.yaml", {**read_yaml(save / "args.yaml"), "subset": "spread", "inner_pop": 20})
+    out = msunas("--resume", save, "--iterations", "2", check=False)
+    assert out.returncode == 0, out.stderr
+    assert len(load(save / "iter_2.stats")["archive"]) == 12 + 2 * 4
