@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import textwrap
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -263,14 +264,18 @@ def common_hypervolumes(saves: Sequence[str | Path]) -> tuple[list[tuple[np.ndar
     return curves, ref, names[0]
 
 
+TITLE_WIDTH = 72  # characters per line of a one-panel figure's 10-point title (6.4 inches wide, with a margin)
+
+
 def plot_runs(saves: Sequence[str | Path], path: str | Path, labels: Sequence[str] | None = None) -> Path:
     if labels is not None and len(labels) != len(saves):
         raise ValueError(f"--labels: {len(labels)} labels for {len(saves)} runs")
     labels = list(labels) if labels is not None else [Path(s).name for s in saves]
     curves, ref, names = common_hypervolumes(saves)
     ref_text = ", ".join(f"{v:.4g}" for v in ref)
-    title = (f"hypervolume of ({', '.join(names)}), recomputed for every run against one reference\n"
-             f"point, the worst of the runs' own: ({ref_text})")
+    # wrapped, not broken at a fixed place: with 3-4 objectives the first line ran past both edges of the figure
+    title = textwrap.fill(f"hypervolume of ({', '.join(names)}), recomputed for every run against one reference "
+                          f"point, the worst of the runs' own: ({ref_text})", TITLE_WIDTH, break_on_hyphens=False)
     return plot_hypervolume([(lab, n, hv) for lab, (n, hv) in zip(labels, curves)], path, title)
 
 

@@ -338,3 +338,21 @@ def test_plot_runs_refuses_latencies_from_different_tables(tmp_path):
     out = plot("a", "c")  # the same table: comparable
     assert out.returncode == 0, out.stderr
     assert_png(tmp_path / "hv.png", min_kb=10)
+
+
+@pytest.mark.parametrize("objectives", [["top1_err", "flops"], ["top1_err", "flops", "params"],
+                                        ["top1_err", "flops", "params", "latency_cpu"]])
+def test_the_plot_runs_title_fits_the_figure(tmp_path, monkeypatch, objectives):
+    # with 3-4 objectives the first title line ran past both edges of the figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    make_run(tmp_path / "run", objectives, random_front(len(objectives)) * 1000.123, stats_files=False)
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig) or Path(path))
+    plots.plot_runs([tmp_path / "run"], tmp_path / "hv.png")
+    canvas = FigureCanvasAgg(drawn[0])
+    canvas.draw()
+    title = drawn[0].axes[0].title
+    box, figure = title.get_window_extent(canvas.get_renderer()), drawn[0].bbox
+    assert figure.x0 <= box.x0 and box.x1 <= figure.x1 and box.y1 <= figure.y1, (title.get_text(), box, figure)
+    assert ", ".join(objectives) in title.get_text().replace("\n", " ")  # the objectives all named
