@@ -109,7 +109,9 @@ def training_set_fingerprint(dataset: str, data: str | Path | None) -> dict[str,
     if samples is not None:
         base = Path(data).expanduser()
         for file, _ in samples:
-            digest.update(Path(os.path.relpath(file, base)).as_posix().encode() + b"\0")
+            # the name's bytes on disk: a name that is not UTF-8 (an old zip's) cannot be str.encode()d;
+            # os.fsencode gives the same bytes as .encode() for UTF-8 names, so earlier checkpoints still match
+            digest.update(os.fsencode(Path(os.path.relpath(file, base)).as_posix()) + b"\0")
     return {"n_images": len(ds), "sha256": digest.hexdigest()}
 
 

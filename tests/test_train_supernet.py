@@ -583,3 +583,27 @@ def test_evaluator_py_scores_a_subnet_at_the_supernets_resolutions_as_the_search
                               resolutions=[24, 256], vld_size=6, bn_size=12, device="cpu").evaluate(subnet)
     assert other["loss"] != searched["loss"]  # the resolutions do matter: what the old default gave differs
 
+
+
+def test_fingerprint_of_utf8_names_is_unchanged_and_other_names_do_not_stop_it(tmp_path):
+    # the name bytes on disk are hashed: a class folder or file named in another encoding (b"ch\xe2t", from an old
+    # zip) was a UnicodeEncodeError that stopped train_supernet.py and msunas.py, while train_cifar trained on it
+    from codebase.supernet_training import training_set_fingerprint
+
+    utf8 = tmp_path / "utf8"
+    write_image_folder(utf8, ["train"], ["café", "dog"], per_class=2, size=(8, 8))
+    (utf8 / "train" / "dog" / "1.png").rename(utf8 / "train" / "dog" / "naïve.png")
+    # the digest earlier versions stored for this tree: their checkpoints must still be reused
+    assert training_set_fingerprint("folder", utf8) == {
+        "n_images": 4, "sha256": "25d8f6664f068863961dade78b2a2e7bdcdf4bdebe9f1a5a6c11cde368a9ab1e"}
+    digests = []
+    for byte in (b"\xe2", b"\xe3"):
+        root = tmp_path / f"latin1_{byte.hex()}"
+        write_image_folder(root, ["train"], ["a", "b"], per_class=2, size=(8, 8))
+        train = os.fsencode(root / "train")
+        os.rename(train + b"/b", train + b"/ch" + byte + b"t")
+        os.rename(train + b"/a/0.png", train + b"/a/" + byte + b".png")
+        fingerprint = training_set_fingerprint("folder", root)
+        assert fingerprint["n_images"] == 4
+        digests.append(fingerprint["sha256"])
+    assert digests[0] != digests[1]  # the bytes themselves count
