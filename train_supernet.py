@@ -27,6 +27,7 @@ from codebase.cli import (
     changed_settings,
     check_ranges,
     check_resume_save,
+    check_storable,
     check_stored_types,
     flags_given,
     run_main,
@@ -78,13 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from codebase.latency.measure import resolve_device
-    from codebase.supernet_training import CHECKPOINT
+    from codebase.supernet_training import CHECKPOINT, SupernetTrainConfig
 
     parser = build_parser()
     args = parser.parse_args(argv)
     # how the training runs: said before the folder is made (they failed at the first step, leaving it)
     check_ranges(args, {"num_workers": WORKERS})
     resolve_device(args.device)
+    # a path args.yaml could not hold (not UTF-8), as it will be stored: refused before the folder is made
+    fields = {f.name for f in dataclasses.fields(SupernetTrainConfig)}
+    check_storable({k: absolute_path(v) if k in ("data", "init") else v for k, v in vars(args).items() if k in fields})
     folder = Path(args.resume or args.save)
     lock = folder / lock_name("train_supernet")
     fresh_lock = not lock.exists()

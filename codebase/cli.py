@@ -102,6 +102,20 @@ def stored_arguments(folder: str | Path, missing: str | None, keys: Collection[s
     return stored
 
 
+def check_storable(values: dict[str, Any], names: dict[str, str] | None = None) -> None:
+    """Before a run's work: a ValueError naming the first flag whose value (`values`: {dest: value} as the run's
+    args.yaml will store them, paths made absolute) that file could not hold, a path that is not UTF-8 text. Written
+    anyway, every --resume of the run refused its args.yaml as corrupt; write_yaml refuses it too, but later."""
+    from codebase.io import NOT_UTF8_HINT, non_utf8_text, shown_text
+
+    names = names or {}
+    for dest, value in values.items():
+        found = non_utf8_text(value)
+        if found is not None:
+            raise ValueError(f"{names.get(dest, '--' + dest)} {shown_text(found[1])}: not UTF-8 text, which the run's "
+                             f"args.yaml cannot hold (a --resume could not read it back); {NOT_UTF8_HINT}")
+
+
 def check_stored_types(parser: argparse.ArgumentParser, stored: dict[str, Any], path: str | Path) -> None:
     """A ValueError naming `path` (a run's args.yaml) for a stored value that its flag could not have produced (a
     hand edit, a damaged file): a number for a text flag, text for a number, a switch neither true nor false. A

@@ -184,8 +184,61 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: corrupt JSON file ({e})") from None
 
 
+#: what a refusal of text YAML cannot hold says to do (such text is nearly always a path; not "use a link": the
+#: tools store paths resolved, links followed)
+NOT_UTF8_HINT = "rename it, or copy it to a path with a UTF-8 name"
+
+
+def non_utf8_text(obj: Any, where: str = "") -> tuple[str, str] | None:
+    """(where, text) of the first string in `obj` (mapping keys and values, lists, nested) that is not UTF-8 text:
+    a path with bytes of another encoding in its name, which Python holds as lone surrogates (b"\\xe9" as
+    "\\udce9"). yaml.safe_dump writes one as an escape that safe_load then refuses. `where`: its keys, dotted."""
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return where, obj
+        return None
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(key, str) and non_utf8_text(key) is not None:
+                return (f"{where} key" if where else "key"), key
+            found = non_utf8_text(value, f"{where}.{key}" if where else str(key))
+            if found is not None:
+                return found
+    if isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            found = non_utf8_text(value, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def shown_text(text: str) -> str:
+    """Text for a message: the bytes of a name that is not UTF-8 as \\xNN (as `ls -b` shows them, where printing
+    the text itself shows \\udcNN), other lone surrogates as \\udNNN."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte gives
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def check_yaml_text(obj: Any, what: str | Path) -> None:
+    """A ValueError naming `what` (the file), the key and the text when `obj` holds text a YAML file cannot hold
+    (non_utf8_text): written, it made a file that yaml refuses to read back (every --resume of a run refused
+    its args.yaml as corrupt)."""
+    found = non_utf8_text(obj)
+    if found is not None:
+        raise ValueError(f"{what}: {found[0]} {shown_text(found[1])}: not UTF-8 text, which a YAML file cannot hold "
+                         f"(it could not be read back); {NOT_UTF8_HINT}")
+
+
 def write_yaml(path: str | Path, obj: Any) -> Path:
+    """A YAML file that read_yaml reads back: text it could not (see check_yaml_text) is refused, before anything
+    is written."""
     obj = json.loads(json.dumps(obj, default=_to_builtin))  # numpy/Path -> builtins
+    check_yaml_text(obj, path)
     return write_text(path, yaml.safe_dump(obj, sort_keys=False))
 
 

@@ -345,3 +345,16 @@ def test_check_unused_names_each_flag_with_when_it_applies():
     with pytest.raises(ValueError, match=r"^--layers, --SE only with --net_type; --cutout_length only with --cutout: "
                                          r"no effect here \(not silently ignored\); leave them out$"):
         check_unused({"SE": True, "layers": 3, "cutout_length": 8}, unused)
+
+
+def test_check_storable_names_the_flag_whose_path_args_yaml_cannot_hold():
+    import os
+
+    from codebase.cli import check_storable
+
+    check_storable({"data": "/tmp/café", "resolutions": [24, 32], "init": None})  # UTF-8: fine
+    with pytest.raises(ValueError, match=r"^--init /w/d\\xe9ta/s.pth: not UTF-8 text, which the run's args.yaml "
+                                         r"cannot hold \(a --resume could not read it back\); rename it"):
+        check_storable({"data": "/tmp/x", "init": os.fsdecode(b"/w/d\xe9ta/s.pth")})
+    with pytest.raises(ValueError, match=r"^--model-config /w/\\xff\\xfe: "):
+        check_storable({"model_config": os.fsdecode(b"/w/\xff\xfe")}, {"model_config": "--model-config"})

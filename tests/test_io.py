@@ -127,3 +127,19 @@ def test_file_identity_is_hashlibs_sha256_and_the_size_and_follows_one_changed_b
     assert file_identity(path)["size"] == len(data)
     assert file_identity(path)["sha256"] == hashlib.sha256(data[:-1] + b"T").hexdigest() != \
         hashlib.sha256(data).hexdigest()
+
+
+def test_write_yaml_refuses_text_that_yaml_cannot_read_back_before_writing(tmp_path):
+    # a --data folder named in another encoding (b"/tmp/d\xe9ta", held as "\udce9") was written as "\uDCE9", which
+    # safe_load refuses: every --resume of that run failed with "corrupt YAML file"
+    from codebase.io import write_yaml
+
+    data = os.fsdecode(b"/tmp/d\xe9ta")
+    for obj, where in (({"seed": 1, "data": data}, "data"), ({"identity": {"path": data}}, "identity.path"),
+                       ({"paths": ["a", data]}, r"paths\[1\]"), ({data: 1}, "key")):
+        with pytest.raises(ValueError, match=rf"^{tmp_path}/args.yaml: {where} /tmp/d\\xe9ta: not UTF-8 text, which "
+                                             r"a YAML file cannot hold .*; rename it, or copy it"):
+            write_yaml(tmp_path / "args.yaml", obj)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary either
+    write_yaml(tmp_path / "args.yaml", {"data": "/tmp/café 😀", "n": [1, 2]})  # UTF-8 beyond ASCII is fine
+    assert read_yaml(tmp_path / "args.yaml") == {"data": "/tmp/café 😀", "n": [1, 2]}

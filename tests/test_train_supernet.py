@@ -607,3 +607,40 @@ def test_fingerprint_of_utf8_names_is_unchanged_and_other_names_do_not_stop_it(t
         assert fingerprint["n_images"] == 4
         digests.append(fingerprint["sha256"])
     assert digests[0] != digests[1]  # the bytes themselves count
+
+
+def test_a_data_path_args_yaml_cannot_hold_is_refused_before_anything_is_made(folder_data, tmp_path):
+    # a --data that is not UTF-8 was written to args.yaml as an escape yaml refuses: the training ran, and every
+    # --resume of it then failed with "corrupt YAML file"; a resume's new --data (the data moved) likewise
+    import shutil
+
+    import train_supernet
+
+    data = shutil.copytree(folder_data, os.fsdecode(os.fsencode(tmp_path) + b"/d\xe9ta"))
+    flags = ["--dataset", "folder", "--resolutions", "24", "32", "--vld_size", "6", "--batch_size", "6",
+             "--epochs", "1", "--n_random", "0", "--quiet"]
+    shown = f"{tmp_path}/d\\\\xe9ta"
+    with pytest.raises(ValueError, match=f"^--data {shown}: not UTF-8 text, which the run's args.yaml cannot hold"):
+        train_supernet.main([*flags, "--data", data, "--save", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()
+    run = tmp_path / "run"
+    assert train_supernet.main([*flags, "--data", str(folder_data), "--save", str(run)]) == 0
+    stored = (run / "args.yaml").read_bytes()
+    os.symlink(data, tmp_path / "link")  # stored as the path it leads to: no way around
+    for given in (data, str(tmp_path / "link")):
+        with pytest.raises(ValueError, match=f"^--data {shown}: not UTF-8 text"):
+            train_supernet.main(["--resume", str(run), "--data", given, "--quiet"])
+    assert (run / "args.yaml").read_bytes() == stored
+
+
+def test_a_search_refuses_to_train_its_supernet_on_a_data_path_args_yaml_cannot_hold(folder_data, tmp_path):
+    # SAVE/supernet/args.yaml (a train_supernet.py folder) holds --data: refused before that folder is made
+    import shutil
+
+    from codebase.evaluators.supernet import SupernetEvaluator
+
+    data = shutil.copytree(folder_data, os.fsdecode(os.fsencode(tmp_path) + b"/d\xe9ta"))
+    with pytest.raises(ValueError, match=f"^{tmp_path}/run/supernet/args.yaml: data {tmp_path}/d\\\\xe9ta: not UTF-8"):
+        SupernetEvaluator(dataset="folder", data=data, resolutions=[24, 32], vld_size=6, bn_size=12, device="cpu",
+                          save=str(tmp_path / "run"), supernet_epochs=1, quiet=True)
+    assert not (tmp_path / "run" / "supernet").exists()

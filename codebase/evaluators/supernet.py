@@ -37,7 +37,7 @@ from torch import nn
 from codebase.complexity import subnet_complexity
 from codebase.data import VALID_SEED, decode_uint8_subset, uint8_to_input
 from codebase.distributed import RankGroup
-from codebase.io import file_identity, load_torch, save_torch, write_json, write_yaml
+from codebase.io import check_yaml_text, file_identity, load_torch, save_torch, write_json, write_yaml
 from codebase.latency.measure import check_measurable, objective_device, resolve_device
 from codebase.supernet_training import (
     SupernetTrainConfig,
@@ -322,6 +322,7 @@ class SupernetEvaluator:
                 # a train_supernet.py folder, so `train_supernet.py --resume` works on it (also after a kill):
                 # settings written up front for a new folder, after the checks for an existing checkpoint
                 settings = folder / "args.yaml"
+                check_yaml_text(config.to_dict(), settings)  # a --data args.yaml cannot hold: before the folder
                 folder.mkdir(parents=True, exist_ok=True)
                 # train_supernet.py's lock: a `train_supernet.py --resume` of this folder meanwhile is refused
                 with holding_lock(folder, "train_supernet"):
