@@ -465,6 +465,33 @@ def test_sixteen_bit_greyscale_pngs_keep_their_grey_levels(tmp_path):
         assert np.abs(got[..., c] - expected).max() <= 1
 
 
+def test_palette_and_transparent_images_convert_through_rgba_without_pils_warning(tmp_path):
+    # a palette PNG with an alpha table (pngquant, TinyPNG) converted straight to RGB made PIL print "Palette images
+    # with Transparency expressed in bytes should be converted to RGBA images" once per process, naming no file
+    import warnings
+
+    from codebase.data.formats import read_rgb_image
+    from tests.data_fixtures import smooth_images
+
+    rgb = smooth_images(1, 20, 24, seed=5)[0]
+    files = {"alpha_table.png": (Image.fromarray(rgb).quantize(16), {"transparency": bytes([0, 128] + [255] * 14)}),
+             "one_index.png": (Image.fromarray(rgb).quantize(16), {"transparency": 3}),
+             "grey_key.png": (Image.fromarray(rgb).convert("L"), {"transparency": 0}),
+             "rgb_key.png": (Image.fromarray(rgb), {"transparency": (0, 0, 0)})}
+    for name, (image, options) in files.items():
+        image.save(tmp_path / name, **options)
+        with Image.open(tmp_path / name) as saved:
+            assert "transparency" in saved.info
+            expected = np.asarray(saved.convert("RGBA").convert("RGB"))
+            if saved.mode == "P":  # alpha dropped: each pixel its palette colour
+                palette = np.asarray(saved.getpalette(), dtype=np.uint8).reshape(-1, 3)
+                assert np.array_equal(expected, palette[np.asarray(saved)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            image = read_rgb_image(str(tmp_path / name))
+        assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected), name
+
+
 def test_a_floating_point_image_is_one_line_naming_it(tmp_path):
     # PIL's convert("RGB") of a 32-bit float image (mode F) clips it to 0..255: 0..1 data would turn black
     write_image_folder(tmp_path, ["train"], ["a", "b"])

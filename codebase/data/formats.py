@@ -292,8 +292,8 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
 def read_rgb_image(path: str) -> Image.Image:
     """An image file as a PIL RGB image; one that PIL cannot read is a ValueError naming the file.
 
-    Grey, palette and alpha images become RGB (alpha dropped); 16-bit grey images are scaled to 8 bits
-    (v / 257), floating-point ones (no fixed range) are refused.
+    Grey, palette and alpha images become RGB (alpha dropped; palette and transparent ones through RGBA); 16-bit
+    grey images are scaled to 8 bits (v / 257), floating-point ones (no fixed range) are refused.
     """
     from PIL import UnidentifiedImageError
 
@@ -307,6 +307,10 @@ def read_rgb_image(path: str) -> Image.Image:
                 # convert("RGB") clips 0..65535 to 0..255 (a 16-bit grey PNG turns almost white): rescale
                 grey = np.asarray(image, dtype=np.float64) / 257.0
                 image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
+            if image.mode in ("P", "PA") or "transparency" in image.info:
+                # through RGBA, as PIL asks: a palette PNG with an alpha table (pngquant, TinyPNG) converted straight
+                # to RGB printed "Palette images with Transparency expressed in bytes ..." naming no file
+                image = image.convert("RGBA")
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
