@@ -492,6 +492,38 @@ def test_palette_and_transparent_images_convert_through_rgba_without_pils_warnin
         assert image.mode == "RGB" and np.array_equal(np.asarray(image), expected), name
 
 
+def test_files_of_image_types_the_folders_do_not_read_are_named_not_skipped_silently(tmp_path):
+    # passing is_valid_file turns off torchvision's extension list in its messages: 16 files gave 15 samples without a
+    # word, and a class of .gif files only was "Found no valid file for the classes zebra." with no hint
+    import warnings
+
+    write_image_folder(tmp_path, ["train", "test"], ["cat", "dog", "zebra"], per_class=2)
+    png = Image.open(tmp_path / "train" / "cat" / "0.png")
+    png.save(tmp_path / "train" / "cat" / "2.gif")
+    png.convert("RGB").save(tmp_path / "train" / "dog" / "2.jfif", format="JPEG")
+    png.save(tmp_path / "train" / "dog" / "._3.gif")  # a macOS resource fork: hidden, not counted
+    (tmp_path / "train" / "dog" / "notes.txt").write_text("not an image type")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: each text once
+        for _ in range(2):  # a run builds its data set several times: said once
+            assert len(get_dataset("folder", tmp_path, "train")) == 6  # as before: what runs trained on stays
+    assert [str(w.message) for w in caught] == [
+        f"{tmp_path / 'train'}: 2 files of other image types left out (e.g. cat/2.gif); accepted extensions: .jpg, "
+        f".jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff, .webp (any case): convert them to one of these to use them"]
+    for path in (tmp_path / "test" / "zebra").iterdir():
+        Image.open(path).save(path.with_suffix(".gif"))
+        path.unlink()
+    message = one_line_error("folder", tmp_path, "test")
+    assert message.endswith(f"{tmp_path / 'test'}: Found no valid file for the classes zebra. (2 files of other image "
+                            f"types left out (e.g. zebra/0.gif); accepted extensions: .jpg, .jpeg, .png, .ppm, .bmp, "
+                            f".pgm, .tif, .tiff, .webp (any case): convert them to one of these to use them)"), message
+    (tmp_path / "test" / "zebra" / "0.gif").unlink()
+    (tmp_path / "test" / "zebra" / "1.gif").unlink()
+    assert one_line_error("folder", tmp_path, "test").endswith(
+        "Found no valid file for the classes zebra. (accepted extensions: .jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, "
+        ".tiff, .webp (any case))")
+
+
 def test_a_floating_point_image_is_one_line_naming_it(tmp_path):
     # PIL's convert("RGB") of a 32-bit float image (mode F) clips it to 0..255: 0..1 data would turn black
     write_image_folder(tmp_path, ["train"], ["a", "b"])

@@ -8,6 +8,7 @@ int label)`, `ds.classes` (class names) and `ds.targets` (one int label per item
 from __future__ import annotations
 
 import codecs
+import functools
 import os
 import pickle
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from torchvision.datasets import STL10, ImageFolder, VisionDataset
-from torchvision.datasets.folder import is_image_file
+from torchvision.datasets.folder import IMG_EXTENSIONS, is_image_file
 
 try:
     from numpy._core.multiarray import _reconstruct, scalar
@@ -228,17 +229,65 @@ def visible_classes(directory: str | Path) -> list[str]:
     return classes
 
 
+def _pil_image_type(name: str) -> bool:
+    """Whether a file name's extension is one PIL opens (.gif, .jfif, .tga, ... beside the accepted ones)."""
+    return os.path.splitext(name)[1].lower() in _pil_extensions()
+
+
+@functools.lru_cache(maxsize=1)
+def _pil_extensions() -> frozenset[str]:
+    return frozenset(ext for ext, kind in Image.registered_extensions().items() if kind in Image.OPEN)
+
+
 class _ImageFolder(ImageFolder):
     """torchvision's ImageFolder without hidden class folders or hidden files: a notebook's
-    .ipynb_checkpoints/ would otherwise be a class, and macOS's ._NAME.jpg resource forks images."""
+    .ipynb_checkpoints/ would otherwise be a class, and macOS's ._NAME.jpg resource forks images.
+
+    It reads torchvision's extensions (IMG_EXTENSIONS) only. Files of other types PIL opens (.gif, .jfif, ...) are
+    left out with one warning naming how many and one of them (the same text each time, so shown once per process)
+    rather than read: reading them would change the images, and so the validation hold-out, of runs already made
+    on such a folder. A class folder holding only such files is an error that says so."""
 
     def __init__(self, root: str, transform=None, loader=None) -> None:
-        super().__init__(root, transform=transform, loader=loader,
-                         is_valid_file=lambda p: is_image_file(p) and _visible(os.path.basename(p)))
+        skipped: list[str] = []
+
+        def valid(path: str) -> bool:
+            name = os.path.basename(path)
+            if not _visible(name):
+                return False
+            if is_image_file(name):
+                return True
+            if _pil_image_type(name):
+                skipped.append(path)
+            return False
+
+        try:
+            super().__init__(root, transform=transform, loader=loader, is_valid_file=valid)
+        except FileNotFoundError as e:  # passing is_valid_file drops torchvision's list of extensions from it
+            text = _shorten(str(e))
+            if text.startswith("Found no valid file"):
+                text += f" ({_extensions_note(root, skipped)})"
+            raise FileNotFoundError(text) from None
+        if skipped:
+            import warnings
+
+            warnings.warn(f"{root}: {_extensions_note(root, skipped)}", stacklevel=2)
 
     def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
         classes = visible_classes(directory)
         return classes, {c: i for i, c in enumerate(classes)}
+
+
+def _extensions_note(root: str, skipped: list[str]) -> str:
+    """'accepted extensions: .jpg, ...', after 'N files of other image types left out (e.g. CLASS/NAME); ' when
+    `skipped` names any, and then what to do."""
+    note = f"accepted extensions: {', '.join(IMG_EXTENSIONS)} (any case)"
+    if not skipped:
+        return note
+    n = len(skipped)
+    files, them = (f"{n} files of other image types", "them") if n != 1 else ("1 file of another image type", "it")
+    return (f"{files} left out (e.g. {os.path.relpath(min(skipped), root)}); {note}: convert {them} to one of these "
+            f"to use {them}")
 
 
 def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_classes: int | None,
@@ -261,7 +310,7 @@ def image_folder(name: str, layout: str, root: Path, subdirs: list[str], n_class
             hint = ""
             if any(is_image_file(entry.name) for entry in path.iterdir()):  # e.g. ILSVRC2012's flat val/
                 hint = " (it holds images directly: sort them into one folder per class)"
-            raise data_error(name, layout, root, f"{path}: {_shorten(str(e))}{hint}") from None
+            raise data_error(name, layout, root, f"{path}: {e}{hint}") from None
         if n_classes is not None and len(ds.classes) != n_classes:
             hint = "; for another class set use dataset 'folder'" if name != "folder" else ""
             raise data_error(name, layout, root, f"{path} has {len(ds.classes)} class folders{hint}")
