@@ -536,6 +536,26 @@ def test_a_floating_point_image_is_one_line_naming_it(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def test_a_32_bit_integer_image_beyond_16_bits_is_one_line_naming_it(tmp_path):
+    # mode I (32-bit integers) was scaled as 16-bit and clipped: a TIFF of a * 1000 came out near-white (mean 218.8)
+    write_image_folder(tmp_path, ["train"], ["a", "b"])
+    grey = (np.arange(20 * 24, dtype=np.int32).reshape(20, 24) * 7) % 256
+    refused = {"wide.tif": (grey * 1000, "0..255000"), "negative.tif": (grey - 5, "-5..250")}
+    for name, (values, _) in refused.items():
+        Image.fromarray(values.astype(np.int32)).save(tmp_path / "train" / "a" / name)
+        assert Image.open(tmp_path / "train" / "a" / name).mode == "I"
+    Image.fromarray((grey * 257).astype(np.int32)).save(tmp_path / "train" / "b" / "fits.tif")  # within 0..65535
+    ds = get_dataset("folder", tmp_path, "train")
+    paths = [p for p, _ in ds.samples]
+    for name, (_, shown) in refused.items():
+        with pytest.raises(ValueError, match=rf"{name}: a 32-bit integer image \(PIL mode I\) with values {shown}, "
+                                             r"outside the 16-bit range 0..65535, .*save it with 8 or 16") as error:
+            ds[paths.index(str(tmp_path / "train" / "a" / name))]
+        assert "\n" not in str(error.value)
+    image, _ = ds[paths.index(str(tmp_path / "train" / "b" / "fits.tif"))]
+    assert np.array_equal(np.asarray(image)[..., 0], grey)  # v / 257, as a 16-bit image
+
+
 def test_a_folder_with_one_class_folder_is_refused(tmp_path):
     # README: `folder` needs at least 2 class folders; with one, every label is 0 and any network scores 100%
     write_image_folder(tmp_path, ["train", "test"], ["only"], per_class=2)

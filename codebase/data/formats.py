@@ -342,7 +342,8 @@ def read_rgb_image(path: str) -> Image.Image:
     """An image file as a PIL RGB image; one that PIL cannot read is a ValueError naming the file.
 
     Grey, palette and alpha images become RGB (alpha dropped; palette and transparent ones through RGBA); 16-bit
-    grey images are scaled to 8 bits (v / 257), floating-point ones (no fixed range) are refused.
+    grey images are scaled to 8 bits (v / 257); floating-point ones and 32-bit integer ones with values outside
+    0..65535 (no fixed range) are refused.
     """
     from PIL import UnidentifiedImageError
 
@@ -354,8 +355,13 @@ def read_rgb_image(path: str) -> Image.Image:
                                  f"save it with 8 or 16 bits per channel")
             if image.mode in _SIXTEEN_BIT_MODES:
                 # convert("RGB") clips 0..65535 to 0..255 (a 16-bit grey PNG turns almost white): rescale
-                grey = np.asarray(image, dtype=np.float64) / 257.0
-                image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
+                values = np.asarray(image, dtype=np.float64)
+                if image.mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+                    # 32-bit integers beyond 16 bits (a TIFF of int32 data): v / 257 clipped them to white silently
+                    raise ValueError(f"{path}: a 32-bit integer image (PIL mode I) with values {values.min():.0f}.."
+                                     f"{values.max():.0f}, outside the 16-bit range 0..65535, has no fixed grey "
+                                     f"range; save it with 8 or 16 bits per channel")
+                image = Image.fromarray(np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8), "L")
             if image.mode in ("P", "PA") or "transparency" in image.info:
                 # through RGBA, as PIL asks: a palette PNG with an alpha table (pngquant, TinyPNG) converted straight
                 # to RGB printed "Palette images with Transparency expressed in bytes ..." naming no file
@@ -368,7 +374,8 @@ def read_rgb_image(path: str) -> Image.Image:
                          f"downscale it") from None
 
 
-#: PIL modes of 16-bit grey images (PNG/TIFF; older Pillow opens 16-bit PNGs as 32-bit "I")
+#: PIL modes of 16-bit grey images (PNG/TIFF; older Pillow opens 16-bit PNGs as 32-bit "I", whose values are then
+#: checked to lie in 0..65535)
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
