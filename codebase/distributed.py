@@ -15,6 +15,7 @@ slowest rank's share of one iteration).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -34,6 +35,49 @@ Outcome = tuple[int, "dict[str, Any] | None", "str | None"]  # (plan index, net.
 
 class LostContact(RuntimeError):
     """A rank died, hung past --dist_timeout, or never joined: the run stops; its files are complete."""
+
+
+class RankStopped(ValueError):
+    """Training under torchrun: a collective operation failed because another rank stopped (it said why, above) or
+    stopped answering. A ValueError, so that this rank ends as the one whose input was bad did: one line and exit
+    code 2, not torch's page of traceback."""
+
+
+# where torch raises the failure of a collective: its distributed package and DDP's buffer and gradient syncs
+_COLLECTIVE_CODE = ("/torch/distributed/", "/torch/nn/parallel/distributed.py")
+
+
+def collective_failed(error: BaseException) -> bool:
+    """Whether `error` is the failure of a collective operation (another rank gone, a wait past the timeout), not
+    this rank's own: torch's distributed errors, a RuntimeError raised in torch.distributed or DDP's code, or one in
+    gloo's or NCCL's words (DDP's gradient all-reduce fails inside autograd, far from either)."""
+    import traceback
+
+    import torch.distributed as dist
+
+    if isinstance(error, dist.DistError):
+        return True
+    if not isinstance(error, RuntimeError):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    raised_in = frames[-1].filename.replace(os.sep, "/") if frames else ""
+    return any(part in raised_in for part in _COLLECTIVE_CODE) or "gloo" in str(error) or "NCCL" in str(error)
+
+
+@contextlib.contextmanager
+def lost_contact_as_error(rank: int, world_size: int) -> Iterator[None]:
+    """Around a training run of several processes: a collective operation that fails (the rank that met a corrupt
+    image exited with its own one-line error) ends this rank with one line too, as RankStopped, instead of
+    torch's traceback. Any other error passes unchanged."""
+    try:
+        yield
+    except RuntimeError as e:
+        if world_size < 2 or not collective_failed(e):
+            raise
+        text = str(e).lower()
+        why = ("no answer within the timeout: another rank hung or stopped" if "timed out" in text or "timeout" in
+               text else "another rank stopped; see its error above")
+        raise RankStopped(f"rank {rank}: lost contact with the other ranks ({why})") from None
 
 
 def _env_int(name: str, default: str) -> int:

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import transforms as T
 
 from codebase.checkpoints import check_compatible, load_weights
-from codebase.distributed import die_with_launcher
+from codebase.distributed import die_with_launcher, lost_contact_as_error
 from codebase.io import (
     check_output_folder,
     load_torch,
@@ -371,20 +371,22 @@ def finetune(args: argparse.Namespace) -> dict[str, Any]:
 
     processes = Processes(args.device)
     try:
-        seed_everything(args.seed + processes.rank)
-        n_classes = n_classes_of(args.dataset, args.data)
-        img_size = resolve_image_size(args.img_size, args.dataset, *_network_files(args), nsganet=bool(args.net_type))
-        args.img_size, args.n_classes = img_size, n_classes
-        amp = processes.device.type == "cuda" if args.amp is None else bool(args.amp)
-        model = build_model(args, n_classes, for_training=not args.evaluate).to(processes.device)
-        test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, img_size))
-        if args.evaluate:
-            stats = evaluate_everywhere(model, test_set, processes, args.batch_size, args.workers, amp)
-            if processes.main:
-                print(f"test: top1 {stats['top1']:.2f}  top5 {stats['top5']:.2f}  loss {stats['loss']:.4f}  "
-                      f"({stats['n']} images, {img_size} px)")
-            return stats
-        return _train(args, processes, model, test_set, amp, tqdm)
+        with lost_contact_as_error(processes.rank, processes.world):  # another rank's error: one line here too
+            seed_everything(args.seed + processes.rank)
+            n_classes = n_classes_of(args.dataset, args.data)
+            img_size = resolve_image_size(args.img_size, args.dataset, *_network_files(args),
+                                          nsganet=bool(args.net_type))
+            args.img_size, args.n_classes = img_size, n_classes
+            amp = processes.device.type == "cuda" if args.amp is None else bool(args.amp)
+            model = build_model(args, n_classes, for_training=not args.evaluate).to(processes.device)
+            test_set = get_dataset(args.dataset, args.data, "test", eval_transform(args.dataset, img_size))
+            if args.evaluate:
+                stats = evaluate_everywhere(model, test_set, processes, args.batch_size, args.workers, amp)
+                if processes.main:
+                    print(f"test: top1 {stats['top1']:.2f}  top5 {stats['top5']:.2f}  loss {stats['loss']:.4f}  "
+                          f"({stats['n']} images, {img_size} px)")
+                return stats
+            return _train(args, processes, model, test_set, amp, tqdm)
     finally:
         processes.close()
 

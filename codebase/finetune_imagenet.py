@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from codebase.checkpoints import load_into, load_weights
+from codebase.distributed import lost_contact_as_error
 from codebase.finetune import (
     Processes,
     evaluate_everywhere,
@@ -124,7 +125,8 @@ def check_recipe(args: argparse.Namespace) -> None:
 def finetune_imagenet(args: argparse.Namespace) -> dict[str, Any]:
     processes = Processes(args.device)
     try:
-        return _run(args, processes)
+        with lost_contact_as_error(processes.rank, processes.world):  # another rank's error: one line here too
+            return _run(args, processes)
     finally:
         processes.close()
 

@@ -75,6 +75,78 @@ def torchrun(argv: list, kill: str | None = None) -> subprocess.CompletedProcess
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+def launch_two_ranks(script: str, argv: list, timeout: float = 240) -> list[tuple[int, str]]:
+    """`script` as ranks 0 and 1 of a gloo job started by hand (torchrun would stop the survivor itself and print
+    its own report): [(exit code, stderr)] by rank."""
+    from codebase.distributed import free_port
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, str(ROOT / script), *map(str, argv)], cwd=ROOT, text=True,
+                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE) for r in (0, 1)]
+    try:
+        errors = [p.communicate(timeout=timeout)[1] for p in procs]
+        return [(p.returncode, err) for p, err in zip(procs, errors)]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def corrupt_image_folder(root: Path) -> Path:
+    """A 2-class image folder whose 8 training images (one of them corrupt) are all read in the first epoch of 2
+    processes with batch 2; returns the corrupt file."""
+    from tests.data_fixtures import write_image_folder
+
+    write_image_folder(root, ["train", "test"], ["cat", "dog"], per_class=4, size=(32, 32))
+    (root / "train" / "dog" / "3.png").unlink()
+    bad = root / "train" / "dog" / "bad.jpg"
+    bad.write_bytes(b"not an image" * 20)
+    return bad
+
+
+def assert_one_line_per_rank(ranks: list[tuple[int, str]], bad: Path) -> None:
+    """The rank that read the corrupt image says so, the other that it lost contact: one line each, exit code 2."""
+    lines = [err.strip().splitlines() for _, err in ranks]
+    assert [code for code, _ in ranks] == [2, 2], lines
+    failed = [r for r, rank_lines in enumerate(lines) if rank_lines == [f"error: {bad}: not a readable image "
+                                                                        "(UnidentifiedImageError)"]]
+    assert len(failed) == 1, lines
+    other = 1 - failed[0]
+    assert lines[other] == [f"error: rank {other}: lost contact with the other ranks (another rank stopped; see "
+                            "its error above)"], lines
+
+
+def test_a_corrupt_image_on_one_rank_ends_every_rank_in_one_line(tmp_path):
+    """The rank that read it said so in one line; the other died in DDP's next collective with a page of gloo
+    traceback (`Connection closed by peer`) and exit code 1."""
+    bad = corrupt_image_folder(tmp_path / "data")
+    config, weights, _ = tiny_export(tmp_path / "model", n_classes=2)
+    argv = ["--dataset", "folder", "--data", tmp_path / "data", "--model-config", config, "--initial-checkpoint",
+            weights, "--img-size", "32", "--epochs", "1", "-b", "2", "-j", "0", "--device", "cpu", "--quiet",
+            "--save", tmp_path / "run"]
+    assert_one_line_per_rank(launch_two_ranks("train_cifar.py", argv), bad)
+
+
+def test_an_error_outside_a_collective_is_not_called_lost_contact():
+    from codebase.distributed import RankStopped, lost_contact_as_error
+
+    gloo = "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:1"
+    with pytest.raises(RankStopped, match=r"^rank 1: lost contact with the other ranks \(another rank stopped"):
+        with lost_contact_as_error(1, 2):
+            raise RuntimeError(gloo)
+    with pytest.raises(RankStopped, match="no answer within the timeout"):
+        with lost_contact_as_error(0, 2):
+            raise RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 1800000ms for recv")
+    for rank, world, error in ((0, 2, RuntimeError("mat1 and mat2 shapes cannot be multiplied")),
+                               (0, 1, RuntimeError(gloo)), (1, 2, ValueError("x.jpg: not a readable image"))):
+        with pytest.raises(type(error), match=str(error)[:20].replace("[", r"\[")):
+            with lost_contact_as_error(rank, world):  # this rank's own error, or a single process: unchanged
+                raise error
+
+
 def test_two_process_resume_after_kill_equals_uninterrupted_run(setup, tmp_path):
     """Each rank draws its own dropout, drop-path, Cutout and AutoAugment numbers (in the main process: -j 0), so
     the checkpoint must hold every rank's random state (it held none under torchrun: the resumed epoch repeated

@@ -132,6 +132,18 @@ def test_two_process_resume_equals_the_uninterrupted_run(setup, tmp_path):
     assert len(load_torch(tmp_path / "run" / "checkpoint.pth")["rng"]) == 2  # one state per rank
 
 
+def test_a_corrupt_image_on_one_rank_ends_every_rank_in_one_line(tmp_path):
+    """As train_cifar: the other rank died in DDP's next collective with a page of gloo traceback and exit code 1."""
+    from tests.test_train_cifar import assert_one_line_per_rank, corrupt_image_folder, launch_two_ranks
+
+    bad = corrupt_image_folder(tmp_path / "data")
+    config, weights, _ = tiny_export(tmp_path / "model", n_classes=2)
+    argv = [tmp_path / "data", "--dataset", "folder", "--model-config", config, "--initial-checkpoint", weights,
+            "--img-size", "32", "--epochs", "1", "-b", "2", "-j", "0", "--device", "cpu", "--quiet", "--output",
+            tmp_path / "out"]
+    assert_one_line_per_rank(launch_two_ranks("train_imagenet.py", argv), bad)
+
+
 def test_teacher_is_the_supernets_largest_subnet(setup):
     from codebase.finetune_imagenet import load_teacher
 
