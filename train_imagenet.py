@@ -6,6 +6,7 @@ r"""Fine-tune an exported architecture on ImageNet (or any data set of codebase/
         --drop-path 0.2 --model-ema --model-ema-decay 0.9999 --aa rand-m9-mstd0.5 --remode pixel --reprob 0.2 \
         --amp --lr .024 --teacher ofa_supernet.pth
     python train_imagenet.py DATA ... --resume --output DIR       # continue DIR from its checkpoint.pth
+    python train_imagenet.py --dataset digits --model-config net.config ...   # built in: no DATA
 
 Scale --lr with the total batch: (batch per process x processes / 256) x 0.006.
 --resume continues with the settings in DIR/args.yaml: flags left out take the stored values, and a flag that
@@ -77,7 +78,9 @@ def unused_flags(args: argparse.Namespace) -> dict[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="data folder (ImageNet: train/ and val/ class folders)")
+    # optional for argparse: --dataset digits (built in) reads no folder, and a --resume takes the run's
+    p.add_argument("data", nargs="?", help="data folder (ImageNet: train/ and val/ class folders); none with "
+                   "--dataset digits (built in)")
     p.add_argument("--dataset", default="imagenet", help="imagenet or any data set of codebase/data")
     p.add_argument("--model", default="nsganetv2", help="a name for the output folder")
     # not required by argparse: a --resume takes it from the run's args.yaml like every other flag left out
@@ -146,6 +149,16 @@ def resume_settings(args: argparse.Namespace, argv: list[str] | None) -> argpars
     return argparse.Namespace(**{**run, **given})
 
 
+def check_data(args: argparse.Namespace) -> None:
+    """DATA is required, except with --dataset digits (scikit-learn's, built in), which reads no folder."""
+    if args.dataset == "digits" and args.data:
+        raise ArgumentsError(f"DATA {args.data}: --dataset digits is scikit-learn's built-in data set, which reads no "
+                             f"folder; leave DATA out, or name the data set in {args.data} with --dataset")
+    if args.dataset != "digits" and not args.data:
+        raise ArgumentsError(f"the following arguments are required: data (the folder of --dataset "
+                             f"{args.dataset}; only --dataset digits, built in, needs none)")
+
+
 def main(argv: list[str] | None = None) -> int:
     from codebase.finetune import check_new_run_folder
     from codebase.finetune_imagenet import check_recipe, default_output, finetune_imagenet
@@ -159,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             args = resume_settings(args, argv)
         except ValueError as e:
             raise ArgumentsError(str(e)) from None
+    check_data(args)
     if not args.model_config:
         raise ArgumentsError("the following arguments are required: --model-config (the net.config of the "
                              "architecture; a --resume takes the run's)")

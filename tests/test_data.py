@@ -242,6 +242,15 @@ def test_digits_is_sklearn_load_digits_with_a_fixed_stratified_split():
     assert again.targets == test.targets and (again.images == test.images).all()
 
 
+def test_a_folder_for_digits_is_refused_without_calling_digits_the_default(tmp_path):
+    # was "(digits is --dataset's default)", untrue of train_cifar.py (cifar10), train_imagenet.py and validation.py
+    with pytest.raises(ValueError) as refused:
+        get_dataset("digits", tmp_path, "train")
+    assert str(refused.value) == (f"--data {tmp_path}: the data set is digits, scikit-learn's built-in one, which "
+                                  f"reads no folder; for the data set in {tmp_path}, name it with --dataset (a script "
+                                  f"whose --dataset defaults to digits reads digits when --dataset is left out)")
+
+
 def test_digits_normalisation_is_the_training_split_pixel_statistics():
     train = get_dataset("digits", None, "train")
     values = train.images.astype(np.float64) / 255.0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codebase.io import load_torch, save_torch
+from codebase.io import load_torch, read_yaml, save_torch
 from tests.data_fixtures import write_image_folder
 from tests.test_validation import tiny_export
 
@@ -142,6 +142,29 @@ def test_a_corrupt_image_on_one_rank_ends_every_rank_in_one_line(tmp_path):
             "--img-size", "32", "--epochs", "1", "-b", "2", "-j", "0", "--device", "cpu", "--quiet", "--output",
             tmp_path / "out"]
     assert_one_line_per_rank(launch_two_ranks("train_imagenet.py", argv), bad)
+
+
+def test_digits_runs_without_a_data_folder_and_other_sets_need_one(setup, tmp_path, capsys):
+    """DATA was a required positional: --dataset digits (built in) could not run without a dummy "" for it, and a
+    real folder was refused with "(digits is --dataset's default)", untrue here (imagenet is)."""
+    import train_imagenet
+
+    folder, config, weights, _, _ = setup
+    argv = ["--model-config", config, "--initial-checkpoint", weights, "--img-size", "32", "-b", "64", "-j", "0",
+            "--epochs", "1", "--quiet", "--device", "cpu"]
+
+    def main(*extra):
+        return train_imagenet.main([str(a) for a in [*extra, *argv]])
+
+    with pytest.raises(ValueError, match="^the following arguments are required: data \\(the folder of --dataset "
+                                         "imagenet; only --dataset digits, built in, needs none\\)$"):
+        main("--output", tmp_path / "a")
+    with pytest.raises(ValueError, match=f"^DATA {folder / 'data'}: --dataset digits is scikit-learn's built-in data "
+                                         f"set, which reads no folder; leave DATA out"):
+        main(folder / "data", "--dataset", "digits", "--output", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert main("--dataset", "digits", "--output", tmp_path / "run") == 0
+    assert read_yaml(tmp_path / "run" / "args.yaml")["data"] is None and len(metrics(tmp_path / "run")) == 1
 
 
 def test_teacher_is_the_supernets_largest_subnet(setup):

@@ -128,9 +128,10 @@ def get_dataset(name: str, root: str | Path | None, split: str, transform: Calla
         raise ValueError(f"{name}: unknown split {split!r}; choose 'train' or 'test'")
     if name == "digits":
         if root is not None and str(root) != "":  # a forgotten --dataset would otherwise search digits silently
+            # not "digits is --dataset's default": true of msunas.py, false of train_cifar.py (cifar10), ...
             raise ValueError(f"--data {root}: the data set is digits, scikit-learn's built-in one, which reads no "
-                             f"folder (digits is --dataset's default); for the data set in {root}, name it with "
-                             f"--dataset")
+                             f"folder; for the data set in {root}, name it with --dataset (a script whose --dataset "
+                             f"defaults to digits reads digits when --dataset is left out)")
         return load_digits_dataset(None, split, transform)
     if root is None or str(root) == "":
         raise ValueError(f"{name}: no data folder given; expected {info.layout}")
