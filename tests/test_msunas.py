@@ -918,6 +918,48 @@ def test_a_resume_refuses_a_supernet_replaced_since_the_run_began(tmp_path):
     assert stored["supernet_identity"]["size"] == weights.stat().st_size
 
 
+def test_a_resume_refuses_data_of_other_classes_and_warns_of_other_images(tmp_path):
+    # --data may change on a resume (the data moved), but one of the same class count and other classes was taken:
+    # the rest of the archive was scored on another task, mixed with the first's scores (args.yaml held n_classes)
+    import shutil
+
+    import yaml
+
+    from tests.data_fixtures import write_image_folder
+
+    weights, save = tmp_path / "sn.pth", tmp_path / "run"
+    _random_supernet(weights, 1)
+    msunas(*_folder_supernet_run(tmp_path, weights), "--save", save)
+    other = tmp_path / "other"
+    write_image_folder(other, ["train", "test"], ["a", "b", "z"], per_class=6, size=(36, 40), seed=9)
+    before = {p: p.read_bytes() for p in save.rglob("*") if p.is_file()}
+    out = msunas("--resume", save, "--data", other, "--iterations", "1", check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --resume {save}: {other} holds other classes than the run's data set (the run's class c is "
+        f"missing, z is new), so the rest of the archive would be scored on another task; give the run's data (or a "
+        f"copy of it) as --data, or start a new run (another --save)"], out.stderr
+    assert {p: p.read_bytes() for p in save.rglob("*") if p.is_file()} == before  # not even the log touched
+    stored = yaml.safe_load((save / "args.yaml").read_text())
+    assert stored["data_identity"]["classes"] == ["a", "b", "c"] and stored["data_identity"]["n_images"] == 18
+    old_run = tmp_path / "old"  # a run of an earlier version: nothing recorded, resumed unchecked
+    shutil.copytree(save, old_run)
+    (old_run / "args.yaml").write_text(yaml.safe_dump({k: v for k, v in stored.items() if k != "data_identity"},
+                                                      sort_keys=False))
+    msunas("--resume", old_run, "--data", other, "--iterations", "1")
+    moved = tmp_path / "moved"  # the same data elsewhere: resumed without a word
+    shutil.copytree(tmp_path / "data", moved)
+    out = msunas("--resume", save, "--data", moved, "--iterations", "1")
+    assert "warning" not in out.stderr and (save / "iter_1.stats").is_file()
+    first = sorted((moved / "train").rglob("*.png"))[0]  # one image more: warned of (in log.txt too), not refused
+    shutil.copy(first, first.with_name("extra.png"))
+    out = msunas("--resume", save, "--data", moved, "--iterations", "2")
+    warning = (f"--resume {save}: the training images in {moved} differ from the run's (18 then, 19 now; the same "
+               f"classes): the validation hold-out holds other images now, so the rest of the archive is scored on "
+               f"them; restore the run's images for scores comparable with the earlier ones")
+    assert f"warning: {warning}\n" in out.stderr and warning in (save / "log.txt").read_text()
+    assert (save / "iter_2.stats").is_file()
+
+
 def test_a_run_that_trained_its_own_supernet_resumes_and_refuses_one_trained_anew(tmp_path):
     # a run without --supernet_path uses SAVE/supernet/checkpoint.pth; here one written as train_supernet leaves a
     # finished one (20 epochs would take minutes), which the run reuses

@@ -225,6 +225,31 @@ def test_evaluator_trains_a_supernet_when_none_is_given(folder_data, tmp_path, c
     assert other.evaluate(subnet)["top1"] == stats["top1"]
 
 
+def test_a_supernet_of_as_many_other_images_is_not_said_to_have_a_moved_split(folder_data, tmp_path):
+    # a class renamed (c -> z), as many images: the warning said "(18 then, 18 now): the split moved", though the
+    # split's indices are the same and the supernet may have trained on another data set
+    import shutil
+
+    from codebase.evaluators.supernet import SupernetEvaluator
+    from codebase.supernet_training import _save, build_training_supernet, training_set_fingerprint
+
+    config = SupernetTrainConfig(**TINY, data=str(folder_data), n_classes=3).resolved()
+    path = tmp_path / "checkpoint.pth"
+    _save(path, build_training_supernet(config), config, config.epochs, [], None, None,
+          training_set_fingerprint("folder", folder_data))
+    renamed = tmp_path / "renamed"
+    shutil.copytree(folder_data, renamed)
+    for split in ("train", "test"):
+        (renamed / split / "c").rename(renamed / split / "z")
+    options = {"dataset": "folder", "data": str(renamed), "resolutions": [24, 32], "vld_size": 6, "bn_size": 12,
+               "device": "cpu", "supernet_path": str(path)}
+    with pytest.warns(UserWarning) as said:
+        SupernetEvaluator(**options)
+    assert [str(w.message) for w in said] == [
+        f"{path} was trained on other training images (as many, 18, but other class names, labels or file names): "
+        f"it may have trained on another data set, or on the validation images"]
+
+
 def test_a_checkpoint_of_an_earlier_versions_seeded_hold_out_is_not_reused(folder_data, tmp_path):
     # earlier versions drew the hold-out with the training seed; with seed 3 it held out other images
     from codebase.io import save_torch

@@ -267,10 +267,16 @@ class SupernetEvaluator:
         elif "train_set" in trained:
             # same split settings, but images added, removed or renamed since shift every index of the split
             now = training_set_fingerprint(self.dataset, self.data)
-            if trained["train_set"].get("sha256") != now["sha256"]:
-                warnings.warn(f"{self.supernet_path} was trained on other training images "
-                              f"({trained['train_set'].get('n_images')} then, {now['n_images']} now): the split "
-                              f"moved, so it may have trained on the validation images", stacklevel=2)
+            then = trained["train_set"].get("n_images")
+            if trained["train_set"].get("sha256") == now["sha256"]:
+                return
+            if then != now["n_images"]:
+                counts, risk = f"{then} then, {now['n_images']} now", "the split moved, so it may have trained on"
+            else:  # the same count: the split's indices are the same, the images under them are not
+                counts = f"as many, {then}, but other class names, labels or file names"
+                risk = "it may have trained on another data set, or on"
+            warnings.warn(f"{self.supernet_path} was trained on other training images ({counts}): {risk} the "
+                          f"validation images", stacklevel=2)
 
     def _check_finished(self) -> None:
         """Warn when a train_supernet.py checkpoint has fewer epochs done than planned (the training was stopped or
