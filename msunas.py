@@ -464,14 +464,17 @@ def check_new_run(args: argparse.Namespace, save: Path) -> None:
 
 
 def remove_empty_start(save: Path, fresh_folder: bool, fresh_log: bool, fresh_lock: bool = False) -> None:
-    """After a bad-input error: remove the empty log.txt, the lock file (and the folder) this start created, so a
-    refused command leaves nothing behind; a log with content (a supernet was being trained) stays."""
+    """After a bad-input error before the first iteration: remove the log.txt, the lock file (and the folder) this
+    start created, so a refused command leaves nothing behind, even where the log holds a warning or a note said on
+    the way (a data set's changed images, a supernet's new head) before a corrupt image or a refusal stopped it.
+    Beside SAVE/supernet the log stays: a supernet was being trained (or reused), which running the command again
+    continues."""
     from codebase.io import remove_new_paths
 
     log_file = save / "log.txt"
-    empty_log = fresh_log and log_file.is_file() and log_file.stat().st_size == 0
+    own_log = fresh_log and log_file.is_file() and not (save / "supernet").exists()
     lock = [save / LOCK_NAME] * (fresh_lock or fresh_folder)
-    remove_new_paths([save] * fresh_folder + [log_file] * empty_log + lock, loggers=("msunas",))
+    remove_new_paths([save] * fresh_folder + [log_file] * own_log + lock, loggers=("msunas",))
     logging.getLogger("msunas").handlers.clear()  # the console handler too: a next start sets up its own
 
 

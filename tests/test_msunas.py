@@ -960,6 +960,43 @@ def test_a_resume_refuses_data_of_other_classes_and_warns_of_other_images(tmp_pa
     assert (save / "iter_2.stats").is_file()
 
 
+def test_a_start_refused_after_a_warning_or_a_note_leaves_no_log(tmp_path):
+    # the warning of a supernet trained on other images (or the note of a new head) was in log.txt when a corrupt
+    # image (or the refusal of an untrained head) stopped the start: the log, with its folder, was left behind; and
+    # with --quiet the note was a second line before the error
+    import shutil
+
+    from codebase.supernet_training import SupernetTrainConfig, _save, build_training_supernet, training_set_fingerprint
+
+    flags = _folder_supernet_run(tmp_path)
+    data = tmp_path / "data"
+    config = SupernetTrainConfig(dataset="folder", data=str(data), n_classes=3, resolutions=(24, 32), vld_size=6,
+                                 epochs=1).resolved()
+    trained = tmp_path / "trained.pth"
+    _save(trained, build_training_supernet(config), config, 1, [], None, None, training_set_fingerprint("folder", data))
+    grown = tmp_path / "grown"  # one image more, a corrupt one
+    shutil.copytree(data, grown)
+    bad = grown / "train" / "a" / "zz.png"
+    bad.write_bytes(b"not an image" * 20)
+    at = flags.index("--data") + 1
+    save, mine = tmp_path / "run", tmp_path / "mine"
+    mine.mkdir()  # a folder of the user's: kept, and left as it was
+    for folder in (save, mine):
+        out = msunas(*flags[:at], grown, *flags[at + 1:], "--supernet_path", trained, "--save", folder, check=False)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and lines[-1] == f"error: {bad}: not a readable image (UnidentifiedImageError)"
+        assert len(lines) == 2 and "was trained on other training images (18 then, 19 now)" in lines[0], lines
+    assert not save.exists() and mine.is_dir() and not any(mine.iterdir())
+    ten = tmp_path / "ten.pth"  # a 10-class head for a 3-class task, scored untrained: refused
+    _random_supernet(ten, 1, n_classes=10)
+    out = msunas(*flags, "--supernet_path", ten, "--save", save, check=False)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        f"error: --supernet_path {ten}: its classifier has another class count than the task's 3, so every subnet "
+        f"would be scored with an untrained head; fine-tune each subnet (--n_epochs 1 or more) or train a supernet "
+        f"for this task (omit --supernet_path)"], out.stderr
+    assert not save.exists()
+
+
 def test_a_run_that_trained_its_own_supernet_resumes_and_refuses_one_trained_anew(tmp_path):
     # a run without --supernet_path uses SAVE/supernet/checkpoint.pth; here one written as train_supernet leaves a
     # finished one (20 epochs would take minutes), which the run reuses

@@ -157,10 +157,7 @@ def load_supernet(path: str | Path, width_mult: float, n_classes: int) -> nn.Mod
             torch.manual_seed(0)
             supernet = build_supernet(width_mult, n_classes)
         state, _TRAINED_WITH[str(path.resolve())] = _checkpoint_state(path)
-        supernet.new_head = _load_state(supernet, state, path)
-        if supernet.new_head:
-            log.info("supernet %s: new head of %d classes (the checkpoint's head has another class count)",
-                     path, n_classes)
+        supernet.new_head = _load_state(supernet, state, path)  # said by the evaluator, once it accepts it
         _SUPERNETS.clear()  # one supernet in memory at a time
         _SUPERNETS[key] = supernet.eval()
     return _SUPERNETS[key]
@@ -236,6 +233,9 @@ class SupernetEvaluator:
                              f"task's {self.n_classes}, so every subnet would be scored with an untrained head; "
                              f"fine-tune each subnet (--n_epochs 1 or more) or train a supernet for this task "
                              f"(omit --supernet_path)")
+        if self.supernet.new_head:  # not before the refusal above: a refused start says one line
+            log.info("supernet %s: new head of %d classes (the checkpoint's head has another class count)",
+                     supernet_path, self.n_classes)
         if given:
             self._check_training_split()
             self._check_finished()
