@@ -25,7 +25,9 @@ from codebase.cli import (
     changed_settings,
     check_ranges,
     check_resume_save,
+    check_storable,
     check_stored_types,
+    flag_names,
     flags_given,
     run_main,
     stored_arguments,
@@ -412,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         if note and os.environ.get("RANK", "0") == "0":  # once, not by every torchrun rank
             print(note, file=sys.stderr)
         check_args(args)  # before torch is imported: a bad flag is said in a second
+        # a path args.yaml cannot hold (not UTF-8) is said now, not after the evaluator's minutes of loading
+        check_storable(absolute_paths({k: v for k, v in vars(args).items() if k not in ("resume", "quiet")}),
+                       flag_names(build_parser()))
         check_supernet_unchanged(args)  # before a supernet is loaded (or, gone from the run, trained anew)
         check_data_unchanged(args)  # before its images are decoded
         if args.n_gpus is not None and args.n_gpus < 1:

@@ -34,6 +34,7 @@ from codebase.cli import (
     changed_settings,
     check_ranges,
     check_resume_save,
+    check_storable,
     check_stored_types,
     check_unused,
     flag_names,
@@ -200,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.net_type == "macro" and not other_local_rank():
             warn_ignored_macro_flags(args.arch, given)
         args = resolve(args, given)
+        # a path the run's args.yaml cannot hold (not UTF-8): said before the run folder is made
+        check_storable({k: v for k, v in vars(args).items() if k != "resume"}, flag_names(build_parser()))
     except ValueError as e:  # every process of a torchrun job finds the same: said once per machine
         raise ArgumentsError(str(e)) from None
     stats = finetune(args)

@@ -28,6 +28,7 @@ from codebase.cli import (
     absolute_path,
     changed_settings,
     check_ranges,
+    check_storable,
     check_stored_types,
     check_unused,
     flag_names,
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ArgumentsError("--mixup/--cutmix need an even --batch-size")
     try:
         names = flag_names(build_parser())
+        check_storable({k: v for k, v in vars(args).items() if k != "resume"}, names)  # args.yaml must hold them
         check_ranges(args, RANGES, names)
         check_unused(given, unused_flags(args), names)
         if args.remode.lower() not in REMODES:  # timm's bare assertion came after the weights were loaded

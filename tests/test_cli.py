@@ -358,3 +358,32 @@ def test_check_storable_names_the_flag_whose_path_args_yaml_cannot_hold():
         check_storable({"data": "/tmp/x", "init": os.fsdecode(b"/w/d\xe9ta/s.pth")})
     with pytest.raises(ValueError, match=r"^--model-config /w/\\xff\\xfe: "):
         check_storable({"model_config": os.fsdecode(b"/w/\xff\xfe")}, {"model_config": "--model-config"})
+
+
+@pytest.mark.parametrize("script, argv", [
+    ("msunas.py", ["--dataset", "folder", "--data", "DATA", "--save", "OUT", "--n_doe", "4", "--iterations", "0"]),
+    ("train_cifar.py", ["--dataset", "folder", "--data", "DATA", "--save", "OUT", "--epochs", "1"]),
+    ("train_imagenet.py", ["DATA", "--dataset", "folder", "--model-config", "CONFIG", "--output", "OUT",
+                           "--epochs", "1"]),
+])
+def test_a_data_path_that_is_not_utf8_is_refused_before_a_run_folder_is_made(tmp_path, script, argv):
+    """Each tool that writes an args.yaml refuses a --data path YAML cannot hold in one line, before its run folder
+    exists (written, every --resume of the run would refuse its args.yaml as corrupt)."""
+    import os
+    import subprocess
+    import sys
+
+    data = os.path.join(os.fsencode(tmp_path), b"d\xe9ta")
+    for split in (b"train", b"test"):
+        os.makedirs(os.path.join(data, split, b"cat"))
+    config = tmp_path / "net.config"
+    config.write_text(json.dumps({"name": "MobileNetV3"}))
+    out = tmp_path / "run"
+    fill = {"DATA": data, "OUT": os.fsencode(out), "CONFIG": os.fsencode(config)}
+    command = [os.fsencode(sys.executable), os.fsencode(ROOT / script), *(fill.get(a, a.encode()) for a in argv)]
+    done = subprocess.run(command, capture_output=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    err = done.stderr.decode(errors="replace").strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(err) == 1 and "d\\xe9ta" in err[0] and "not UTF-8 text, which the run's args.yaml cannot hold" in err[0]
+    assert not out.exists()
