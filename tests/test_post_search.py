@@ -754,13 +754,9 @@ def test_a_rerun_after_a_kill_mid_write_removes_the_temporaries_it_left(tmp_path
         in capsys.readouterr().out
 
 
-def test_supernet_export_of_the_original_tools_run_takes_dataset_and_width_from_flags(tmp_path, monkeypatch):
-    """A run without args.yaml (the original tool's) records neither its data set nor its supernet's width: the
-    export silently took digits and width 1.0, so a w1.2 supernet (the original's ImageNet one) failed with
-    "check --width_mult", a flag post_search refused. Now --dataset is required for such a run and --width_mult
-    is accepted; a run with args.yaml keeps its own width."""
-    import post_search as script
-
+def fake_supernet_export(monkeypatch) -> list[dict]:
+    """codebase.evaluators.supernet replaced by an exporter that writes placeholder net.config / net.inherited
+    files, with no supernet or data: returns the list of the arguments each evaluator was built with."""
     built = []
 
     def cached_evaluator(args):
@@ -773,6 +769,17 @@ def test_supernet_export_of_the_original_tools_run_takes_dataset_and_width_from_
 
     monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet",
                         types.SimpleNamespace(export_subnet=export_subnet, cached_evaluator=cached_evaluator))
+    return built
+
+
+def test_supernet_export_of_the_original_tools_run_takes_dataset_and_width_from_flags(tmp_path, monkeypatch):
+    """A run without args.yaml (the original tool's) records neither its data set nor its supernet's width: the
+    export silently took digits and width 1.0, so a w1.2 supernet (the original's ImageNet one) failed with
+    "check --width_mult", a flag post_search refused. Now --dataset is required for such a run and --width_mult
+    is accepted; a run with args.yaml keeps its own width."""
+    import post_search as script
+
+    built = fake_supernet_export(monkeypatch)
     expr = make_run(tmp_path / "run", ["top1_err", "flops"], LINE)
     (tmp_path / "run" / "args.yaml").unlink()
     base = ["--expr", str(expr), "-n", "1", "--supernet_path", "sn.pth"]
@@ -805,15 +812,7 @@ def test_an_export_from_another_supernet_or_data_set_than_the_runs_is_said(tmp_p
     import post_search as script
     from codebase.io import file_identity
 
-    def cached_evaluator(args):
-        return types.SimpleNamespace(space=types.SimpleNamespace(validate=lambda subnet: subnet))
-
-    def export_subnet(args, subnet, folder, evaluator):
-        (Path(folder) / "net.config").write_text("{}")
-        (Path(folder) / "net.inherited").write_bytes(b"w")
-
-    monkeypatch.setitem(sys.modules, "codebase.evaluators.supernet",
-                        types.SimpleNamespace(export_subnet=export_subnet, cached_evaluator=cached_evaluator))
+    fake_supernet_export(monkeypatch)
     weights, other = tmp_path / "sn.pth", tmp_path / "other.pth"
     weights.write_bytes(b"the weights searched with")
     other.write_bytes(b"other weights")
