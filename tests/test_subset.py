@@ -115,3 +115,15 @@ def test_order_of_the_complexity_objectives_does_not_decide_the_picks(method):
     swap = [0, 2, 1]  # --sec_obj params,flops instead of flops,params
     assert select_subset(method, C[:, swap], archive[:, swap], 8, ref[swap]).tolist() == \
         select_subset(method, C, archive, 8, ref).tolist()
+
+
+def test_surrogate_quality_of_equal_values_is_null_with_the_reason():
+    """Two new evaluations of equal true error leave rho and tau undefined: null, and the stats say why."""
+    from codebase.search.engine import model_quality
+
+    q = model_quality(np.array([10.0, 12.0]), np.array([87.456, 87.456]), 2)
+    assert q["rho"] is None and q["tau"] is None
+    assert q["rmse"] == pytest.approx(np.sqrt((77.456 ** 2 + 75.456 ** 2) / 2))
+    assert q["reason"] == "the new evaluations' true values are all equal: rank correlation undefined"
+    q = model_quality(np.array([10.0, 12.0, 11.0]), np.array([20.0, 30.0, 25.0]), 3)
+    assert q["tau"] == pytest.approx(1.0) and "reason" not in q

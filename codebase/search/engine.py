@@ -459,8 +459,12 @@ def model_quality(pred: np.ndarray, truth: np.ndarray, n_planned: int) -> dict[s
                 "reason": "1 new evaluation: rank correlations need at least 2"}
     from acc_predictor import correlation
 
-    # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN
-    return {k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, truth).items()}
+    # an undefined correlation (constant predictions or truth) is null, not JSON's non-standard NaN, with the reason
+    out = {k: float(v) if np.isfinite(v) else None for k, v in correlation(pred, truth).items()}
+    if None in out.values():
+        which = "true values" if np.ptp(truth) == 0 else "predictions" if np.ptp(pred) == 0 else "values"
+        out["reason"] = f"the new evaluations' {which} are all equal: rank correlation undefined"
+    return out
 
 
 def _quality_text(q: dict[str, Any]) -> str:
