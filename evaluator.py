@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", "--img_size", dest="img_size", type=int, help="input resolution (default: subnet's r)")
     p.add_argument("--width", "--width_mult", dest="width_mult", type=float, default=None, choices=(1.0, 1.2),
                    help="width of the OFA supernet (default 1.0)")
-    p.add_argument("--n_classes", type=int, default=None, help="classes of the head (default 1000; NSGA-Net: 10)")
+    p.add_argument("--n_classes", type=int, default=None,
+                   help="classes of the head (default: the data set's; with --profile 1000, NSGA-Net 10)")
     ev = p.add_argument_group("evaluating an OFA subnet (without --profile)")
     ev.add_argument("--dataset", default=None,
                     help="data set name (see codebase/data; default digits); with --profile: its class count")
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bn_size", type=int, default=2000, help="training images for batch-norm recalibration")
     ev.add_argument("--test", action="store_true", help="score on the test set")
     ev.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    ev.add_argument("--measure", nargs="*", default=[], choices=("cpu", "gpu"), help="also measure latency here")
+    ev.add_argument("--measure", nargs="+", default=[], choices=("cpu", "gpu"),
+                    help="also measure latency here: cpu, gpu or both (a bare --measure named none)")
     ev.add_argument("--save", help="write the stats to this file (net.stats)")
     ev.add_argument("--save_config", metavar="DIR", help="write DIR/net.config and DIR/net.inherited")
     add_nsganet_network_args(p, "NSGA-Net networks (with --profile)")
