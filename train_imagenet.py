@@ -18,6 +18,7 @@ Writes DIR/args.yaml, DIR/checkpoint.pth, DIR/model.pth ({"state_dict", "state_d
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", dest="img_size", type=int, default=None, help="default: the config's r")
     p.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=128, help="per process")
     p.add_argument("-vb", "--validation-batch-size", dest="validation_batch_size", type=int, default=256)
-    p.add_argument("-j", "--workers", type=int, default=6)
+    # timm's 6 loader processes, but no more than the machine's cores (torch warned of 6 on 2 cores every epoch)
+    p.add_argument("-j", "--workers", type=int, default=min(6, os.cpu_count() or 1),
+                   help="data loader processes (default: 6, at most the machine's cores)")
     p.add_argument("--epochs", type=int, default=450)
     p.add_argument("--opt", default="rmsproptf", help="timm optimizer name (rmsproptf, sgd, adamw, ...)")
     p.add_argument("--opt-eps", dest="opt_eps", type=float, default=None)
