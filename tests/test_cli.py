@@ -387,3 +387,18 @@ def test_a_data_path_that_is_not_utf8_is_refused_before_a_run_folder_is_made(tmp
     assert done.returncode == 2, done.stderr
     assert len(err) == 1 and "d\\xe9ta" in err[0] and "not UTF-8 text, which the run's args.yaml cannot hold" in err[0]
     assert not out.exists()
+
+
+def test_a_bare_measure_is_a_usage_error_not_an_empty_measurement(capsys):
+    """`evaluator.py --measure` with no device measured nothing and said nothing (nargs='*')."""
+    err = _usage_error(capsys, "evaluator", ["--subnet", "s.subnet", "--measure"])
+    assert "--measure" in err
+    assert _parse("evaluator", ["--subnet", "s.subnet", "--measure", "cpu"]).measure == ["cpu"]
+
+
+def test_train_imagenets_default_loader_processes_fit_the_machine():
+    """timm's default of 6 loader processes made torch warn every epoch on machines of fewer cores."""
+    import os
+
+    workers = _parse("train_imagenet", ["DATA", "--model-config", "net.config"]).workers
+    assert workers == min(6, os.cpu_count() or 1)
