@@ -71,8 +71,8 @@ def run(models: list[str], n_trains: list[int], n_test: int, seeds: int, oracle:
     return rows
 
 
-def table(rows: list[dict], models: list[str], n_trains: list[int]) -> str:
-    lines = ["| model | n | tau | rmse | fit s | predict s (2,000) |", "|---|---|---|---|---|---|"]
+def table(rows: list[dict], models: list[str], n_trains: list[int], n_test: int = 2000) -> str:
+    lines = [f"| model | n | tau | rmse | fit s | predict s ({n_test:,}) |", "|---|---|---|---|---|---|"]
     for n in n_trains:
         for name in models:
             sel = [r for r in rows if r["model"] == name and r["n"] == n]
@@ -105,7 +105,7 @@ def main() -> None:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(table(rows, args.models, args.n_train))
+    print(table(rows, args.models, args.n_train, args.n_test))
     if args.json:
         write_json(args.json, rows, indent=1)
 
