@@ -918,6 +918,7 @@ def test_a_resume_refuses_a_supernet_replaced_since_the_run_began(tmp_path):
     assert stored["supernet_identity"]["size"] == weights.stat().st_size
 
 
+@pytest.mark.slow  # about 25-45 s: several digits supernet searches
 def test_a_resume_refuses_data_of_other_classes_and_warns_of_other_images(tmp_path):
     # --data may change on a resume (the data moved), but one of the same class count and other classes was taken:
     # the rest of the archive was scored on another task, mixed with the first's scores (args.yaml held n_classes)
@@ -997,6 +998,7 @@ def test_a_start_refused_after_a_warning_or_a_note_leaves_no_log(tmp_path):
     assert not save.exists()
 
 
+@pytest.mark.slow  # about 25-45 s: several digits supernet searches
 def test_a_run_that_trained_its_own_supernet_resumes_and_refuses_one_trained_anew(tmp_path):
     # a run without --supernet_path uses SAVE/supernet/checkpoint.pth; here one written as train_supernet leaves a
     # finished one (20 epochs would take minutes), which the run reuses
