@@ -384,7 +384,8 @@ def setup_logging(save: Path, quiet: bool) -> None:
     logger = logging.getLogger("msunas")
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
-    file = logging.FileHandler(save / "log.txt")
+    # a message naming a file whose name is not UTF-8 (a failed evaluation's) is written escaped, not a logging error
+    file = logging.FileHandler(save / "log.txt", encoding="utf-8", errors="backslashreplace")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(file)
     if quiet:

@@ -159,7 +159,8 @@ def _train(args: argparse.Namespace, argv: list[str] | None, parser: argparse.Ar
         if not args.resume or args.data is not None:
             write_yaml(save / "args.yaml", config.to_dict())
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", filename=save / "log.txt", encoding="utf-8",
+                        errors="backslashreplace")  # a file name that is not UTF-8 is logged escaped
     try:
         path = train_supernet(config, save, device=args.device, progress=not args.quiet,
                               num_workers=args.num_workers, on_accepted=store_settings)

@@ -1129,3 +1129,23 @@ def test_an_nsga2_run_begun_with_the_surrogate_flags_still_resumes(tmp_path):
     out = msunas("--resume", save, "--iterations", "2", check=False)
     assert out.returncode == 0, out.stderr
     assert len(load(save / "iter_2.stats")["archive"]) == 12 + 2 * 4
+
+
+def test_the_log_writes_a_message_naming_a_file_that_is_not_utf8_escaped(tmp_path, capsys):
+    """A failed evaluation's message may name an image whose name is not UTF-8 (b'b\\xe9d.jpg'): the log file's
+    handler printed a '--- Logging error ---' traceback for each one instead of writing it."""
+    import logging
+    import os
+
+    import msunas
+
+    msunas.setup_logging(tmp_path, quiet=False)
+    logger = logging.getLogger("msunas")
+    try:
+        logger.warning("evaluation failed: %s: cannot identify image file", os.fsdecode(b"/d/train/dog/b\xe9d.jpg"))
+    finally:
+        for handler in list(logger.handlers):
+            handler.close()
+            logger.removeHandler(handler)
+    assert "Logging error" not in capsys.readouterr().err
+    assert "/d/train/dog/b\\udce9d.jpg: cannot identify image file" in (tmp_path / "log.txt").read_text()
