@@ -1141,9 +1141,11 @@ def test_the_log_writes_a_message_naming_a_file_that_is_not_utf8_escaped(tmp_pat
 
     msunas.setup_logging(tmp_path, quiet=False)
     logger = logging.getLogger("msunas")
+    logger.propagate = False  # pytest's capture would hand the record to xdist, which cannot send lone surrogates
     try:
         logger.warning("evaluation failed: %s: cannot identify image file", os.fsdecode(b"/d/train/dog/b\xe9d.jpg"))
     finally:
+        logger.propagate = True
         for handler in list(logger.handlers):
             handler.close()
             logger.removeHandler(handler)
